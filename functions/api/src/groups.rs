@@ -1,0 +1,147 @@
+//! The group routes: register, list, show, remove, adopt an instance.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use spotkeeper::Deps;
+use spotkeeper::fleet::{GROUP_TAG, Group, GroupKind, GroupName, Member};
+use spotkeeper::history::History;
+use spotkeeper::online::bring_online;
+use spotkeeper::plan;
+
+use crate::Api;
+use crate::body::{AdoptBody, Registration, Strict, check_instance_id};
+use crate::register::{self, Registered, adoptable};
+use crate::reply::ApiError;
+
+type Reply = Result<(StatusCode, Json<Value>), ApiError>;
+
+fn view(group: &Group, members: &[Member]) -> Value {
+    let mut view = serde_json::to_value(group).unwrap_or_else(|_| json!({"name": group.name}));
+    if let GroupKind::Standalone(spec) = &group.kind {
+        // The pools the group launches into: its types in its subnets, within its volumes' AZ.
+        let pools = plan::pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
+        view["pools"] = json!(pools);
+    }
+    view["members"] = json!(members);
+    view
+}
+
+fn group_name(name: String) -> Result<GroupName, ApiError> {
+    GroupName::try_from(name.clone()).map_err(|_| ApiError::not_found(format!("no group named {name:?}")))
+}
+
+async fn load(deps: &Deps, name: String) -> Result<(Group, Vec<Member>), ApiError> {
+    let name = group_name(name)?;
+    let (group, members) = futures::try_join!(deps.store.group(&name), deps.store.members(&name))?;
+    let group = group.ok_or_else(|| ApiError::not_found(format!("no group named {name}")))?;
+    Ok((group, members))
+}
+
+pub async fn register(State(api): State<Arc<Api>>, Strict(body): Strict<Value>) -> Reply {
+    let deps = &api.deps;
+    let mut history = History::new(deps);
+    let Registered { group, members, warnings } = match Registration::from_json(body)? {
+        Registration::Asg(body) => register::asg(deps, body, &mut history).await?,
+        Registration::Standalone(body) => register::standalone(deps, body, &mut history).await?,
+    };
+    history.write(deps, &group.name).await;
+    let mut view = view(&group, &members);
+    if !warnings.is_empty() {
+        view["warnings"] = json!(warnings);
+    }
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+pub async fn list(State(api): State<Arc<Api>>) -> Reply {
+    let deps = &api.deps;
+    let groups = deps.store.groups().await?;
+    let members = futures::future::try_join_all(groups.iter().map(|g| deps.store.members(&g.name))).await?;
+    let views: Vec<Value> = groups.iter().zip(&members).map(|(g, m)| view(g, m)).collect();
+    Ok((StatusCode::OK, Json(json!({ "groups": views }))))
+}
+
+pub async fn show(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Reply {
+    let (group, members) = load(&api.deps, name).await?;
+    let history = api.deps.store.history(&group.name, 20).await?;
+    let mut view = view(&group, &members);
+    view["recent_events"] = json!(history);
+    Ok((StatusCode::OK, Json(view)))
+}
+
+/// Stops managing a group. Its instances keep running; spotkeeper's tag comes off them.
+pub async fn remove(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Reply {
+    let deps = &api.deps;
+    let (group, members) = load(deps, name).await?;
+    let ids: Vec<String> = members.iter().map(|m| m.instance_id.clone()).collect();
+    if let GroupKind::Standalone(_) = group.kind {
+        let existing: Vec<String> = deps.clients.ec2.instances(&ids).await?.into_iter().map(|f| f.instance_id).collect();
+        deps.clients.ec2.untag(&existing, GROUP_TAG).await?;
+    }
+    deps.store.delete_group(&group.name, &members).await?;
+    let mut history = History::new(deps);
+    history.note(None, "group-removed", format!("group removed; its {} instances keep running, unmanaged", ids.len()));
+    history.write(deps, &group.name).await;
+    Ok((StatusCode::OK, Json(json!({"removed": group.name, "released": ids, "terminated": []}))))
+}
+
+/// Adopts a running instance into a group.
+pub async fn adopt(State(api): State<Arc<Api>>, Path(name): Path<String>, Strict(body): Strict<AdoptBody>) -> Reply {
+    let deps = &api.deps;
+    let (group, members) = load(deps, name).await?;
+    check_instance_id("instance_id", &body.instance_id)?;
+    let facts = adoptable(deps, &group.name, "instance_id", std::slice::from_ref(&body.instance_id))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::unknown_reference("instance_id", format!("instance {} does not exist", body.instance_id)))?;
+    match &group.kind {
+        GroupKind::Asg(spec) => {
+            if facts.tag("aws:autoscaling:groupName") != Some(spec.asg_name.as_str()) {
+                return Err(ApiError::unknown_reference(
+                    "instance_id",
+                    format!("instance {} is not in Auto Scaling group {}", facts.instance_id, spec.asg_name),
+                ));
+            }
+        }
+        GroupKind::Standalone(spec) => {
+            if !spec.subnets.iter().any(|s| Some(&s.id) == facts.subnet_id.as_ref()) {
+                return Err(ApiError::unknown_reference(
+                    "instance_id",
+                    format!("instance {} is not in one of the group's subnets", facts.instance_id),
+                ));
+            }
+            if spec.volume_zone.as_ref().is_some_and(|z| z != &facts.availability_zone) {
+                return Err(ApiError::unknown_reference(
+                    "instance_id",
+                    format!("instance {} is in {}, not in the AZ of the group's data volumes", facts.instance_id, facts.availability_zone),
+                ));
+            }
+            if members.len() >= spec.capacity as usize {
+                return Err(ApiError::conflict(format!(
+                    "group {} already has its capacity of {} instances: remove one or raise the capacity first",
+                    group.name, spec.capacity
+                )));
+            }
+        }
+    }
+    let member = facts.clone().into_member(false);
+    deps.store.add_members(&group.name, std::slice::from_ref(&member)).await?;
+    let mut history = History::new(deps);
+    history.note(Some(&member.instance_id), "instance-adopted", format!("adopted {} ({})", member.instance_id, member.market));
+    if let GroupKind::Standalone(spec) = &group.kind {
+        deps.clients.ec2.tag(std::slice::from_ref(&member.instance_id), GROUP_TAG, group.name.as_str()).await?;
+        if facts.state == "running" {
+            let all: Vec<Member> = members.iter().cloned().chain([member.clone()]).collect();
+            let online = bring_online(&deps.clients, spec, &member.instance_id, &all).await?;
+            for (kind, line) in online.lines() {
+                history.note(Some(&member.instance_id), kind, line);
+            }
+        }
+    }
+    history.write(deps, &group.name).await;
+    Ok((StatusCode::CREATED, Json(json!(member))))
+}

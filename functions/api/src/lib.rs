@@ -1,0 +1,94 @@
+//! `api`: the HTTP API behind API Gateway (payload v2). Every route but `GET /healthz` takes the
+//! bearer token.
+
+mod body;
+mod groups;
+mod register;
+pub mod reply;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sha2::{Digest, Sha256};
+use spotkeeper::config::{Config, ConfigError, Secret};
+use spotkeeper::Deps;
+use subtle::ConstantTimeEq;
+
+use crate::reply::ApiError;
+
+/// What the routes share: the dependencies and the token callers must present.
+#[derive(Debug)]
+pub struct Api {
+    pub deps: Deps,
+    pub token: Secret,
+}
+
+impl Api {
+    /// Reads the API token once, from the environment or SSM; without one the API does not start.
+    pub async fn new(config: &Config, deps: Deps) -> Result<Self, ConfigError> {
+        let source = config
+            .api_token
+            .as_ref()
+            .ok_or(ConfigError::MissingSecret("SPOTKEEPER_API_TOKEN", "SPOTKEEPER_API_TOKEN_PARAM"))?;
+        let token = source.resolve(&deps.clients.ssm).await?;
+        Ok(Self { deps, token })
+    }
+}
+
+/// Compares digests so that neither the content nor the length of the token leaks through timing.
+fn token_matches(presented: &str, expected: &Secret) -> bool {
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(expected.expose().as_bytes());
+    a.ct_eq(&b).into()
+}
+
+async fn require_token(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if token_matches(token, &api.token) => next.run(request).await,
+        _ => {
+            let mut response = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send the API token as 'Authorization: Bearer <token>'",
+            )
+            .into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn no_route() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn wrong_method() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+}
+
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/groups", get(groups::list).post(groups::register))
+        .route("/groups/{name}", get(groups::show).delete(groups::remove))
+        .route("/groups/{name}/instances", post(groups::adopt))
+        .route_layer(middleware::from_fn_with_state(api.clone(), require_token))
+        .route("/healthz", get(healthz))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(body::MAX_BODY))
+        .with_state(api)
+}

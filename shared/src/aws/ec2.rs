@@ -1,0 +1,367 @@
+//! EC2: instances, launches, addresses, volumes, subnets, launch templates.
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{
+    DefaultTargetCapacityType, FleetLaunchTemplateConfigRequest,
+    FleetLaunchTemplateOverridesRequest, FleetLaunchTemplateSpecificationRequest,
+    FleetOnDemandAllocationStrategy, FleetType, Filter, Instance, InstanceLifecycle,
+    InstanceLifecycleType, InstanceType, OnDemandOptionsRequest, ResourceType,
+    SpotAllocationStrategy, SpotOptionsRequest, Tag, TagSpecification,
+    TargetCapacitySpecificationRequest,
+};
+use chrono::{DateTime, Utc};
+
+use super::AwsError;
+use crate::fleet::{InstanceFacts, LaunchTemplateRef, Market, Pool, Subnet};
+
+#[derive(Clone, Debug)]
+pub struct Ec2 {
+    client: Client,
+}
+
+/// What EC2 says about an EBS volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeFacts {
+    pub volume_id: String,
+    pub availability_zone: String,
+    /// `available`, `in-use`, ...
+    pub state: String,
+    /// (instance id, device) of each attachment.
+    pub attachments: Vec<(String, String)>,
+}
+
+/// One launch: a number of instances from a template into the best of some pools.
+#[derive(Debug, Clone)]
+pub struct LaunchRequest<'a> {
+    pub template: &'a LaunchTemplateRef,
+    pub pools: &'a [Pool],
+    pub count: u32,
+    pub market: Market,
+    pub tags: Vec<(String, String)>,
+    /// Makes a retried request launch nothing twice.
+    pub client_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchedInstance {
+    pub instance_id: String,
+    pub market: Market,
+    pub instance_type: String,
+    pub subnet_id: Option<String>,
+}
+
+/// An error EC2 reported for part of a launch (an instant fleet answers 200 with these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchError {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Launched {
+    pub instances: Vec<LaunchedInstance>,
+    pub errors: Vec<LaunchError>,
+}
+
+fn filter(name: &str, values: &[String]) -> Filter {
+    Filter::builder().name(name).set_values(Some(values.to_vec())).build()
+}
+
+fn chrono_time(t: &aws_sdk_ec2::primitives::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+fn facts(instance: Instance) -> Option<InstanceFacts> {
+    Some(InstanceFacts {
+        instance_id: instance.instance_id?,
+        market: match instance.instance_lifecycle {
+            Some(InstanceLifecycleType::Spot) => Market::Spot,
+            _ => Market::OnDemand,
+        },
+        instance_type: instance.instance_type.map(|t| t.as_str().to_string()).unwrap_or_default(),
+        availability_zone: instance
+            .placement
+            .and_then(|p| p.availability_zone)
+            .unwrap_or_default(),
+        subnet_id: instance.subnet_id,
+        state: instance
+            .state
+            .and_then(|s| s.name)
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default(),
+        launched_at: instance.launch_time.as_ref().and_then(chrono_time),
+        private_ip: instance.private_ip_address,
+        public_ip: instance.public_ip_address,
+        tags: instance
+            .tags
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+            .collect(),
+    })
+}
+
+fn is_not_found(err: AwsError) -> Result<bool, AwsError> {
+    if err.is_not_found() { Ok(false) } else { Err(err) }
+}
+
+impl Ec2 {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// The instances among `ids` that EC2 knows (an id it does not know is left out, not an error).
+    pub async fn instances(&self, ids: &[String]) -> Result<Vec<InstanceFacts>, AwsError> {
+        let mut found = Vec::with_capacity(ids.len());
+        // The instance-id filter takes at most 200 values.
+        for chunk in ids.chunks(200) {
+            let mut pages = self
+                .client
+                .describe_instances()
+                .filters(filter("instance-id", chunk))
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| AwsError::from_sdk("DescribeInstances", e))?;
+                found.extend(
+                    page.reservations
+                        .unwrap_or_default()
+                        .into_iter()
+                        .flat_map(|r| r.instances.unwrap_or_default())
+                        .filter_map(facts),
+                );
+            }
+        }
+        Ok(found)
+    }
+
+    pub async fn launch_template_exists(&self, template: &LaunchTemplateRef) -> Result<bool, AwsError> {
+        let request = self
+            .client
+            .describe_launch_templates()
+            .set_launch_template_ids(template.id.clone().map(|id| vec![id]))
+            .set_launch_template_names(template.name.clone().map(|n| vec![n]));
+        match request.send().await {
+            Ok(out) => Ok(!out.launch_templates.unwrap_or_default().is_empty()),
+            Err(e) => is_not_found(AwsError::from_sdk("DescribeLaunchTemplates", e)),
+        }
+    }
+
+    /// The subnets among `ids` that exist, with their AZs.
+    pub async fn subnets(&self, ids: &[String]) -> Result<Vec<Subnet>, AwsError> {
+        let out = self
+            .client
+            .describe_subnets()
+            .filters(filter("subnet-id", ids))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DescribeSubnets", e))?;
+        Ok(out
+            .subnets
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|s| Some(Subnet { id: s.subnet_id?, availability_zone: s.availability_zone? }))
+            .collect())
+    }
+
+    /// The volumes among `ids` that exist.
+    pub async fn volumes(&self, ids: &[String]) -> Result<Vec<VolumeFacts>, AwsError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .client
+            .describe_volumes()
+            .filters(filter("volume-id", ids))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DescribeVolumes", e))?;
+        Ok(out
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| {
+                Some(VolumeFacts {
+                    volume_id: v.volume_id?,
+                    availability_zone: v.availability_zone?,
+                    state: v.state.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    attachments: v
+                        .attachments
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|a| Some((a.instance_id?, a.device?)))
+                        .collect(),
+                })
+            })
+            .collect())
+    }
+
+    pub async fn address_exists(&self, allocation_id: &str) -> Result<bool, AwsError> {
+        match self.client.describe_addresses().allocation_ids(allocation_id).send().await {
+            Ok(out) => Ok(!out.addresses.unwrap_or_default().is_empty()),
+            Err(e) => is_not_found(AwsError::from_sdk("DescribeAddresses", e)),
+        }
+    }
+
+    /// Launches through one instant fleet request: EC2 picks among the pools
+    /// (price-capacity-optimized for Spot), so no price lookup sits in front of it.
+    pub async fn launch(&self, request: &LaunchRequest<'_>) -> Result<Launched, AwsError> {
+        const OP: &str = "CreateFleet";
+        let overrides = request
+            .pools
+            .iter()
+            .map(|p| {
+                FleetLaunchTemplateOverridesRequest::builder()
+                    .instance_type(InstanceType::from(p.instance_type.as_str()))
+                    .subnet_id(&p.subnet_id)
+                    .build()
+            })
+            .collect();
+        let template = FleetLaunchTemplateSpecificationRequest::builder()
+            .set_launch_template_id(request.template.id.clone())
+            .set_launch_template_name(request.template.name.clone())
+            .version(&request.template.version)
+            .build();
+        let config = FleetLaunchTemplateConfigRequest::builder()
+            .launch_template_specification(template)
+            .set_overrides(Some(overrides))
+            .build();
+        let target = TargetCapacitySpecificationRequest::builder()
+            .total_target_capacity(i32::try_from(request.count).unwrap_or(i32::MAX))
+            .default_target_capacity_type(match request.market {
+                Market::Spot => DefaultTargetCapacityType::Spot,
+                Market::OnDemand => DefaultTargetCapacityType::OnDemand,
+            })
+            .build();
+        let tags = TagSpecification::builder()
+            .resource_type(ResourceType::Instance)
+            .set_tags(Some(
+                request.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect(),
+            ))
+            .build();
+        let out = self
+            .client
+            .create_fleet()
+            .r#type(FleetType::Instant)
+            .launch_template_configs(config)
+            .target_capacity_specification(target)
+            .spot_options(
+                SpotOptionsRequest::builder()
+                    .allocation_strategy(SpotAllocationStrategy::PriceCapacityOptimized)
+                    .build(),
+            )
+            .on_demand_options(
+                OnDemandOptionsRequest::builder()
+                    .allocation_strategy(FleetOnDemandAllocationStrategy::LowestPrice)
+                    .build(),
+            )
+            .tag_specifications(tags)
+            .client_token(&request.client_token)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(OP, e))?;
+        let instances = out
+            .instances
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|group| {
+                let market = match group.lifecycle {
+                    Some(InstanceLifecycle::Spot) => Market::Spot,
+                    _ => Market::OnDemand,
+                };
+                let instance_type =
+                    group.instance_type.map(|t| t.as_str().to_string()).unwrap_or_default();
+                let subnet_id = group
+                    .launch_template_and_overrides
+                    .and_then(|l| l.overrides)
+                    .and_then(|o| o.subnet_id);
+                group.instance_ids.unwrap_or_default().into_iter().map(move |instance_id| {
+                    LaunchedInstance {
+                        instance_id,
+                        market,
+                        instance_type: instance_type.clone(),
+                        subnet_id: subnet_id.clone(),
+                    }
+                })
+            })
+            .collect();
+        let errors = out
+            .errors
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| LaunchError {
+                code: e.error_code.unwrap_or_default(),
+                message: e.error_message.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Launched { instances, errors })
+    }
+
+    pub async fn associate_address(&self, allocation_id: &str, instance_id: &str) -> Result<(), AwsError> {
+        self.client
+            .associate_address()
+            .allocation_id(allocation_id)
+            .instance_id(instance_id)
+            .allow_reassociation(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("AssociateAddress", e))?;
+        Ok(())
+    }
+
+    pub async fn attach_volume(&self, volume_id: &str, instance_id: &str, device: &str) -> Result<(), AwsError> {
+        self.client
+            .attach_volume()
+            .volume_id(volume_id)
+            .instance_id(instance_id)
+            .device(device)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("AttachVolume", e))?;
+        Ok(())
+    }
+
+    /// Terminates instances, all in one call.
+    pub async fn terminate(&self, instance_ids: &[String]) -> Result<(), AwsError> {
+        if instance_ids.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .terminate_instances()
+            .set_instance_ids(Some(instance_ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("TerminateInstances", e))?;
+        Ok(())
+    }
+
+    /// Sets one tag on many resources in one call.
+    pub async fn tag(&self, resource_ids: &[String], key: &str, value: &str) -> Result<(), AwsError> {
+        if resource_ids.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .create_tags()
+            .set_resources(Some(resource_ids.to_vec()))
+            .tags(Tag::builder().key(key).value(value).build())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("CreateTags", e))?;
+        Ok(())
+    }
+
+    /// Removes one tag from many resources in one call.
+    pub async fn untag(&self, resource_ids: &[String], key: &str) -> Result<(), AwsError> {
+        if resource_ids.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .delete_tags()
+            .set_resources(Some(resource_ids.to_vec()))
+            .tags(Tag::builder().key(key).build())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DeleteTags", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,38 @@
+//! The library's error: what went wrong, with enough context to act on it.
+
+use thiserror::Error;
+
+use crate::aws::AwsError;
+use crate::config::ConfigError;
+use crate::event::EventError;
+use crate::store::StoreError;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Event(#[from] EventError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+impl Error {
+    /// A short name for the kind of failure, as the Lambda runtime reports it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "ConfigError",
+            Error::Event(_) => "EventError",
+            Error::Store(_) => "StoreError",
+            Error::Aws(_) => "AwsError",
+        }
+    }
+}
+
+impl From<Error> for lambda_runtime::Diagnostic {
+    fn from(err: Error) -> Self {
+        lambda_runtime::Diagnostic { error_type: err.kind().to_string(), error_message: err.to_string() }
+    }
+}

@@ -1,0 +1,143 @@
+//! Incoming events: a bare EventBridge event (as `cargo lambda invoke` sends it) or an SQS batch
+//! of them (as deployed), with partial batch failures so one bad message never re-runs a batch.
+
+use std::future::Future;
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum EventError {
+    #[error("malformed event: {0}")]
+    Malformed(String),
+    #[error("unexpected event {detail_type:?} from {origin:?}: this function handles {expected:?} events")]
+    Unexpected { detail_type: String, origin: String, expected: &'static str },
+}
+
+/// An EventBridge event whose detail is `D`.
+pub type Event<D> = EventBridgeEvent<D>;
+
+/// `EC2 Instance State-change Notification`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStateChange {
+    #[serde(rename = "instance-id")]
+    pub instance_id: String,
+    pub state: String,
+}
+
+pub const INSTANCE_STATE_CHANGE: &str = "EC2 Instance State-change Notification";
+
+/// Reads one EventBridge event of the expected detail-type.
+pub fn parse<D: Serialize + DeserializeOwned>(value: Value, expected: &'static str) -> Result<Event<D>, EventError> {
+    #[derive(Deserialize)]
+    struct Head {
+        #[serde(rename = "detail-type")]
+        detail_type: String,
+        source: String,
+    }
+    let head: Head = serde_json::from_value(value.clone())
+        .map_err(|e| EventError::Malformed(format!("not an EventBridge event ({e})")))?;
+    if head.detail_type != expected {
+        return Err(EventError::Unexpected { detail_type: head.detail_type, origin: head.source, expected });
+    }
+    let event: Event<D> = serde_path_to_error::deserialize(value)
+        .map_err(|e| EventError::Malformed(format!("{expected} event: {} at {}", e.inner(), e.path())))?;
+    if event.id.as_deref().is_none_or(str::is_empty) {
+        return Err(EventError::Malformed(format!("{expected} event has no id")));
+    }
+    Ok(event)
+}
+
+/// Runs `handle` on each event of the payload. A bare event answers with the handler's result
+/// (or its error); an SQS batch answers with the ids of the messages that failed.
+pub async fn dispatch<D, F, Fut>(payload: Value, expected: &'static str, handle: F) -> Result<Value, Error>
+where
+    D: Serialize + DeserializeOwned,
+    F: Fn(Event<D>) -> Fut,
+    Fut: Future<Output = Result<Value, Error>>,
+{
+    if payload.get("Records").is_none() {
+        return handle(parse(payload, expected)?).await;
+    }
+    let batch: SqsEvent = serde_json::from_value(payload)
+        .map_err(|e| EventError::Malformed(format!("not an SQS batch ({e})")))?;
+    let handle = &handle;
+    let results = futures::future::join_all(batch.records.into_iter().map(|record| async move {
+        let id = record.message_id.unwrap_or_default();
+        let outcome = async {
+            let body = record.body.ok_or_else(|| EventError::Malformed("SQS message has no body".into()))?;
+            let value: Value = serde_json::from_str(&body)
+                .map_err(|e| EventError::Malformed(format!("SQS message body is not JSON ({e})")))?;
+            handle(parse(value, expected)?).await
+        }
+        .await;
+        (id, outcome)
+    }))
+    .await;
+    let mut response = SqsBatchResponse::default();
+    for (id, outcome) in results {
+        if let Err(err) = outcome {
+            tracing::error!(message_id = %id, error = %err, "message failed; SQS will deliver it again");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    serde_json::to_value(response).map_err(|e| EventError::Malformed(e.to_string()).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn state_change(id: &str) -> Value {
+        json!({
+            "version": "0", "id": id, "detail-type": INSTANCE_STATE_CHANGE, "source": "aws.ec2",
+            "account": "123456789012", "time": "2026-11-21T06:00:00Z", "region": "us-east-1",
+            "resources": ["arn:aws:ec2:us-east-1:123456789012:instance/i-0abc"],
+            "detail": {"instance-id": "i-0abc", "state": "running"}
+        })
+    }
+
+    #[test]
+    fn parses_a_state_change() {
+        let event: Event<InstanceStateChange> = parse(state_change("e-1"), INSTANCE_STATE_CHANGE).unwrap();
+        assert_eq!(event.detail.instance_id, "i-0abc");
+        assert_eq!(event.detail.state, "running");
+    }
+
+    #[test]
+    fn refuses_other_detail_types_and_missing_fields() {
+        let mut other = state_change("e-1");
+        other["detail-type"] = json!("EC2 Spot Instance Interruption Warning");
+        assert!(matches!(
+            parse::<InstanceStateChange>(other, INSTANCE_STATE_CHANGE),
+            Err(EventError::Unexpected { .. })
+        ));
+        let mut missing = state_change("e-1");
+        missing["detail"] = json!({"state": "running"});
+        let err = parse::<InstanceStateChange>(missing, INSTANCE_STATE_CHANGE).unwrap_err();
+        assert!(err.to_string().contains("instance-id"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_batch_reports_only_its_bad_messages() {
+        let batch = json!({"Records": [
+            {"messageId": "m-good", "body": state_change("e-1").to_string()},
+            {"messageId": "m-bad", "body": "{not json"},
+        ]});
+        let out = dispatch(batch, INSTANCE_STATE_CHANGE, |e: Event<InstanceStateChange>| async move {
+            Ok(json!({"instance": e.detail.instance_id}))
+        })
+        .await
+        .unwrap();
+        assert_eq!(out, json!({"batchItemFailures": [{"itemIdentifier": "m-bad"}]}));
+    }
+}

@@ -1,0 +1,256 @@
+//! The domain: groups, their members, pools and markets. Plain data, no I/O.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The tag spotkeeper puts on every instance it launches or adopts.
+pub const GROUP_TAG: &str = "spotkeeper:group";
+/// The tag a replacement carries: the id of the instance it replaces.
+pub const REPLACES_TAG: &str = "spotkeeper:replaces";
+
+/// A group's name: 1–63 lowercase letters, digits and dashes, starting with a letter or digit.
+/// It appears in table keys, tags and URLs, so it is kept to characters safe in all three.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct GroupName(String);
+
+impl GroupName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for GroupName {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let ok_len = (1..=63).contains(&value.len());
+        let ok_chars = value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok_len && ok_chars && !value.starts_with('-') {
+            Ok(Self(value))
+        } else {
+            Err(format!(
+                "group name {value:?} must be 1-63 characters of a-z, 0-9 and '-', not starting with '-'"
+            ))
+        }
+    }
+}
+
+impl From<GroupName> for String {
+    fn from(value: GroupName) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for GroupName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Spot or On-Demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Market {
+    Spot,
+    OnDemand,
+}
+
+impl fmt::Display for Market {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Market::Spot => "spot",
+            Market::OnDemand => "on-demand",
+        })
+    }
+}
+
+/// Where an instance can run: one instance type in one subnet (and so one AZ).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Pool {
+    pub instance_type: String,
+    pub subnet_id: String,
+    pub availability_zone: String,
+}
+
+impl fmt::Display for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} in {} ({})", self.instance_type, self.availability_zone, self.subnet_id)
+    }
+}
+
+/// A subnet a group may launch into, with the AZ it lies in (looked up at registration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subnet {
+    pub id: String,
+    pub availability_zone: String,
+}
+
+/// A launch template by id or by name, at a version (`$Latest`, `$Default` or a number).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchTemplateRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub version: String,
+}
+
+/// Which address of the instance the DNS record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressKind {
+    #[default]
+    Private,
+    Public,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsSpec {
+    pub hosted_zone_id: String,
+    pub record_name: String,
+    pub ttl: i64,
+    pub address: AddressKind,
+}
+
+/// An EBS volume that follows the group's instance (EBS is bound to one AZ).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataVolume {
+    pub volume_id: String,
+    pub device: String,
+}
+
+/// A group of named instances that spotkeeper launches itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandaloneSpec {
+    pub launch_template: LaunchTemplateRef,
+    pub instance_types: Vec<String>,
+    pub subnets: Vec<Subnet>,
+    pub capacity: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elastic_ip_allocation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_volumes: Vec<DataVolume>,
+    /// The AZ the data volumes live in; the group's pools are restricted to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_zone: Option<String>,
+}
+
+/// A group backed by an existing Auto Scaling group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsgSpec {
+    pub asg_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum GroupKind {
+    Asg(AsgSpec),
+    Standalone(StandaloneSpec),
+}
+
+impl GroupKind {
+    pub fn label(&self) -> &'static str {
+        match self {
+            GroupKind::Asg(_) => "asg",
+            GroupKind::Standalone(_) => "standalone",
+        }
+    }
+}
+
+/// A registered group: its configuration and the version that guards every change to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub name: GroupName,
+    #[serde(flatten)]
+    pub kind: GroupKind,
+    pub created_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+/// One instance a group manages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub instance_id: String,
+    pub market: Market,
+    pub instance_type: String,
+    pub availability_zone: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_id: Option<String>,
+    /// The EC2 instance state as last seen (`pending`, `running`, `stopped`, ...).
+    pub state: String,
+    /// When EC2 reported that state: an older, late-delivered state change is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_at: Option<DateTime<Utc>>,
+    pub launched_at: Option<DateTime<Utc>>,
+    /// On On-Demand because no Spot pool had capacity; recovery moves it back.
+    pub fallen_back: bool,
+    pub version: u64,
+}
+
+/// What EC2 says about an instance, as far as spotkeeper cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceFacts {
+    pub instance_id: String,
+    pub market: Market,
+    pub instance_type: String,
+    pub availability_zone: String,
+    pub subnet_id: Option<String>,
+    pub state: String,
+    pub launched_at: Option<DateTime<Utc>>,
+    pub private_ip: Option<String>,
+    pub public_ip: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+impl InstanceFacts {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn is_live(&self) -> bool {
+        matches!(self.state.as_str(), "pending" | "running")
+    }
+
+    /// A new member record for this instance.
+    pub fn into_member(self, fallen_back: bool) -> Member {
+        Member {
+            instance_id: self.instance_id,
+            market: self.market,
+            instance_type: self.instance_type,
+            availability_zone: self.availability_zone,
+            subnet_id: self.subnet_id,
+            state: self.state,
+            state_at: None,
+            launched_at: self.launched_at,
+            fallen_back,
+            version: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_names_are_checked() {
+        assert!(GroupName::try_from("web-1".to_string()).is_ok());
+        for bad in ["", "-web", "Web", "web_1", "a/b", &"x".repeat(64)] {
+            let err = GroupName::try_from(bad.to_string()).unwrap_err();
+            assert!(err.contains("must be"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn group_kind_serializes_with_a_kind_tag() {
+        let kind = GroupKind::Asg(AsgSpec { asg_name: "workers".into() });
+        let json = serde_json::to_value(&kind).unwrap();
+        assert_eq!(json, serde_json::json!({"kind": "asg", "asg_name": "workers"}));
+    }
+}

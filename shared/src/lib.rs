@@ -1,0 +1,45 @@
+//! spotkeeper: keeps an EC2 fleet on Spot capacity. This crate holds everything that is not a
+//! Lambda function's `main`: the domain (`fleet`), the decisions (`plan`), the table (`store`),
+//! the AWS adapters (`aws`), events, configuration and logs.
+
+pub mod aws;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod fleet;
+pub mod history;
+pub mod launch;
+pub mod online;
+pub mod plan;
+pub mod store;
+pub mod telemetry;
+
+use std::sync::Arc;
+
+pub use error::Error;
+
+use aws::Clients;
+use clock::{SharedClock, SystemClock};
+use config::Config;
+use store::Store;
+
+/// What a handler works with: the AWS clients, the table and the clock, built once at init.
+#[derive(Clone, Debug)]
+pub struct Deps {
+    pub clients: Clients,
+    pub store: Store,
+    pub clock: SharedClock,
+}
+
+impl Deps {
+    pub fn new(config: &Config, sdk: &aws_config::SdkConfig) -> Self {
+        let clients = Clients::new(sdk);
+        let store = Store::new(clients.dynamodb.clone(), &config.table);
+        Self { clients, store, clock: Arc::new(SystemClock) }
+    }
+
+    pub fn with_clock(self, clock: SharedClock) -> Self {
+        Self { clock, ..self }
+    }
+}

@@ -1,0 +1,226 @@
+//! Decisions: pure functions over domain types. No I/O here; every function is unit-tested.
+
+use thiserror::Error;
+
+use crate::aws::ec2::{LaunchError, VolumeFacts};
+use crate::fleet::{AddressKind, DataVolume, InstanceFacts, Pool, Subnet};
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("data volumes {0} lie in different availability zones: an instance can only attach volumes of its own AZ, so keep a group's volumes in one AZ")]
+    VolumesInSeveralZones(String),
+    #[error("no subnet of the group is in {zone}, where its data volumes are: add a subnet of {zone}")]
+    NoSubnetInVolumeZone { zone: String },
+}
+
+/// The AZ all data volumes share (`None` without volumes).
+pub fn volume_zone(volumes: &[VolumeFacts]) -> Result<Option<String>, PlanError> {
+    let mut zones: Vec<&str> = volumes.iter().map(|v| v.availability_zone.as_str()).collect();
+    zones.sort_unstable();
+    zones.dedup();
+    match zones.as_slice() {
+        [] => Ok(None),
+        [zone] => Ok(Some((*zone).to_string())),
+        _ => Err(PlanError::VolumesInSeveralZones(
+            volumes.iter().map(|v| format!("{} ({})", v.volume_id, v.availability_zone)).collect::<Vec<_>>().join(", "),
+        )),
+    }
+}
+
+/// Every pool a group may launch into: each instance type in each subnet, restricted to the
+/// volumes' AZ when the group has data volumes.
+pub fn pools(instance_types: &[String], subnets: &[Subnet], zone: Option<&str>) -> Result<Vec<Pool>, PlanError> {
+    let subnets: Vec<&Subnet> =
+        subnets.iter().filter(|s| zone.is_none_or(|z| s.availability_zone == z)).collect();
+    if let (Some(zone), true) = (zone, subnets.is_empty()) {
+        return Err(PlanError::NoSubnetInVolumeZone { zone: zone.to_string() });
+    }
+    Ok(subnets
+        .iter()
+        .flat_map(|subnet| {
+            instance_types.iter().map(|t| Pool {
+                instance_type: t.clone(),
+                subnet_id: subnet.id.clone(),
+                availability_zone: subnet.availability_zone.clone(),
+            })
+        })
+        .collect())
+}
+
+/// The addresses the group's record should hold: those of its running instances, sorted so the
+/// same fleet always gives the same record.
+pub fn dns_addresses(kind: AddressKind, instances: &[InstanceFacts]) -> Vec<String> {
+    let mut addresses: Vec<String> = instances
+        .iter()
+        .filter(|i| i.state == "running")
+        .filter_map(|i| match kind {
+            AddressKind::Private => i.private_ip.clone(),
+            AddressKind::Public => i.public_ip.clone(),
+        })
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    addresses
+}
+
+/// Why a data volume is not attached now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeHold {
+    /// Still on another instance: it follows once that one has stopped.
+    AttachedElsewhere { instance_id: String },
+    /// In another AZ than the instance: it can never attach there.
+    OtherZone { zone: String },
+    Missing,
+}
+
+/// Which data volumes to attach to `instance` now, and why the others wait.
+pub fn volumes_to_attach<'a>(
+    wanted: &'a [DataVolume],
+    facts: &[VolumeFacts],
+    instance: &InstanceFacts,
+) -> (Vec<&'a DataVolume>, Vec<(&'a DataVolume, VolumeHold)>) {
+    let mut attach = Vec::new();
+    let mut hold = Vec::new();
+    for volume in wanted {
+        match facts.iter().find(|f| f.volume_id == volume.volume_id) {
+            None => hold.push((volume, VolumeHold::Missing)),
+            Some(f) if f.attachments.iter().any(|(id, _)| id == &instance.instance_id) => {}
+            Some(f) if f.availability_zone != instance.availability_zone => {
+                hold.push((volume, VolumeHold::OtherZone { zone: f.availability_zone.clone() }))
+            }
+            Some(f) => match f.attachments.first() {
+                Some((other, _)) => {
+                    hold.push((volume, VolumeHold::AttachedElsewhere { instance_id: other.clone() }))
+                }
+                None => attach.push(volume),
+            },
+        }
+    }
+    (attach, hold)
+}
+
+/// Error codes that mean "no capacity in this pool right now", as opposed to a mistake.
+pub fn is_capacity_error(code: &str) -> bool {
+    matches!(
+        code,
+        "InsufficientInstanceCapacity"
+            | "InsufficientCapacity"
+            | "InsufficientHostCapacity"
+            | "MaxSpotInstanceCountExceeded"
+            | "SpotMaxPriceTooLow"
+            | "UnfulfillableCapacity"
+            | "InsufficientFreeAddressesInSubnet"
+            | "capacity-not-available"
+            | "price-too-low"
+    )
+}
+
+/// A Spot launch that got nothing and failed only for capacity: launch On-Demand instead.
+pub fn should_fall_back(launched_count: usize, errors: &[LaunchError]) -> bool {
+    launched_count == 0 && !errors.is_empty() && errors.iter().all(|e| is_capacity_error(&e.code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::Market;
+
+    fn subnet(id: &str, zone: &str) -> Subnet {
+        Subnet { id: id.into(), availability_zone: zone.into() }
+    }
+
+    fn volume(id: &str, zone: &str, attached_to: Option<&str>) -> VolumeFacts {
+        VolumeFacts {
+            volume_id: id.into(),
+            availability_zone: zone.into(),
+            state: if attached_to.is_some() { "in-use" } else { "available" }.into(),
+            attachments: attached_to.map(|i| (i.to_string(), "/dev/sdf".to_string())).into_iter().collect(),
+        }
+    }
+
+    fn instance(id: &str, zone: &str, state: &str, ip: &str) -> InstanceFacts {
+        InstanceFacts {
+            instance_id: id.into(),
+            market: Market::Spot,
+            instance_type: "m5.large".into(),
+            availability_zone: zone.into(),
+            subnet_id: None,
+            state: state.into(),
+            launched_at: None,
+            private_ip: Some(ip.into()),
+            public_ip: None,
+            tags: vec![],
+        }
+    }
+
+    #[test]
+    fn pools_are_types_times_subnets_within_the_volume_zone() {
+        let types = vec!["m5.large".to_string(), "m6i.large".to_string()];
+        let subnets = vec![subnet("s-a", "us-east-1a"), subnet("s-b", "us-east-1b")];
+        assert_eq!(pools(&types, &subnets, None).unwrap().len(), 4);
+        let zoned = pools(&types, &subnets, Some("us-east-1b")).unwrap();
+        assert_eq!(zoned.len(), 2);
+        assert!(zoned.iter().all(|p| p.subnet_id == "s-b"));
+        assert_eq!(
+            pools(&types, &subnets, Some("us-east-1c")),
+            Err(PlanError::NoSubnetInVolumeZone { zone: "us-east-1c".into() })
+        );
+    }
+
+    #[test]
+    fn volumes_must_share_one_zone() {
+        assert_eq!(volume_zone(&[]), Ok(None));
+        let one = [volume("v1", "us-east-1a", None), volume("v2", "us-east-1a", None)];
+        assert_eq!(volume_zone(&one), Ok(Some("us-east-1a".into())));
+        let two = [volume("v1", "us-east-1a", None), volume("v2", "us-east-1b", None)];
+        assert!(matches!(volume_zone(&two), Err(PlanError::VolumesInSeveralZones(_))));
+    }
+
+    #[test]
+    fn dns_holds_running_instances_only() {
+        let fleet = [
+            instance("i-2", "a", "running", "10.0.0.2"),
+            instance("i-1", "a", "running", "10.0.0.1"),
+            instance("i-3", "a", "pending", "10.0.0.3"),
+        ];
+        assert_eq!(dns_addresses(AddressKind::Private, &fleet), vec!["10.0.0.1", "10.0.0.2"]);
+        assert!(dns_addresses(AddressKind::Public, &fleet).is_empty());
+    }
+
+    #[test]
+    fn only_free_volumes_of_the_same_zone_attach() {
+        let wanted = vec![
+            DataVolume { volume_id: "v-free".into(), device: "/dev/sdf".into() },
+            DataVolume { volume_id: "v-busy".into(), device: "/dev/sdg".into() },
+            DataVolume { volume_id: "v-far".into(), device: "/dev/sdh".into() },
+            DataVolume { volume_id: "v-gone".into(), device: "/dev/sdi".into() },
+            DataVolume { volume_id: "v-mine".into(), device: "/dev/sdj".into() },
+        ];
+        let facts = [
+            volume("v-free", "us-east-1a", None),
+            volume("v-busy", "us-east-1a", Some("i-old")),
+            volume("v-far", "us-east-1b", None),
+            volume("v-mine", "us-east-1a", Some("i-new")),
+        ];
+        let (attach, hold) = volumes_to_attach(&wanted, &facts, &instance("i-new", "us-east-1a", "running", "10.0.0.1"));
+        assert_eq!(attach.iter().map(|v| v.volume_id.as_str()).collect::<Vec<_>>(), vec!["v-free"]);
+        assert_eq!(
+            hold.iter().map(|(v, h)| (v.volume_id.as_str(), h.clone())).collect::<Vec<_>>(),
+            vec![
+                ("v-busy", VolumeHold::AttachedElsewhere { instance_id: "i-old".into() }),
+                ("v-far", VolumeHold::OtherZone { zone: "us-east-1b".into() }),
+                ("v-gone", VolumeHold::Missing),
+            ]
+        );
+    }
+
+    #[test]
+    fn fall_back_only_when_every_error_is_about_capacity() {
+        let capacity = LaunchError { code: "InsufficientInstanceCapacity".into(), message: String::new() };
+        let mistake = LaunchError { code: "InvalidParameterValue".into(), message: String::new() };
+        assert!(should_fall_back(0, std::slice::from_ref(&capacity)));
+        assert!(!should_fall_back(1, std::slice::from_ref(&capacity)));
+        assert!(!should_fall_back(0, &[capacity, mistake]));
+        assert!(!should_fall_back(0, &[]));
+    }
+}

@@ -1,0 +1,29 @@
+//! The real-shaped sample events of `events/`, with the instance and event ids a test needs.
+
+use serde_json::Value;
+
+use crate::emulator::workspace_root;
+
+/// An event file of `events/`, parsed.
+pub fn load(name: &str) -> Value {
+    let path = workspace_root().join("events").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `EC2 Instance State-change Notification` for `instance_id` reaching `state`, with a fresh id.
+pub fn state_change(instance_id: &str, state: &str) -> Value {
+    let mut event = load("instance-state-running.json");
+    event["id"] = Value::String(format!("{:08x}-test-{instance_id}-{state}", rand_id()));
+    event["time"] = Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    event["detail"]["instance-id"] = Value::String(instance_id.to_string());
+    event["detail"]["state"] = Value::String(state.to_string());
+    event["resources"] = serde_json::json!([format!("arn:aws:ec2:us-east-1:123456789012:instance/{instance_id}")]);
+    event
+}
+
+fn rand_id() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed) ^ std::process::id()
+}

@@ -1,0 +1,186 @@
+//! Registering groups through the `api` function, against the emulator.
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+use spotkeeper_tests::{Harness, TOKEN};
+
+fn standalone_body(h: &Harness) -> Value {
+    json!({
+        "name": "web",
+        "kind": "standalone",
+        "launch_template": {"id": h.fleet.template_id, "version": "$Latest"},
+        "instance_types": ["m5.large", "m5a.large"],
+        "subnets": [h.fleet.subnet_a, h.fleet.subnet_b],
+        "capacity": 1,
+        "dns": {"hosted_zone_id": h.fleet.zone_id, "record_name": "web.fleet.internal", "ttl": 60, "address": "private"},
+        "elastic_ip_allocation_id": h.fleet.allocation_id,
+        "data_volumes": [{"volume_id": h.fleet.volume_id, "device": "/dev/sdf"}]
+    })
+}
+
+async fn describe(h: &Harness, id: &str) -> aws_sdk_ec2::types::Instance {
+    let out = h.ec2().describe_instances().instance_ids(id).send().await.unwrap();
+    out.reservations.unwrap()[0].instances.clone().unwrap()[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_kinds_register_and_the_standalone_instance_comes_online() {
+    let h = Harness::start().await;
+
+    let (status, asg) = h
+        .call(Method::POST, "/groups", Some(TOKEN), Some(json!({"name": "workers", "kind": "asg", "asg_name": h.fleet.asg_name})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{asg}");
+    assert_eq!(asg["kind"], "asg");
+    assert_eq!(asg["members"].as_array().unwrap().len(), 2, "{asg}");
+
+    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(standalone_body(&h))).await;
+    assert_eq!(status, StatusCode::CREATED, "{web}");
+    let members = web["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "{web}");
+    let id = members[0]["instance_id"].as_str().unwrap().to_string();
+    assert_eq!(members[0]["market"], "spot");
+    assert_eq!(members[0]["fallen_back"], false);
+    // The data volume lies in us-east-1b, so the group's pools are there only.
+    assert_eq!(members[0]["availability_zone"], "us-east-1b");
+    let pools = web["pools"].as_array().unwrap();
+    assert_eq!(pools.len(), 2, "two types in the one subnet of the volume's AZ: {web}");
+    assert!(pools.iter().all(|p| p["subnet_id"] == h.fleet.subnet_b.as_str()), "{web}");
+
+    let instance = describe(&h, &id).await;
+    let tags: Vec<(String, String)> =
+        instance.tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect();
+    assert!(tags.contains(&("spotkeeper:group".into(), "web".into())), "{tags:?}");
+    assert_eq!(instance.subnet_id(), Some(h.fleet.subnet_b.as_str()));
+    assert_eq!(instance.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
+
+    let out = h.instance_state(spotkeeper_tests::events::state_change(&id, "running")).await.unwrap();
+    assert_eq!(out["action"], "brought-online", "{out}");
+
+    let private_ip = instance.private_ip_address().unwrap().to_string();
+    let record = spotkeeper::aws::route53::Route53::new(aws_sdk_route53::Client::new(&h.sdk))
+        .a_record(&h.fleet.zone_id, "web.fleet.internal")
+        .await
+        .unwrap();
+    assert_eq!(record, vec![private_ip]);
+    let address = h.ec2().describe_addresses().allocation_ids(&h.fleet.allocation_id).send().await.unwrap();
+    assert_eq!(address.addresses()[0].instance_id(), Some(id.as_str()));
+    let volume = h.ec2().describe_volumes().volume_ids(&h.fleet.volume_id).send().await.unwrap();
+    let attachment = &volume.volumes()[0].attachments()[0];
+    assert_eq!((attachment.instance_id(), attachment.device()), (Some(id.as_str()), Some("/dev/sdf")));
+
+    let (status, listed) = h.call(Method::GET, "/groups", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = listed["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["web", "workers"]);
+    let (status, shown) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["members"][0]["state"], "running", "{shown}");
+    let kinds: Vec<&str> = shown["recent_events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    for kind in ["group-registered", "instance-launched", "dns-updated", "address-associated", "volume-attached"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_change_nothing() {
+    let h = Harness::start().await;
+    let instances = h.instance_count().await;
+    let good = standalone_body(&h);
+    let with = |path: &[&str], value: Value| {
+        let mut body = good.clone();
+        let mut at = &mut body;
+        for key in &path[..path.len() - 1] {
+            at = &mut at[*key];
+        }
+        at[path[path.len() - 1]] = value;
+        body
+    };
+    let cases: Vec<(Value, Option<&str>, StatusCode, &str)> = vec![
+        (with(&["colour"], json!("red")), Some(TOKEN), StatusCode::BAD_REQUEST, "colour"),
+        (with(&["dns", "tll"], json!(5)), Some(TOKEN), StatusCode::BAD_REQUEST, "dns.tll"),
+        (with(&["capacity"], json!(0)), Some(TOKEN), StatusCode::BAD_REQUEST, "capacity"),
+        (with(&["launch_template", "id"], json!("lt-0123456789abcdef0")), Some(TOKEN), StatusCode::UNPROCESSABLE_ENTITY, "launch_template"),
+        (with(&["subnets"], json!([h.fleet.subnet_a, "subnet-0000000000000000f"])), Some(TOKEN), StatusCode::UNPROCESSABLE_ENTITY, "subnets"),
+        (with(&["dns", "hosted_zone_id"], json!("Z0000000000000000000")), Some(TOKEN), StatusCode::UNPROCESSABLE_ENTITY, "dns.hosted_zone_id"),
+        (with(&["data_volumes"], json!([{"volume_id": "vol-0000000000000000f", "device": "/dev/sdf"}])), Some(TOKEN), StatusCode::UNPROCESSABLE_ENTITY, "data_volumes"),
+        (with(&["elastic_ip_allocation_id"], json!("eipalloc-0000000000000000f")), Some(TOKEN), StatusCode::UNPROCESSABLE_ENTITY, "elastic_ip_allocation_id"),
+        (with(&["subnets"], json!([h.fleet.subnet_a])), Some(TOKEN), StatusCode::UNPROCESSABLE_ENTITY, "subnets"),
+        (json!({"name": "workers", "kind": "asg", "asg_name": "no-such-asg"}), Some(TOKEN), StatusCode::UNPROCESSABLE_ENTITY, "asg_name"),
+        (good.clone(), None, StatusCode::UNAUTHORIZED, ""),
+        (good.clone(), Some("wrong-token"), StatusCode::UNAUTHORIZED, ""),
+    ];
+    for (body, token, status, field) in cases {
+        let (got, answer) = h.call(Method::POST, "/groups", token, Some(body.clone())).await;
+        assert_eq!(got, status, "{body} -> {answer}");
+        if !field.is_empty() {
+            assert_eq!(answer["error"]["field"], field, "{answer}");
+        }
+        assert!(answer["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{answer}");
+        assert_eq!(h.table_items().await, 0, "{body} wrote to the table");
+        assert_eq!(h.instance_count().await, instances, "{body} launched an instance");
+    }
+    for (method, path) in [(Method::GET, "/groups"), (Method::GET, "/groups/web"), (Method::DELETE, "/groups/web")] {
+        let (status, _) = h.call(method.clone(), path, None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+    let (status, health) = h.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!((status, health), (StatusCode::OK, json!({"status": "ok"})));
+    let (status, _) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopting_and_removing_a_group_terminates_nothing() {
+    let h = Harness::start().await;
+    let mut body = standalone_body(&h);
+    for key in ["dns", "elastic_ip_allocation_id", "data_volumes"] {
+        body.as_object_mut().unwrap().remove(key);
+    }
+    body["capacity"] = json!(2);
+    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{web}");
+
+    // An instance started by hand in one of the group's subnets: adopted as the second member.
+    let run = h.ec2().run_instances().launch_template(
+        aws_sdk_ec2::types::LaunchTemplateSpecification::builder().launch_template_id(&h.fleet.template_id).build(),
+    ).subnet_id(&h.fleet.subnet_a).min_count(1).max_count(1).send().await.unwrap();
+    let pet = run.instances()[0].instance_id().unwrap().to_string();
+    let (status, full) = h.call(Method::POST, "/groups/web/instances", Some(TOKEN), Some(json!({"instance_id": pet}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "the group is at capacity: {full}");
+
+    let (status, _) = h.call(Method::DELETE, "/groups/web", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut body = standalone_body(&h);
+    for key in ["dns", "elastic_ip_allocation_id", "data_volumes"] {
+        body.as_object_mut().unwrap().remove(key);
+    }
+    body["capacity"] = json!(3);
+    body["adopt"] = json!([pet]);
+    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{web}");
+    let ids: Vec<String> = web["members"].as_array().unwrap().iter().map(|m| m["instance_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids.len(), 3, "one adopted, two launched: {web}");
+    assert!(ids.contains(&pet));
+
+    let (status, again) = h.call(Method::POST, "/groups/web/instances", Some(TOKEN), Some(json!({"instance_id": pet}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    let (status, gone) = h.call(Method::POST, "/groups/web/instances", Some(TOKEN), Some(json!({"instance_id": "i-0000000000000000f"}))).await;
+    assert_eq!((status, gone["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("instance_id")));
+
+    let before = h.instance_count().await;
+    let (status, removed) = h.call(Method::DELETE, "/groups/web", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK, "{removed}");
+    assert_eq!(removed["released"].as_array().unwrap().len(), 3);
+    assert_eq!(h.instance_count().await, before);
+    let running = h.ec2().describe_instances().instance_ids(&pet).send().await.unwrap();
+    let instance = &running.reservations()[0].instances()[0];
+    assert_eq!(instance.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"));
+    assert!(instance.tags().iter().all(|t| t.key() != Some("spotkeeper:group")), "tag removed");
+    assert!(h.deps.store.group_of(&pet).await.unwrap().is_none());
+    let (status, _) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Its instances are free again: a new group may adopt one.
+    let (status, asg) = h.call(Method::POST, "/groups", Some(TOKEN), Some(json!({"name": "workers", "kind": "asg", "asg_name": h.fleet.asg_name}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{asg}");
+}
