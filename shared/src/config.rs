@@ -4,7 +4,7 @@ use std::fmt;
 
 use thiserror::Error;
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{0} is required: set it to the name of the spotkeeper DynamoDB table")]
     Missing(&'static str),
@@ -16,6 +16,13 @@ pub enum ConfigError {
     Both(&'static str, &'static str),
     #[error("could not read SSM parameter {param} (named by {name}): {reason}")]
     Parameter { name: &'static str, param: String, reason: String },
+}
+
+/// `main` returning this error prints it with `Debug`: make that the full, actionable message.
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 /// A value that must never be printed: `Debug` and `Display` show it redacted.

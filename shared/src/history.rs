@@ -1,26 +1,25 @@
 //! What a request did, collected while it runs and written to the group's history at the end,
 //! so history never sits between two AWS calls.
 
-use chrono::{DateTime, Utc};
-
 use crate::Deps;
+use crate::clock::SharedClock;
 use crate::fleet::GroupName;
 use crate::store::HistoryEntry;
 
 #[derive(Debug)]
 pub struct History {
     entries: Vec<HistoryEntry>,
-    at: DateTime<Utc>,
+    clock: SharedClock,
 }
 
 impl History {
     pub fn new(deps: &Deps) -> Self {
-        Self { entries: Vec::new(), at: deps.clock.now() }
+        Self { entries: Vec::new(), clock: deps.clock.clone() }
     }
 
     pub fn note(&mut self, instance_id: Option<&str>, kind: &str, message: impl Into<String>) {
         self.entries.push(HistoryEntry {
-            at: self.at,
+            at: self.clock.now(),
             kind: kind.to_string(),
             instance_id: instance_id.map(str::to_string),
             message: message.into(),

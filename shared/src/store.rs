@@ -398,7 +398,7 @@ impl Store {
     /// Appends an entry to a group's history.
     pub async fn record(&self, group: &GroupName, entry: &HistoryEntry) -> Result<(), StoreError> {
         let unique = rand::random::<u32>();
-        let sk = format!("EVENT#{}#{unique:08x}", entry.at.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+        let sk = format!("EVENT#{}#{unique:08x}", entry.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
         let expires = (entry.at + Duration::days(HISTORY_DAYS)).timestamp();
         let mut item = item(entry, &[("pk", group_pk(group)), ("sk", sk)])?;
         item.insert(TTL_ATTRIBUTE.to_string(), AttributeValue::N(expires.to_string()));

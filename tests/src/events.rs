@@ -27,3 +27,21 @@ fn rand_id() -> u32 {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed) ^ std::process::id()
 }
+
+/// An API Gateway (HTTP API, payload 2.0) request for the `api` function, shaped like
+/// `events/api-get-groups.json`.
+pub fn http(method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Value {
+    let mut event = load("api-get-groups.json");
+    event["rawPath"] = Value::String(path.to_string());
+    event["requestContext"]["http"]["method"] = Value::String(method.to_string());
+    event["requestContext"]["http"]["path"] = Value::String(path.to_string());
+    let headers = event["headers"].as_object_mut().expect("headers in the fixture");
+    headers.remove("authorization");
+    if let Some(token) = token {
+        headers.insert("authorization".into(), Value::String(format!("Bearer {token}")));
+    }
+    if let Some(body) = body {
+        event["body"] = Value::String(body.to_string());
+    }
+    event
+}

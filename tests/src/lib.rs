@@ -4,6 +4,7 @@
 pub mod emulator;
 pub mod events;
 pub mod fleet;
+pub mod runtime;
 pub mod table;
 
 use std::sync::Arc;
@@ -62,6 +63,22 @@ impl Harness {
     /// Sends an event to the `instance-state` function.
     pub async fn instance_state(&self, event: Value) -> Result<Value, spotkeeper::Error> {
         instance_state::handle(&self.deps, event).await
+    }
+
+    /// The environment a deployed function would have, pointed at the emulator.
+    pub fn function_env(&self) -> Vec<(String, String)> {
+        [
+            ("SPOTKEEPER_TABLE", TABLE),
+            ("AWS_ENDPOINT_URL", self.emulator.endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_MAX_ATTEMPTS", "1"),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     pub fn ec2(&self) -> aws_sdk_ec2::Client {

@@ -1,0 +1,177 @@
+//! `make demo`: the whole system on this machine. Starts the AWS emulator, creates the fleet
+//! table from template.yaml and a small fleet, runs the real function binaries against a local
+//! Lambda Runtime API, and tells what they did.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use spotkeeper_tests::runtime::Function;
+use spotkeeper_tests::{Harness, events};
+
+const TOKEN: &str = "local-demo-token";
+
+struct Story {
+    started: Instant,
+}
+
+impl Story {
+    fn step(&self, text: &str) {
+        println!("\n[{:>6} ms] {text}", self.started.elapsed().as_millis());
+    }
+
+    fn say(&self, text: impl AsRef<str>) {
+        println!("             {}", text.as_ref());
+    }
+}
+
+fn body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+async fn call(api: &mut Function, method: &str, path: &str, payload: Option<&Value>) -> Result<(u64, Value), String> {
+    let response = api.invoke(events::http(method, path, Some(TOKEN), payload)).await?;
+    Ok((response["statusCode"].as_u64().unwrap_or_default(), body(&response)))
+}
+
+fn describe_group(story: &Story, group: &Value) {
+    let kind = group["kind"].as_str().unwrap_or("?");
+    let name = group["name"].as_str().unwrap_or("?");
+    match kind {
+        "asg" => story.say(format!("group {name:<8} asg      follows Auto Scaling group {}", group["asg_name"].as_str().unwrap_or("?"))),
+        _ => {
+            let pools: Vec<String> = group["pools"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| format!("{} in {}", p["instance_type"].as_str().unwrap_or("?"), p["availability_zone"].as_str().unwrap_or("?")))
+                .collect();
+            story.say(format!("group {name:<8} standalone, capacity {}, pools: {}", group["capacity"], pools.join(", ")));
+            if let Some(dns) = group.get("dns").filter(|d| !d.is_null()) {
+                story.say(format!("               DNS {} ({} address)", dns["record_name"].as_str().unwrap_or("?"), dns["address"].as_str().unwrap_or("?")));
+            }
+        }
+    }
+    for m in group["members"].as_array().into_iter().flatten() {
+        story.say(format!(
+            "  member {}  {:<9} {:<10} {}  {}{}",
+            m["instance_id"].as_str().unwrap_or("?"),
+            m["market"].as_str().unwrap_or("?"),
+            m["instance_type"].as_str().unwrap_or("?"),
+            m["availability_zone"].as_str().unwrap_or("?"),
+            m["state"].as_str().unwrap_or("?"),
+            if m["fallen_back"] == json!(true) { "  (fallen back to On-Demand)" } else { "" },
+        ));
+    }
+}
+
+async fn run(story: &Story, keep: bool) -> Result<(), String> {
+    story.step("Starting the local AWS emulator (moto server) on 127.0.0.1");
+    let h = Harness::start().await;
+    story.say(format!("emulator at {}", h.emulator.endpoint));
+    story.say(format!("fleet table {} created from template.yaml (FleetTable)", spotkeeper_tests::TABLE));
+    story.say(format!("VPC {} with subnets {} (us-east-1a) and {} (us-east-1b)", h.fleet.vpc_id, h.fleet.subnet_a, h.fleet.subnet_b));
+    story.say(format!("launch template {} ({}), Auto Scaling group {} of 2", h.fleet.template_name, h.fleet.template_id, h.fleet.asg_name));
+    story.say(format!("hosted zone {} ({}), Elastic IP {}, data volume {} in us-east-1b", h.fleet.zone_name, h.fleet.zone_id, h.fleet.allocation_id, h.fleet.volume_id));
+
+    story.step("Storing the API token as an SSM SecureString and starting the function binaries");
+    aws_sdk_ssm::Client::new(&h.sdk)
+        .put_parameter()
+        .name("/spotkeeper/api-token")
+        .value(TOKEN)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .map_err(|e| format!("PutParameter: {e:?}"))?;
+    let mut env = h.function_env();
+    env.push(("SPOTKEEPER_API_TOKEN_PARAM".into(), "/spotkeeper/api-token".into()));
+    env.push(("AWS_LAMBDA_LOG_FORMAT".into(), "text".into()));
+    let mut api = Function::start("api", &env).await?;
+    let mut instance_state = Function::start("instance-state", &env).await?;
+    let (status, _) = call(&mut api, "GET", "/healthz", None).await?;
+    story.say(format!("api answers GET /healthz with {status}; cold start {} ms", api.cold_start().map(|d| d.as_millis()).unwrap_or_default()));
+
+    story.step("POST /groups: registering the Auto Scaling group 'workers'");
+    let asg = json!({"name": "workers", "kind": "asg", "asg_name": h.fleet.asg_name});
+    let (status, workers) = call(&mut api, "POST", "/groups", Some(&asg)).await?;
+    story.say(format!("{status}: {} members found in the ASG", workers["members"].as_array().map(Vec::len).unwrap_or_default()));
+
+    story.step("POST /groups: registering the standalone group 'web' (DNS, Elastic IP, data volume)");
+    let standalone = json!({
+        "name": "web", "kind": "standalone",
+        "launch_template": {"name": h.fleet.template_name, "version": "$Latest"},
+        "instance_types": ["m5.large", "m5a.large", "m6i.large"],
+        "subnets": [h.fleet.subnet_a, h.fleet.subnet_b],
+        "capacity": 1,
+        "dns": {"hosted_zone_id": h.fleet.zone_id, "record_name": format!("web.{}", h.fleet.zone_name), "ttl": 60, "address": "private"},
+        "elastic_ip_allocation_id": h.fleet.allocation_id,
+        "data_volumes": [{"volume_id": h.fleet.volume_id, "device": "/dev/sdf"}]
+    });
+    let (status, web) = call(&mut api, "POST", "/groups", Some(&standalone)).await?;
+    if status != 201 {
+        return Err(format!("registration answered {status}: {web}"));
+    }
+    let instance = web["members"][0]["instance_id"].as_str().unwrap_or_default().to_string();
+    story.say(format!("{status}: launched {instance} on {} (the data volume keeps it in us-east-1b)", web["members"][0]["market"].as_str().unwrap_or("?")));
+
+    story.step("A bad request changes nothing: an unknown field, then no token");
+    let (status, refused) = call(&mut api, "POST", "/groups", Some(&json!({"name": "x", "kind": "asg", "asg_name": "workers", "colour": "red"}))).await?;
+    story.say(format!("{status}: {}", refused["error"]["message"].as_str().unwrap_or("?")));
+    let response = api.invoke(events::http("GET", "/groups", None, None)).await?;
+    story.say(format!("{}: {}", response["statusCode"], body(&response)["error"]["message"].as_str().unwrap_or("?")));
+
+    story.step(&format!("EventBridge: {instance} is running -> instance-state"));
+    let done = instance_state.invoke(events::state_change(&instance, "running")).await?;
+    story.say(format!("DNS now {}", done["dns"]));
+    story.say(format!("Elastic IP {} associated; volumes attached: {}", done["address"].as_str().unwrap_or("none"), done["volumes"]));
+
+    story.step("What exists now (GET /groups)");
+    let (_, groups) = call(&mut api, "GET", "/groups", None).await?;
+    for group in groups["groups"].as_array().into_iter().flatten() {
+        describe_group(story, group);
+    }
+    let (_, shown) = call(&mut api, "GET", "/groups/web", None).await?;
+    story.say("history of 'web', newest first:");
+    for e in shown["recent_events"].as_array().into_iter().flatten() {
+        story.say(format!("  {:<20} {}", e["kind"].as_str().unwrap_or("?"), e["message"].as_str().unwrap_or("?")));
+    }
+
+    story.step("Drive the functions by hand");
+    if keep {
+        story.say("The emulator keeps running with this fleet. In another shell:");
+        story.say(format!("export AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing", h.emulator.endpoint));
+        story.say(format!("export SPOTKEEPER_TABLE={} SPOTKEEPER_API_TOKEN={TOKEN}", spotkeeper_tests::TABLE));
+        story.say(".venv/bin/cargo-lambda lambda watch --invoke-address 127.0.0.1 --invoke-port 9000 &");
+        story.say(".venv/bin/cargo-lambda lambda invoke --invoke-address 127.0.0.1 --invoke-port 9000 api --data-file events/api-get-groups.json");
+        story.say(".venv/bin/cargo-lambda lambda invoke --invoke-address 127.0.0.1 --invoke-port 9000 instance-state --data-file events/instance-state-running.json");
+        story.say("Press Ctrl-C here to stop the emulator.");
+        tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+    } else {
+        story.say("`make emulator` runs this story and then keeps the emulator up with this fleet,");
+        story.say("printing the exports and `cargo lambda watch` / `cargo lambda invoke --data-file events/...`");
+        story.say("commands that drive each function by hand against it.");
+    }
+
+    story.step("Stopping the functions and the emulator");
+    drop(api);
+    drop(instance_state);
+    drop(h);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let story = Story { started: Instant::now() };
+    let keep = std::env::args().any(|a| a == "--keep");
+    println!("spotkeeper demo: the whole system against a local AWS emulator");
+    match run(&story, keep).await {
+        Ok(()) => {
+            println!("\nDone.");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("\ndemo failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
