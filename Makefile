@@ -29,6 +29,7 @@ emulator: tools build
 # cargo prints one result line per test binary; the last line here adds them up.
 test: tools build
 	cfn-lint template.yaml
+	mkdir -p target
 	$(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
 
