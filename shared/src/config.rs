@@ -8,11 +8,15 @@ use thiserror::Error;
 pub enum ConfigError {
     #[error("{0} is required: set it to the name of the spotkeeper DynamoDB table")]
     Missing(&'static str),
-    #[error("this function needs {0} or {1}: the first carries the value, the second names an SSM SecureString holding it")]
+    #[error(
+        "this function needs {0} or {1}: the first carries the value, the second names an SSM SecureString holding it"
+    )]
     MissingSecret(&'static str, &'static str),
     #[error("{name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
-    #[error("set only one of {0} and {1}: the first carries the value, the second names an SSM SecureString holding it")]
+    #[error(
+        "set only one of {0} and {1}: the first carries the value, the second names an SSM SecureString holding it"
+    )]
     Both(&'static str, &'static str),
     #[error("could not read SSM parameter {param} (named by {name}): {reason}")]
     Parameter { name: &'static str, param: String, reason: String },
@@ -83,8 +87,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let table = get("SPOTKEEPER_TABLE").ok_or(ConfigError::Missing("SPOTKEEPER_TABLE"))?;
-        if !(3..=255).contains(&table.len())
-            || !table.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        if !(3..=255).contains(&table.len()) || !table.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
         {
             return Err(ConfigError::Invalid {
                 name: "SPOTKEEPER_TABLE",
@@ -116,8 +119,7 @@ impl Config {
         {
             return Err(ConfigError::Invalid {
                 name: "SPOTKEEPER_SLACK_WEBHOOK_URL",
-                reason: "must be an https:// URL (plain http only to 127.0.0.1 or localhost, for local use)"
-                    .into(),
+                reason: "must be an https:// URL (plain http only to 127.0.0.1 or localhost, for local use)".into(),
             });
         }
         Ok(Self {
@@ -136,8 +138,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 

@@ -17,6 +17,9 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Aws(#[from] AwsError),
+    /// Nothing was done and the event should come again (SQS redelivers it).
+    #[error("{0}; the event will be delivered again")]
+    Retry(String),
 }
 
 impl Error {
@@ -27,6 +30,7 @@ impl Error {
             Error::Event(_) => "EventError",
             Error::Store(_) => "StoreError",
             Error::Aws(_) => "AwsError",
+            Error::Retry(_) => "RetryError",
         }
     }
 }

@@ -33,6 +33,18 @@ pub struct InstanceStateChange {
 
 pub const INSTANCE_STATE_CHANGE: &str = "EC2 Instance State-change Notification";
 
+/// `EC2 Spot Instance Interruption Warning`: two minutes' notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpotInterruptionWarning {
+    #[serde(rename = "instance-id")]
+    pub instance_id: String,
+    /// `terminate`, `stop` or `hibernate`.
+    #[serde(rename = "instance-action")]
+    pub instance_action: String,
+}
+
+pub const SPOT_INTERRUPTION_WARNING: &str = "EC2 Spot Instance Interruption Warning";
+
 /// Reads one EventBridge event of the expected detail-type.
 pub fn parse<D: Serialize + DeserializeOwned>(value: Value, expected: &'static str) -> Result<Event<D>, EventError> {
     #[derive(Deserialize)]
@@ -54,42 +66,84 @@ pub fn parse<D: Serialize + DeserializeOwned>(value: Value, expected: &'static s
     Ok(event)
 }
 
-/// Runs `handle` on each event of the payload. A bare event answers with the handler's result
-/// (or its error); an SQS batch answers with the ids of the messages that failed.
+/// One message of a batch: its id (none for a bare event) and its event, or why it could not be read.
+pub type Item<D> = (Option<String>, Result<Event<D>, EventError>);
+
+/// What arrived in one invocation: a bare event, or the messages of an SQS batch.
+#[derive(Debug)]
+pub struct Batch<D: Serialize + DeserializeOwned> {
+    pub items: Vec<Item<D>>,
+}
+
+impl<D: Serialize + DeserializeOwned> Batch<D> {
+    /// Reads a bare event or an SQS batch; an unreadable message fails alone, not the batch.
+    pub fn open(payload: Value, expected: &'static str) -> Result<Self, EventError> {
+        if payload.get("Records").is_none() {
+            return Ok(Self { items: vec![(None, parse(payload, expected))] });
+        }
+        let batch: SqsEvent =
+            serde_json::from_value(payload).map_err(|e| EventError::Malformed(format!("not an SQS batch ({e})")))?;
+        let items = batch
+            .records
+            .into_iter()
+            .map(|record| {
+                let event = record
+                    .body
+                    .ok_or_else(|| EventError::Malformed("SQS message has no body".into()))
+                    .and_then(|body| {
+                        serde_json::from_str::<Value>(&body)
+                            .map_err(|e| EventError::Malformed(format!("SQS message body is not JSON ({e})")))
+                    })
+                    .and_then(|value| parse(value, expected));
+                (Some(record.message_id.unwrap_or_default()), event)
+            })
+            .collect();
+        Ok(Self { items })
+    }
+}
+
+/// The answer to a batch: for SQS, the messages that failed (so only they come back); for a bare
+/// event, its result or its error.
+pub fn respond(results: Vec<(Option<String>, Result<Value, Error>)>) -> Result<Value, Error> {
+    let mut response = SqsBatchResponse::default();
+    let mut bare = None;
+    for (id, outcome) in results {
+        match id {
+            None => bare = Some(outcome),
+            Some(id) => {
+                if let Err(err) = outcome {
+                    tracing::error!(message_id = %id, error = %err, "message failed; SQS will deliver it again");
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = id;
+                    response.batch_item_failures.push(failure);
+                }
+            }
+        }
+    }
+    match bare {
+        Some(outcome) => outcome,
+        None => serde_json::to_value(response).map_err(|e| EventError::Malformed(e.to_string()).into()),
+    }
+}
+
+/// Runs `handle` on each event of the payload, concurrently, and answers as [`respond`] does.
 pub async fn dispatch<D, F, Fut>(payload: Value, expected: &'static str, handle: F) -> Result<Value, Error>
 where
     D: Serialize + DeserializeOwned,
     F: Fn(Event<D>) -> Fut,
     Fut: Future<Output = Result<Value, Error>>,
 {
-    if payload.get("Records").is_none() {
-        return handle(parse(payload, expected)?).await;
-    }
-    let batch: SqsEvent = serde_json::from_value(payload)
-        .map_err(|e| EventError::Malformed(format!("not an SQS batch ({e})")))?;
+    let batch = Batch::open(payload, expected)?;
     let handle = &handle;
-    let results = futures::future::join_all(batch.records.into_iter().map(|record| async move {
-        let id = record.message_id.unwrap_or_default();
-        let outcome = async {
-            let body = record.body.ok_or_else(|| EventError::Malformed("SQS message has no body".into()))?;
-            let value: Value = serde_json::from_str(&body)
-                .map_err(|e| EventError::Malformed(format!("SQS message body is not JSON ({e})")))?;
-            handle(parse(value, expected)?).await
-        }
-        .await;
+    let results = futures::future::join_all(batch.items.into_iter().map(|(id, event)| async move {
+        let outcome = match event {
+            Ok(event) => handle(event).await,
+            Err(err) => Err(err.into()),
+        };
         (id, outcome)
     }))
     .await;
-    let mut response = SqsBatchResponse::default();
-    for (id, outcome) in results {
-        if let Err(err) = outcome {
-            tracing::error!(message_id = %id, error = %err, "message failed; SQS will deliver it again");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
-    }
-    serde_json::to_value(response).map_err(|e| EventError::Malformed(e.to_string()).into())
+    respond(results)
 }
 
 #[cfg(test)]

@@ -26,15 +26,11 @@ impl TryFrom<String> for GroupName {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {
         let ok_len = (1..=63).contains(&value.len());
-        let ok_chars = value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let ok_chars = value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok_len && ok_chars && !value.starts_with('-') {
             Ok(Self(value))
         } else {
-            Err(format!(
-                "group name {value:?} must be 1-63 characters of a-z, 0-9 and '-', not starting with '-'"
-            ))
+            Err(format!("group name {value:?} must be 1-63 characters of a-z, 0-9 and '-', not starting with '-'"))
         }
     }
 }
@@ -79,6 +75,26 @@ pub struct Pool {
 impl fmt::Display for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} in {} ({})", self.instance_type, self.availability_zone, self.subnet_id)
+    }
+}
+
+impl Pool {
+    /// A stable key for the pool, used in the table's pool-health item.
+    pub fn key(&self) -> String {
+        format!("{}|{}", self.instance_type, self.subnet_id)
+    }
+}
+
+/// Pools to avoid for a while: one that was just interrupted or had no capacity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolHealth {
+    /// Pool key → avoid until.
+    pub avoid_until: std::collections::HashMap<String, DateTime<Utc>>,
+}
+
+impl PoolHealth {
+    pub fn is_healthy(&self, pool: &Pool, now: DateTime<Utc>) -> bool {
+        self.avoid_until.get(&pool.key()).is_none_or(|until| *until <= now)
     }
 }
 
@@ -151,7 +167,7 @@ pub struct AsgSpec {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum GroupKind {
     Asg(AsgSpec),
-    Standalone(StandaloneSpec),
+    Standalone(Box<StandaloneSpec>),
 }
 
 impl GroupKind {
@@ -190,7 +206,44 @@ pub struct Member {
     pub launched_at: Option<DateTime<Utc>>,
     /// On On-Demand because no Spot pool had capacity; recovery moves it back.
     pub fallen_back: bool,
+    /// Set on a replacement: the instance it replaces and when that one was warned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<Replaced>,
+    /// Set on an interrupted member: when the warning came and what replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Interrupted>,
     pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replaced {
+    pub instance_id: String,
+    pub warned_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interrupted {
+    pub warned_at: DateTime<Utc>,
+    /// `replaced` (a standalone member) or `detached` (an Auto Scaling group member).
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
+}
+
+impl Member {
+    /// The pool the member runs in, when its subnet is known.
+    pub fn pool(&self) -> Option<Pool> {
+        Some(Pool {
+            instance_type: self.instance_type.clone(),
+            subnet_id: self.subnet_id.clone()?,
+            availability_zone: self.availability_zone.clone(),
+        })
+    }
+
+    /// Still serving: not warned of an interruption.
+    pub fn is_serving(&self) -> bool {
+        self.interrupted.is_none()
+    }
 }
 
 /// What EC2 says about an instance, as far as spotkeeper cares.
@@ -229,6 +282,8 @@ impl InstanceFacts {
             state_at: None,
             launched_at: self.launched_at,
             fallen_back,
+            replaces: None,
+            interrupted: None,
             version: 0,
         }
     }

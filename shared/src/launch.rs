@@ -24,12 +24,15 @@ impl Launch {
 
 /// A capacity error can come back as an API error (HTTP 4xx) as well as inside an instant
 /// fleet's 200 response: both become `LaunchError`s here.
-async fn request(ec2: &Ec2, request: &LaunchRequest<'_>) -> Result<(Vec<LaunchedInstance>, Vec<LaunchError>), AwsError> {
+async fn request(
+    ec2: &Ec2,
+    request: &LaunchRequest<'_>,
+) -> Result<(Vec<LaunchedInstance>, Vec<LaunchError>), AwsError> {
     match ec2.launch(request).await {
         Ok(launched) => Ok((launched.instances, launched.errors)),
         Err(err) if err.code.as_deref().is_some_and(plan::is_capacity_error) => Ok((
             Vec::new(),
-            vec![LaunchError { code: err.code.clone().unwrap_or_default(), message: err.message }],
+            vec![LaunchError { code: err.code.clone().unwrap_or_default(), message: err.message, pool: None }],
         )),
         Err(err) => Err(err),
     }

@@ -10,6 +10,7 @@ pub mod event;
 pub mod fleet;
 pub mod history;
 pub mod launch;
+pub mod notify;
 pub mod online;
 pub mod plan;
 pub mod store;
@@ -21,22 +22,30 @@ pub use error::Error;
 
 use aws::Clients;
 use clock::{SharedClock, SystemClock};
-use config::Config;
+use config::{Config, ConfigError};
+use notify::Notifier;
 use store::Store;
 
-/// What a handler works with: the AWS clients, the table and the clock, built once at init.
+/// What a handler works with: the AWS clients, the table, alerts and the clock, built once at init.
 #[derive(Clone, Debug)]
 pub struct Deps {
     pub clients: Clients,
     pub store: Store,
+    pub notifier: Notifier,
     pub clock: SharedClock,
 }
 
 impl Deps {
-    pub fn new(config: &Config, sdk: &aws_config::SdkConfig) -> Self {
+    /// Builds everything a function needs; reads the Slack URL from SSM when configured so.
+    pub async fn init(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
         let clients = Clients::new(sdk);
+        let slack = match &config.slack_webhook {
+            Some(source) => Some(source.resolve(&clients.ssm).await?),
+            None => None,
+        };
         let store = Store::new(clients.dynamodb.clone(), &config.table);
-        Self { clients, store, clock: Arc::new(SystemClock) }
+        let notifier = Notifier::new(clients.sns.clone(), config.topic_arn.clone(), slack);
+        Ok(Self { clients, store, notifier, clock: Arc::new(SystemClock) })
     }
 
     pub fn with_clock(self, clock: SharedClock) -> Self {

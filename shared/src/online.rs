@@ -47,6 +47,7 @@ impl Online {
 }
 
 /// Points the group's record, address and free volumes at `instance_id`, which must be running.
+/// The record carries the serving members only: an interrupted one is on its way out.
 pub async fn bring_online(
     clients: &Clients,
     spec: &StandaloneSpec,
@@ -54,7 +55,7 @@ pub async fn bring_online(
     members: &[Member],
 ) -> Result<Online, Error> {
     let mut online = Online::default();
-    let ids: Vec<String> = members.iter().map(|m| m.instance_id.clone()).collect();
+    let ids: Vec<String> = members.iter().filter(|m| m.is_serving()).map(|m| m.instance_id.clone()).collect();
     let mut fleet = clients.ec2.instances(&ids).await?;
     let Some(instance) = fleet.iter().find(|i| i.instance_id == instance_id).cloned() else {
         return Ok(online);
@@ -92,7 +93,11 @@ pub async fn bring_online(
 
 type VolumePlan = (Vec<(String, String)>, Vec<(String, VolumeHold)>);
 
-async fn attach_volumes(clients: &Clients, spec: &StandaloneSpec, instance: &InstanceFacts) -> Result<VolumePlan, Error> {
+async fn attach_volumes(
+    clients: &Clients,
+    spec: &StandaloneSpec,
+    instance: &InstanceFacts,
+) -> Result<VolumePlan, Error> {
     if spec.data_volumes.is_empty() {
         return Ok(Default::default());
     }
@@ -105,4 +110,41 @@ async fn attach_volumes(clients: &Clients, spec: &StandaloneSpec, instance: &Ins
     }))
     .await?;
     Ok((attached, hold.into_iter().map(|(v, h)| (v.volume_id.clone(), h)).collect()))
+}
+
+/// Moves the group's data volumes from an instance that has stopped (or is gone) to the one that
+/// replaces it, at the same device names. Returns (volume, device) moved.
+pub async fn move_volumes(
+    clients: &Clients,
+    spec: &StandaloneSpec,
+    from: &str,
+    to: &str,
+) -> Result<Vec<(String, String)>, Error> {
+    let ids: Vec<String> = spec.data_volumes.iter().map(|v| v.volume_id.clone()).collect();
+    let facts = clients.ec2.volumes(&ids).await?;
+    let moves = spec.data_volumes.iter().map(|volume| {
+        let attached_to_old = facts
+            .iter()
+            .find(|f| f.volume_id == volume.volume_id)
+            .is_some_and(|f| f.attachments.iter().any(|(instance, _)| instance == from));
+        async move {
+            if attached_to_old {
+                clients.ec2.detach_volume(&volume.volume_id, from, &volume.device).await?;
+            }
+            if !clients.ec2.wait_available(&volume.volume_id, std::time::Duration::from_secs(60)).await? {
+                return Err(crate::aws::AwsError {
+                    operation: "DetachVolume",
+                    code: None,
+                    message: format!(
+                        "volume {} did not become available within 60 s; attach it to {to} by hand",
+                        volume.volume_id
+                    ),
+                }
+                .into());
+            }
+            clients.ec2.attach_volume(&volume.volume_id, to, &volume.device).await?;
+            Ok::<_, Error>((volume.volume_id.clone(), volume.device.clone()))
+        }
+    });
+    futures::future::try_join_all(moves).await
 }

@@ -3,11 +3,18 @@
 use thiserror::Error;
 
 use crate::aws::ec2::{LaunchError, VolumeFacts};
-use crate::fleet::{AddressKind, DataVolume, InstanceFacts, Pool, Subnet};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::fleet::{AddressKind, DataVolume, Group, GroupKind, GroupName, InstanceFacts, Pool, PoolHealth, Subnet};
+use crate::store::Lookup;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum PlanError {
-    #[error("data volumes {0} lie in different availability zones: an instance can only attach volumes of its own AZ, so keep a group's volumes in one AZ")]
+    #[error(
+        "data volumes {0} lie in different availability zones: an instance can only attach volumes of its own AZ, so keep a group's volumes in one AZ"
+    )]
     VolumesInSeveralZones(String),
     #[error("no subnet of the group is in {zone}, where its data volumes are: add a subnet of {zone}")]
     NoSubnetInVolumeZone { zone: String },
@@ -30,8 +37,7 @@ pub fn volume_zone(volumes: &[VolumeFacts]) -> Result<Option<String>, PlanError>
 /// Every pool a group may launch into: each instance type in each subnet, restricted to the
 /// volumes' AZ when the group has data volumes.
 pub fn pools(instance_types: &[String], subnets: &[Subnet], zone: Option<&str>) -> Result<Vec<Pool>, PlanError> {
-    let subnets: Vec<&Subnet> =
-        subnets.iter().filter(|s| zone.is_none_or(|z| s.availability_zone == z)).collect();
+    let subnets: Vec<&Subnet> = subnets.iter().filter(|s| zone.is_none_or(|z| s.availability_zone == z)).collect();
     if let (Some(zone), true) = (zone, subnets.is_empty()) {
         return Err(PlanError::NoSubnetInVolumeZone { zone: zone.to_string() });
     }
@@ -67,9 +73,13 @@ pub fn dns_addresses(kind: AddressKind, instances: &[InstanceFacts]) -> Vec<Stri
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VolumeHold {
     /// Still on another instance: it follows once that one has stopped.
-    AttachedElsewhere { instance_id: String },
+    AttachedElsewhere {
+        instance_id: String,
+    },
     /// In another AZ than the instance: it can never attach there.
-    OtherZone { zone: String },
+    OtherZone {
+        zone: String,
+    },
     Missing,
 }
 
@@ -89,9 +99,7 @@ pub fn volumes_to_attach<'a>(
                 hold.push((volume, VolumeHold::OtherZone { zone: f.availability_zone.clone() }))
             }
             Some(f) => match f.attachments.first() {
-                Some((other, _)) => {
-                    hold.push((volume, VolumeHold::AttachedElsewhere { instance_id: other.clone() }))
-                }
+                Some((other, _)) => hold.push((volume, VolumeHold::AttachedElsewhere { instance_id: other.clone() })),
                 None => attach.push(volume),
             },
         }
@@ -120,10 +128,82 @@ pub fn should_fall_back(launched_count: usize, errors: &[LaunchError]) -> bool {
     launched_count == 0 && !errors.is_empty() && errors.iter().all(|e| is_capacity_error(&e.code))
 }
 
+/// How long a pool that was just interrupted, or had no capacity, is avoided.
+pub const AVOID_POOL_MINUTES: i64 = 30;
+
+/// A Spot interruption warning for a managed instance, as the handler read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Warning {
+    pub event_id: String,
+    pub instance_id: String,
+    pub warned_at: DateTime<Utc>,
+    pub lookup: Lookup,
+}
+
+/// What to do about a batch of warnings: one request per Auto Scaling group or standalone group.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Detach these instances without decrementing desired capacity: the ASG launches their
+    /// replacements at once while they drain.
+    Detach { group: GroupName, asg_name: String, warnings: Vec<Warning> },
+    /// Launch one replacement per warning, in one request over these pools.
+    Replace { group: Group, pools: Vec<Pool>, warnings: Vec<Warning> },
+}
+
+impl Action {
+    pub fn warnings(&self) -> &[Warning] {
+        match self {
+            Action::Detach { warnings, .. } | Action::Replace { warnings, .. } => warnings,
+        }
+    }
+}
+
+/// The pools a group's replacements may use: healthy pools other than the interrupted ones;
+/// failing that, any pool but the interrupted ones; failing that (a single-pool group), any pool.
+pub fn replacement_pools(all: &[Pool], interrupted: &[Pool], health: &PoolHealth, now: DateTime<Utc>) -> Vec<Pool> {
+    let others: Vec<Pool> = all.iter().filter(|p| !interrupted.contains(p)).cloned().collect();
+    let healthy: Vec<Pool> = others.iter().filter(|p| health.is_healthy(p, now)).cloned().collect();
+    if !healthy.is_empty() {
+        healthy
+    } else if !others.is_empty() {
+        others
+    } else {
+        all.to_vec()
+    }
+}
+
+/// Groups the warnings of one batch into as few requests as the APIs allow: one detach per
+/// Auto Scaling group (the API takes 20 ids a call; the adapter splits), one launch per
+/// standalone group.
+pub fn interruption_actions(warnings: Vec<Warning>, health: &PoolHealth, now: DateTime<Utc>) -> Vec<Action> {
+    let mut by_group: BTreeMap<GroupName, Vec<Warning>> = BTreeMap::new();
+    for warning in warnings {
+        by_group.entry(warning.lookup.group.clone()).or_default().push(warning);
+    }
+    by_group
+        .into_values()
+        .filter_map(|warnings| {
+            let group = warnings.first()?.lookup.config.clone();
+            Some(match &group.kind {
+                GroupKind::Asg(spec) => {
+                    Action::Detach { group: group.name.clone(), asg_name: spec.asg_name.clone(), warnings }
+                }
+                GroupKind::Standalone(spec) => {
+                    let all =
+                        pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
+                    let interrupted: Vec<Pool> = warnings.iter().filter_map(|w| w.lookup.pool.clone()).collect();
+                    let pools = replacement_pools(&all, &interrupted, health, now);
+                    Action::Replace { group, pools, warnings }
+                }
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::Market;
+    use crate::fleet::{AsgSpec, LaunchTemplateRef, Market, StandaloneSpec};
 
     fn subnet(id: &str, zone: &str) -> Subnet {
         Subnet { id: id.into(), availability_zone: zone.into() }
@@ -202,7 +282,8 @@ mod tests {
             volume("v-far", "us-east-1b", None),
             volume("v-mine", "us-east-1a", Some("i-new")),
         ];
-        let (attach, hold) = volumes_to_attach(&wanted, &facts, &instance("i-new", "us-east-1a", "running", "10.0.0.1"));
+        let (attach, hold) =
+            volumes_to_attach(&wanted, &facts, &instance("i-new", "us-east-1a", "running", "10.0.0.1"));
         assert_eq!(attach.iter().map(|v| v.volume_id.as_str()).collect::<Vec<_>>(), vec!["v-free"]);
         assert_eq!(
             hold.iter().map(|(v, h)| (v.volume_id.as_str(), h.clone())).collect::<Vec<_>>(),
@@ -216,11 +297,78 @@ mod tests {
 
     #[test]
     fn fall_back_only_when_every_error_is_about_capacity() {
-        let capacity = LaunchError { code: "InsufficientInstanceCapacity".into(), message: String::new() };
-        let mistake = LaunchError { code: "InvalidParameterValue".into(), message: String::new() };
+        let capacity = LaunchError { code: "InsufficientInstanceCapacity".into(), message: String::new(), pool: None };
+        let mistake = LaunchError { code: "InvalidParameterValue".into(), message: String::new(), pool: None };
         assert!(should_fall_back(0, std::slice::from_ref(&capacity)));
         assert!(!should_fall_back(1, std::slice::from_ref(&capacity)));
         assert!(!should_fall_back(0, &[capacity, mistake]));
         assert!(!should_fall_back(0, &[]));
+    }
+
+    fn pool(t: &str, subnet: &str) -> Pool {
+        Pool { instance_type: t.into(), subnet_id: subnet.into(), availability_zone: format!("zone-{subnet}") }
+    }
+
+    #[test]
+    fn replacements_avoid_the_interrupted_and_unhealthy_pools() {
+        let now = Utc::now();
+        let all = vec![pool("m5", "a"), pool("m5", "b"), pool("m6", "a"), pool("m6", "b")];
+        let mut health = PoolHealth::default();
+        health.avoid_until.insert(pool("m6", "a").key(), now + chrono::Duration::minutes(5));
+        health.avoid_until.insert(pool("m6", "b").key(), now - chrono::Duration::minutes(5));
+        let chosen = replacement_pools(&all, &[pool("m5", "a")], &health, now);
+        assert_eq!(chosen, vec![pool("m5", "b"), pool("m6", "b")], "expired marks no longer count");
+        // Everything else unhealthy: any pool but the interrupted one beats none.
+        health.avoid_until.insert(pool("m5", "b").key(), now + chrono::Duration::minutes(5));
+        health.avoid_until.insert(pool("m6", "b").key(), now + chrono::Duration::minutes(5));
+        assert_eq!(replacement_pools(&all, &[pool("m5", "a")], &health, now).len(), 3);
+        // A single-pool group can only come back where it was.
+        assert_eq!(replacement_pools(&all[..1], &all[..1], &health, now), all[..1].to_vec());
+    }
+
+    fn lookup(group: &str, kind: GroupKind, pool: Option<Pool>) -> Lookup {
+        let name = GroupName::try_from(group.to_string()).unwrap();
+        Lookup { group: name.clone(), config: Group { name, kind, created_at: Utc::now(), version: 3 }, pool }
+    }
+
+    fn warning(id: &str, lookup: &Lookup) -> Warning {
+        Warning { event_id: format!("e-{id}"), instance_id: id.into(), warned_at: Utc::now(), lookup: lookup.clone() }
+    }
+
+    #[test]
+    fn a_batch_becomes_one_request_per_group() {
+        let asg = lookup("workers", GroupKind::Asg(AsgSpec { asg_name: "workers-asg".into() }), None);
+        let spec = StandaloneSpec {
+            launch_template: LaunchTemplateRef { id: Some("lt-1".into()), name: None, version: "$Latest".into() },
+            instance_types: vec!["m5".into(), "m6".into()],
+            subnets: vec![subnet("a", "zone-a"), subnet("b", "zone-b")],
+            capacity: 2,
+            dns: None,
+            elastic_ip_allocation_id: None,
+            data_volumes: vec![],
+            volume_zone: None,
+        };
+        let web_1 = lookup("web", GroupKind::Standalone(Box::new(spec.clone())), Some(pool("m5", "a")));
+        let web_2 = lookup("web", GroupKind::Standalone(Box::new(spec)), Some(pool("m6", "b")));
+        let actions = interruption_actions(
+            vec![warning("i-1", &asg), warning("i-2", &web_1), warning("i-3", &asg), warning("i-4", &web_2)],
+            &PoolHealth::default(),
+            Utc::now(),
+        );
+        assert_eq!(actions.len(), 2);
+        match &actions[0] {
+            Action::Replace { pools, warnings, .. } => {
+                assert_eq!(warnings.len(), 2, "two replacements, one request");
+                assert_eq!(pools, &vec![pool("m6", "a"), pool("m5", "b")], "both interrupted pools avoided");
+            }
+            other => panic!("{other:?}"),
+        }
+        match &actions[1] {
+            Action::Detach { asg_name, warnings, .. } => {
+                assert_eq!(asg_name, "workers-asg");
+                assert_eq!(warnings.iter().map(|w| w.instance_id.as_str()).collect::<Vec<_>>(), vec!["i-1", "i-3"]);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -6,6 +6,12 @@
 //! | member          | `GROUP#<name>`     | `INSTANCE#<id>`        | `MEMBERS` / id         |
 //! | instance lookup | `INSTANCE#<id>`    | `GROUP`                |                        |
 //! | history         | `GROUP#<name>`     | `EVENT#<time>#<id>`    | (TTL `expires_at`)     |
+//! | event claim     | `DEDUP#<event id>` | `DEDUP`                | (TTL `expires_at`)     |
+//! | pool health     | `POOLS`            | `HEALTH`               |                        |
+//!
+//! The instance lookup carries a snapshot of its group's configuration and the member's pool,
+//! and pool health is one item: so the interruption handler reads everything it needs to launch
+//! a replacement in one `BatchGetItem`, beside its claim on the event.
 //!
 //! Every change to an existing item is a conditional write on its `version`: of two writers
 //! racing on one item, one wins and the other gets [`StoreError::Conflict`].
@@ -15,15 +21,13 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, Put, TransactWriteItem, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, Put, TransactWriteItem, WriteRequest};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::aws::AwsError;
-use crate::fleet::{Group, GroupName, Member};
+use crate::fleet::{Group, GroupName, Member, Pool, PoolHealth};
 
 /// The secondary index that lists groups and members without a scan.
 pub const INDEX: &str = "gsi1";
@@ -31,6 +35,8 @@ pub const INDEX: &str = "gsi1";
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 /// How long history is kept.
 pub const HISTORY_DAYS: i64 = 90;
+/// How long an event's claim is remembered: SQS keeps a message at most 14 days.
+pub const CLAIM_DAYS: i64 = 14;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -71,17 +77,41 @@ fn lookup_pk(instance_id: &str) -> String {
 
 const GROUP_SK: &str = "CONFIG";
 const LOOKUP_SK: &str = "GROUP";
+const HEALTH_PK: &str = "POOLS";
+const HEALTH_SK: &str = "HEALTH";
+const POOL_PREFIX: &str = "pool:";
+
+/// What the table knows of a managed instance: its group (as a snapshot) and its pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lookup {
+    pub group: GroupName,
+    pub config: Group,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<Pool>,
+}
+
+/// The outcome of claiming an event: the first claimant acts, the others stand aside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    Won,
+    /// Another delivery of the same event holds it (acting now, or done).
+    Taken,
+}
+
+fn claim_key(event_id: &str) -> [(&'static str, AttributeValue); 2] {
+    [("pk", s(format!("DEDUP#{event_id}"))), ("sk", s("DEDUP"))]
+}
+
+fn build_error(operation: &'static str) -> impl Fn(aws_sdk_dynamodb::error::BuildError) -> AwsError {
+    move |e| AwsError { operation, code: None, message: e.to_string() }
+}
 
 /// A domain value as a table item under the given keys.
-fn item<T: Serialize>(
-    value: &T,
-    keys: &[(&str, String)],
-) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    let mut item: HashMap<String, AttributeValue> =
-        serde_dynamo::to_item(value).map_err(|e| StoreError::Corrupt {
-            key: keys.first().map(|(_, v)| v.clone()).unwrap_or_default(),
-            reason: e.to_string(),
-        })?;
+fn item<T: Serialize>(value: &T, keys: &[(&str, String)]) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(value).map_err(|e| StoreError::Corrupt {
+        key: keys.first().map(|(_, v)| v.clone()).unwrap_or_default(),
+        reason: e.to_string(),
+    })?;
     for (name, value) in keys {
         item.insert((*name).to_string(), s(value.clone()));
     }
@@ -163,25 +193,57 @@ impl Store {
         }
     }
 
-    /// Saves a changed group if nobody changed it since it was read; returns it at its new version.
-    pub async fn save_group(&self, group: &Group) -> Result<Group, StoreError> {
+    /// Saves a changed group if nobody changed it since it was read, and refreshes the snapshot
+    /// its members' lookups carry; returns the group at its new version.
+    pub async fn save_group(&self, group: &Group, member_ids: &[String]) -> Result<Group, StoreError> {
         let next = Group { version: group.version + 1, ..group.clone() };
-        let result = self
-            .client
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(Self::group_item(&next)?))
             .condition_expression("version = :expected")
             .expression_attribute_values(":expected", version_value(group.version))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(next),
-            Err(SdkError::ServiceError(e)) if is_conditional_failure(e.err()) => Err(StoreError::Conflict(
-                format!("group {} (version {}) was changed or removed", group.name, group.version),
-            )),
-            Err(e) => Err(AwsError::from_sdk("PutItem", e).into()),
+            .build()
+            .map_err(build_error("TransactWriteItems"))?;
+        let config: AttributeValue = serde_dynamo::to_attribute_value(&next)
+            .map_err(|e| StoreError::Corrupt { key: group_pk(&group.name), reason: e.to_string() })?;
+        let refresh = |id: &String| {
+            aws_sdk_dynamodb::types::Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(lookup_pk(id)))
+                .key("sk", s(LOOKUP_SK))
+                .update_expression("SET config = :config")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":config", config.clone())
+                .build()
+                .map(|u| TransactWriteItem::builder().update(u).build())
+                .map_err(build_error("TransactWriteItems"))
+        };
+        // The group and up to 99 lookups change atomically; a larger group's other lookups follow
+        // in further transactions (each lookup carries the group version it was copied at).
+        let (first, rest) = member_ids.split_at(member_ids.len().min(99));
+        let mut writes = vec![TransactWriteItem::builder().put(put).build()];
+        for id in first {
+            writes.push(refresh(id)?);
         }
+        let result = self.client.transact_write_items().set_transact_items(Some(writes)).send().await;
+        if let Err(err) = result {
+            let conflict = matches!(&err, SdkError::ServiceError(e) if matches!(e.err(), TransactWriteItemsError::TransactionCanceledException(_)));
+            return Err(if conflict {
+                StoreError::Conflict(format!("group {} (version {}) was changed or removed", group.name, group.version))
+            } else {
+                AwsError::from_sdk("TransactWriteItems", err).into()
+            });
+        }
+        for chunk in rest.chunks(100) {
+            let writes = chunk.iter().map(refresh).collect::<Result<Vec<_>, _>>()?;
+            self.client
+                .transact_write_items()
+                .set_transact_items(Some(writes))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("TransactWriteItems", e))?;
+        }
+        Ok(next)
     }
 
     pub async fn group(&self, name: &GroupName) -> Result<Option<Group>, StoreError> {
@@ -262,31 +324,24 @@ impl Store {
 
     /// Adds members to a group, each with its instance → group lookup. An instance that some
     /// group already manages is a `Conflict` naming it, and nothing of that batch is written.
-    pub async fn add_members(&self, group: &GroupName, members: &[Member]) -> Result<(), StoreError> {
+    pub async fn add_members(&self, group: &Group, members: &[Member]) -> Result<(), StoreError> {
         // A transaction holds at most 100 items: 50 members with their lookups.
         for chunk in members.chunks(50) {
             let mut writes = Vec::with_capacity(chunk.len() * 2);
             for member in chunk {
-                let mut lookup = HashMap::new();
-                lookup.insert("pk".to_string(), s(lookup_pk(&member.instance_id)));
-                lookup.insert("sk".to_string(), s(LOOKUP_SK));
-                lookup.insert("group".to_string(), s(group.to_string()));
-                for item in [Self::member_item(group, member)?, lookup] {
+                let lookup = Lookup { group: group.name.clone(), config: group.clone(), pool: member.pool() };
+                let lookup = item(&lookup, &[("pk", lookup_pk(&member.instance_id)), ("sk", LOOKUP_SK.to_string())])?;
+                for item in [Self::member_item(&group.name, member)?, lookup] {
                     let put = Put::builder()
                         .table_name(&self.table)
                         .set_item(Some(item))
                         .condition_expression("attribute_not_exists(pk)")
                         .build()
-                        .map_err(|e| AwsError { operation: "TransactWriteItems", code: None, message: e.to_string() })?;
+                        .map_err(build_error("TransactWriteItems"))?;
                     writes.push(TransactWriteItem::builder().put(put).build());
                 }
             }
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(writes))
-                .send()
-                .await;
+            let result = self.client.transact_write_items().set_transact_items(Some(writes)).send().await;
             if let Err(err) = result {
                 return Err(Self::transaction_error(err, chunk));
             }
@@ -294,7 +349,179 @@ impl Store {
         Ok(())
     }
 
-    fn transaction_error(err: SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>, members: &[Member]) -> StoreError {
+    /// Forgets one member and its lookup.
+    pub async fn remove_member(&self, group: &GroupName, instance_id: &str) -> Result<(), StoreError> {
+        let delete = |pk: String, sk: String| {
+            aws_sdk_dynamodb::types::Delete::builder()
+                .table_name(&self.table)
+                .key("pk", s(pk))
+                .key("sk", s(sk))
+                .build()
+                .map(|d| TransactWriteItem::builder().delete(d).build())
+                .map_err(build_error("TransactWriteItems"))
+        };
+        self.client
+            .transact_write_items()
+            .transact_items(delete(group_pk(group), member_sk(instance_id))?)
+            .transact_items(delete(lookup_pk(instance_id), LOOKUP_SK.to_string())?)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("TransactWriteItems", e))?;
+        Ok(())
+    }
+
+    /// Claims an event for this delivery. A claim left by a delivery that died (its lease ran out
+    /// before it finished) can be taken over; a finished one cannot.
+    pub async fn claim(&self, event_id: &str, now: DateTime<Utc>, lease: Duration) -> Result<Claim, StoreError> {
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("state", s("acting"))
+            .item("lease_until", AttributeValue::N((now + lease).timestamp_millis().to_string()))
+            .item(TTL_ATTRIBUTE, AttributeValue::N((now + Duration::days(CLAIM_DAYS)).timestamp().to_string()))
+            .condition_expression("attribute_not_exists(pk) OR (#state = :acting AND lease_until < :now)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":acting", s("acting"))
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp_millis().to_string()));
+        for (name, value) in claim_key(event_id) {
+            request = request.item(name, value);
+        }
+        match request.send().await {
+            Ok(_) => Ok(Claim::Won),
+            Err(SdkError::ServiceError(e)) if is_conditional_failure(e.err()) => Ok(Claim::Taken),
+            Err(e) => Err(AwsError::from_sdk("PutItem", e).into()),
+        }
+    }
+
+    /// Marks a claimed event done, with what was done: later deliveries stand aside for good.
+    pub async fn settle(&self, event_id: &str, outcome: &str) -> Result<(), StoreError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .update_expression("SET #state = :done, outcome = :outcome")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":done", s("done"))
+            .expression_attribute_values(":outcome", s(outcome));
+        for (name, value) in claim_key(event_id) {
+            request = request.key(name, value);
+        }
+        request.send().await.map_err(|e| AwsError::from_sdk("UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// Gives a claim back after a failure, so the event's next delivery acts.
+    pub async fn release(&self, event_id: &str) -> Result<(), StoreError> {
+        let mut request = self.client.delete_item().table_name(&self.table);
+        for (name, value) in claim_key(event_id) {
+            request = request.key(name, value);
+        }
+        request.send().await.map_err(|e| AwsError::from_sdk("DeleteItem", e))?;
+        Ok(())
+    }
+
+    /// The lookups of these instances and the pool health, in one `BatchGetItem`.
+    pub async fn lookups(&self, instance_ids: &[String]) -> Result<(HashMap<String, Lookup>, PoolHealth), StoreError> {
+        let mut ids: Vec<&String> = instance_ids.iter().collect();
+        ids.sort();
+        ids.dedup();
+        let key = |pk: String, sk: &str| HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))]);
+        let mut keys: Vec<HashMap<String, AttributeValue>> =
+            ids.iter().map(|id| key(lookup_pk(id), LOOKUP_SK)).collect();
+        keys.push(key(HEALTH_PK.to_string(), HEALTH_SK));
+        let mut found = Vec::new();
+        for chunk in keys.chunks(100) {
+            let mut pending = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .consistent_read(true)
+                .build()
+                .map_err(build_error("BatchGetItem"))?;
+            // Keys come back unprocessed under throttling: ask again, a bounded number of times.
+            for attempt in 0..8u32 {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("BatchGetItem", e))?;
+                found.extend(out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
+                match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                    Some(rest) if !rest.keys.is_empty() && attempt < 7 => {
+                        pending = rest;
+                        tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                    }
+                    Some(rest) if !rest.keys.is_empty() => {
+                        return Err(
+                            AwsError::malformed("BatchGetItem", "all items after 8 attempts (throttled)").into()
+                        );
+                    }
+                    _ => break,
+                }
+            }
+        }
+        let mut lookups = HashMap::new();
+        let mut health = PoolHealth::default();
+        for item in found {
+            match item.get("pk") {
+                Some(AttributeValue::S(pk)) if pk == HEALTH_PK => {
+                    for (name, value) in &item {
+                        if let (Some(pool), AttributeValue::N(millis)) = (name.strip_prefix(POOL_PREFIX), value)
+                            && let Some(until) = millis.parse().ok().and_then(DateTime::from_timestamp_millis)
+                        {
+                            health.avoid_until.insert(pool.to_string(), until);
+                        }
+                    }
+                }
+                Some(AttributeValue::S(pk)) => {
+                    let id = pk.trim_start_matches("INSTANCE#").to_string();
+                    lookups.insert(id, parse::<Lookup>(item)?);
+                }
+                _ => {}
+            }
+        }
+        Ok((lookups, health))
+    }
+
+    /// Marks pools to avoid until `until`, and forgets marks that have run out.
+    pub async fn avoid_pools(
+        &self,
+        pools: &[Pool],
+        until: DateTime<Utc>,
+        known: &PoolHealth,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if pools.is_empty() {
+            return Ok(());
+        }
+        let mut request =
+            self.client.update_item().table_name(&self.table).key("pk", s(HEALTH_PK)).key("sk", s(HEALTH_SK));
+        let mut sets = Vec::new();
+        for (i, pool) in pools.iter().enumerate() {
+            request = request
+                .expression_attribute_names(format!("#p{i}"), format!("{POOL_PREFIX}{}", pool.key()))
+                .expression_attribute_values(format!(":u{i}"), AttributeValue::N(until.timestamp_millis().to_string()));
+            sets.push(format!("#p{i} = :u{i}"));
+        }
+        let marked: Vec<String> = pools.iter().map(Pool::key).collect();
+        let mut removes = Vec::new();
+        for (i, (key, _)) in known.avoid_until.iter().filter(|(k, t)| **t <= now && !marked.contains(k)).enumerate() {
+            request = request.expression_attribute_names(format!("#r{i}"), format!("{POOL_PREFIX}{key}"));
+            removes.push(format!("#r{i}"));
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        request.update_expression(expression).send().await.map_err(|e| AwsError::from_sdk("UpdateItem", e))?;
+        Ok(())
+    }
+
+    fn transaction_error(
+        err: SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>,
+        members: &[Member],
+    ) -> StoreError {
         if let SdkError::ServiceError(service) = &err
             && let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err()
         {
@@ -330,6 +557,41 @@ impl Store {
         }
     }
 
+    pub async fn member(&self, group: &GroupName, instance_id: &str) -> Result<Option<Member>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(group_pk(group)))
+            .key("sk", s(member_sk(instance_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("GetItem", e))?;
+        out.item.map(parse).transpose()
+    }
+
+    /// Reads a member, changes it and saves it, reading again when another writer got there
+    /// first (a few times). `None` when the group no longer has that member.
+    pub async fn update_member(
+        &self,
+        group: &GroupName,
+        instance_id: &str,
+        change: impl Fn(&mut Member),
+    ) -> Result<Option<Member>, StoreError> {
+        let mut last = None;
+        for _ in 0..4 {
+            let Some(mut member) = self.member(group, instance_id).await? else { return Ok(None) };
+            change(&mut member);
+            match self.save_member(group, &member).await {
+                Ok(saved) => return Ok(Some(saved)),
+                Err(StoreError::Conflict(m)) => last = Some(StoreError::Conflict(m)),
+                Err(other) => return Err(other),
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::Conflict(format!("member {instance_id} of group {group}"))))
+    }
+
     /// The group that manages an instance, if any.
     pub async fn group_of(&self, instance_id: &str) -> Result<Option<GroupName>, StoreError> {
         #[derive(Deserialize)]
@@ -362,10 +624,8 @@ impl Store {
             requests.push(key(group_pk(group), member_sk(&m.instance_id)));
             requests.push(key(lookup_pk(&m.instance_id), LOOKUP_SK.to_string()));
         }
-        let requests: Vec<WriteRequest> = requests
-            .into_iter()
-            .collect::<Result<_, _>>()
-            .map_err(|e| AwsError { operation: "BatchWriteItem", code: None, message: e.to_string() })?;
+        let requests: Vec<WriteRequest> =
+            requests.into_iter().collect::<Result<_, _>>().map_err(build_error("BatchWriteItem"))?;
         for chunk in requests.chunks(25) {
             let mut pending = HashMap::from([(self.table.clone(), chunk.to_vec())]);
             // Unprocessed items come back under throttling; send them again, a bounded number of times.

@@ -47,7 +47,9 @@ impl Emulator {
                 .stdout(log_file)
                 .stderr(err_file)
                 .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {} ({e}): run `make test`, which installs it into .venv", server.display()));
+                .unwrap_or_else(|e| {
+                    panic!("cannot start {} ({e}): run `make test`, which installs it into .venv", server.display())
+                });
             let mut emulator = Self { child, endpoint: format!("http://127.0.0.1:{port}"), log };
             if emulator.wait_ready() {
                 return emulator;
@@ -76,13 +78,24 @@ impl Emulator {
     /// SDK configuration pointing every client at the emulator. One attempt per call: an operation
     /// the emulator lacks should fail at once, not after retries.
     pub fn sdk_config(&self) -> SdkConfig {
+        sdk_config_at(&self.endpoint)
+    }
+}
+
+/// SDK configuration for an emulator (or a proxy in front of it) at `endpoint`.
+pub fn sdk_config_at(endpoint: &str) -> SdkConfig {
+    {
         SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
-                Credentials::new("testing", "testing", None, None, "spotkeeper-tests"),
-            ))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "spotkeeper-tests",
+            )))
             .retry_config(RetryConfig::standard().with_max_attempts(1))
             .build()
     }

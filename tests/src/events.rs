@@ -45,3 +45,31 @@ pub fn http(method: &str, path: &str, token: Option<&str>, body: Option<&Value>)
     }
     event
 }
+
+/// `EC2 Spot Instance Interruption Warning` for `instance_id`, with a fresh id.
+pub fn spot_warning(instance_id: &str) -> Value {
+    let mut event = load("spot-interruption-warning.json");
+    event["id"] = Value::String(format!("{:08x}-warning-{instance_id}", rand_id()));
+    event["time"] = Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    event["detail"]["instance-id"] = Value::String(instance_id.to_string());
+    event["resources"] = serde_json::json!([format!("arn:aws:ec2:us-east-1:123456789012:instance/{instance_id}")]);
+    event
+}
+
+/// An SQS batch (as the queue delivers it) of these events, message ids `m-0`, `m-1`, ...
+pub fn sqs_batch(events: &[Value]) -> Value {
+    let mut batch = load("sqs-spot-interruption-batch.json");
+    let template = batch["Records"][0].clone();
+    let records: Vec<Value> = events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let mut record = template.clone();
+            record["messageId"] = Value::String(format!("m-{i}"));
+            record["body"] = Value::String(event.to_string());
+            record
+        })
+        .collect();
+    batch["Records"] = Value::Array(records);
+    batch
+}

@@ -3,8 +3,7 @@
 
 use aws_config::SdkConfig;
 use aws_sdk_autoscaling::types::{
-    InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification,
-    MixedInstancesPolicy,
+    InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification, MixedInstancesPolicy,
 };
 use aws_sdk_ec2::types::{DomainType, RequestLaunchTemplateData, VolumeType};
 
@@ -91,7 +90,10 @@ impl LocalFleet {
             .launch_template(
                 LaunchTemplate::builder()
                     .launch_template_specification(
-                        LaunchTemplateSpecification::builder().launch_template_id(&template_id).version("$Latest").build(),
+                        LaunchTemplateSpecification::builder()
+                            .launch_template_id(&template_id)
+                            .version("$Latest")
+                            .build(),
                     )
                     .overrides(LaunchTemplateOverrides::builder().instance_type("m5.large").build())
                     .overrides(LaunchTemplateOverrides::builder().instance_type("m5a.large").build())
@@ -147,6 +149,17 @@ impl LocalFleet {
             .volume_id
             .ok_or_else(|| missing("the volume id"))?;
         let [subnet_a, subnet_b]: [String; 2] = subnets.try_into().map_err(|_| missing("two subnets"))?;
-        Ok(Self { vpc_id, subnet_a, subnet_b, template_id, template_name, asg_name, zone_id, zone_name, allocation_id, volume_id })
+        Ok(Self {
+            vpc_id,
+            subnet_a,
+            subnet_b,
+            template_id,
+            template_name,
+            asg_name,
+            zone_id,
+            zone_name,
+            allocation_id,
+            volume_id,
+        })
     }
 }

@@ -4,6 +4,8 @@
 pub mod emulator;
 pub mod events;
 pub mod fleet;
+pub mod proxy;
+pub mod receiver;
 pub mod runtime;
 pub mod table;
 
@@ -19,31 +21,112 @@ use tower::ServiceExt;
 
 pub use emulator::Emulator;
 pub use fleet::LocalFleet;
+pub use proxy::FaultProxy;
+pub use receiver::Receiver;
 
 pub const TABLE: &str = "spotkeeper-fleet";
 pub const TOKEN: &str = "local-test-token";
 
-/// A running emulator with the fleet table and a small fleet in it.
+/// A running emulator with the fleet table and a small fleet in it. The functions under test
+/// reach it through a fault-injecting proxy (which counts their calls); the test's own checks
+/// go to the emulator directly. Alerts go to an SNS topic (read through an SQS subscription)
+/// and to a local stand-in for Slack.
 pub struct Harness {
     pub emulator: Emulator,
+    pub proxy: FaultProxy,
+    pub slack: Receiver,
+    /// Straight to the emulator: for setting up and checking.
     pub sdk: SdkConfig,
+    /// The functions' dependencies, through the proxy.
     pub deps: Deps,
     pub fleet: LocalFleet,
+    pub topic_arn: String,
+    pub alert_queue_url: String,
+}
+
+/// An alert as an SNS subscriber receives it.
+#[derive(Debug, Clone)]
+pub struct SnsAlert {
+    pub subject: String,
+    pub message: String,
+    pub attributes: std::collections::HashMap<String, String>,
 }
 
 impl Harness {
     pub async fn start() -> Self {
         let emulator = Emulator::start();
         let sdk = emulator.sdk_config();
+        let proxy = FaultProxy::start(&emulator.endpoint).await;
+        let slack = Receiver::start().await;
         table::create_table(&aws_sdk_dynamodb::Client::new(&sdk), TABLE).await.expect("the fleet table");
         let fleet = LocalFleet::build(&sdk).await.expect("the local fleet");
-        let config = Config::from_lookup(|k| (k == "SPOTKEEPER_TABLE").then(|| TABLE.to_string())).expect("config");
-        let deps = Deps::new(&config, &sdk);
-        Self { emulator, sdk, deps, fleet }
+        let (topic_arn, alert_queue_url) = alert_subscription(&sdk).await;
+        let slack_url = format!("{}/slack/hook", slack.url);
+        let config = Config::from_lookup(|k| match k {
+            "SPOTKEEPER_TABLE" => Some(TABLE.to_string()),
+            "SPOTKEEPER_TOPIC_ARN" => Some(topic_arn.clone()),
+            "SPOTKEEPER_SLACK_WEBHOOK_URL" => Some(slack_url.clone()),
+            _ => None,
+        })
+        .expect("config");
+        let deps = Deps::init(&config, &emulator::sdk_config_at(&proxy.endpoint)).await.expect("deps");
+        Self { emulator, proxy, slack, sdk, deps, fleet, topic_arn, alert_queue_url }
+    }
+
+    /// The alerts SNS delivered so far (read from the subscribed queue).
+    pub async fn sns_alerts(&self) -> Vec<SnsAlert> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let mut alerts = Vec::new();
+        loop {
+            let out = sqs
+                .receive_message()
+                .queue_url(&self.alert_queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("ReceiveMessage");
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return alerts;
+            }
+            for m in messages {
+                let envelope: Value = serde_json::from_str(m.body().unwrap_or("{}")).expect("an SNS envelope");
+                let attributes = envelope["MessageAttributes"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v["Value"].as_str().unwrap_or_default().to_string()))
+                    .collect();
+                alerts.push(SnsAlert {
+                    subject: envelope["Subject"].as_str().unwrap_or_default().to_string(),
+                    message: envelope["Message"].as_str().unwrap_or_default().to_string(),
+                    attributes,
+                });
+                if let Some(handle) = m.receipt_handle() {
+                    sqs.delete_message()
+                        .queue_url(&self.alert_queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .expect("DeleteMessage");
+                }
+            }
+        }
+    }
+
+    /// Sends an event to the `spot-interruption` function.
+    pub async fn spot_interruption(&self, event: Value) -> Result<Value, spotkeeper::Error> {
+        spot_interruption::handle(&self.deps, event).await
     }
 
     /// Calls the `api` function's router in process, as API Gateway would.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let api = api::Api { deps: self.deps.clone(), token: Secret::new(TOKEN) };
         let mut request = Request::builder().method(method).uri(path);
         if let Some(token) = token {
@@ -56,8 +139,18 @@ impl Harness {
             .expect("the router answers");
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("a body");
-        let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
         (status, json)
+    }
+
+    /// Registers the fleet's Auto Scaling group as the group `workers` through the API.
+    pub async fn register_workers(&self) -> (StatusCode, Value) {
+        let body = serde_json::json!({"name": "workers", "kind": "asg", "asg_name": self.fleet.asg_name});
+        self.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await
     }
 
     /// Sends an event to the `instance-state` function.
@@ -69,12 +162,14 @@ impl Harness {
     pub fn function_env(&self) -> Vec<(String, String)> {
         [
             ("SPOTKEEPER_TABLE", TABLE),
+            ("SPOTKEEPER_TOPIC_ARN", self.topic_arn.as_str()),
             ("AWS_ENDPOINT_URL", self.emulator.endpoint.as_str()),
             ("AWS_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "testing"),
             ("AWS_SECRET_ACCESS_KEY", "testing"),
             ("AWS_MAX_ATTEMPTS", "1"),
             ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+            ("SPOTKEEPER_SLACK_WEBHOOK_URL", &format!("{}/slack/hook", self.slack.url)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -100,4 +195,32 @@ impl Harness {
         let out = self.ec2().describe_instances().send().await.expect("DescribeInstances");
         out.reservations.unwrap_or_default().iter().map(|r| r.instances().len()).sum()
     }
+}
+
+/// An SNS topic for alerts with an SQS queue subscribed to it, as an e-mail subscriber would be.
+async fn alert_subscription(sdk: &SdkConfig) -> (String, String) {
+    let sns = aws_sdk_sns::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let topic_arn =
+        sns.create_topic().name("spotkeeper-alerts").send().await.expect("CreateTopic").topic_arn.expect("a topic ARN");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("spotkeeper-alerts-inbox")
+        .send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("a queue URL");
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("GetQueueAttributes")
+        .attributes
+        .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .expect("the queue ARN");
+    sns.subscribe().topic_arn(&topic_arn).protocol("sqs").endpoint(queue_arn).send().await.expect("Subscribe");
+    (topic_arn, queue_url)
 }

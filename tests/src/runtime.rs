@@ -63,7 +63,11 @@ async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             };
             set(&mut headers, "lambda-runtime-aws-request-id", id);
             set(&mut headers, "lambda-runtime-deadline-ms", deadline.as_millis().to_string());
-            set(&mut headers, "lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:local".into());
+            set(
+                &mut headers,
+                "lambda-runtime-invoked-function-arn",
+                "arn:aws:lambda:us-east-1:123456789012:function:local".into(),
+            );
             set(&mut headers, "lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000".into());
             return (StatusCode::OK, headers, event.to_string());
         }
@@ -98,7 +102,10 @@ impl Function {
 
     pub async fn start_binary(name: &str, path: &Path, env: &[(String, String)]) -> Result<Self, String> {
         if !path.exists() {
-            return Err(format!("{} is not built: run `cargo build --workspace --bins` (make test does)", path.display()));
+            return Err(format!(
+                "{} is not built: run `cargo build --workspace --bins` (make test does)",
+                path.display()
+            ));
         }
         let shared = Arc::new(Shared::default());
         let app = Router::new()

@@ -12,7 +12,8 @@ fn body(response: &Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_stops_with_a_clear_message_on_bad_configuration() {
     let h = Harness::start().await;
-    let without_table: Vec<(String, String)> = h.function_env().into_iter().filter(|(k, _)| k != "SPOTKEEPER_TABLE").collect();
+    let without_table: Vec<(String, String)> =
+        h.function_env().into_iter().filter(|(k, _)| k != "SPOTKEEPER_TABLE").collect();
     let mut api = Function::start("api", &without_table).await.unwrap();
     let err = api.invoke(events::load("api-get-healthz.json")).await.unwrap_err();
     assert!(err.contains("SPOTKEEPER_TABLE is required"), "{err}");
@@ -58,7 +59,10 @@ async fn the_api_binary_reads_its_token_from_ssm_and_serves_api_gateway_events()
     let mut unknown_with_token = unknown.clone();
     unknown_with_token["headers"]["authorization"] = json!("Bearer from-ssm-token");
     let refused = api.invoke(unknown_with_token).await.unwrap();
-    assert_eq!((refused["statusCode"].clone(), body(&refused)["error"]["field"].clone()), (json!(400), json!("colour")));
+    assert_eq!(
+        (refused["statusCode"].clone(), body(&refused)["error"]["field"].clone()),
+        (json!(400), json!("colour"))
+    );
     assert!(!api.output().contains("from-ssm-token"), "the token never reaches the logs");
 
     let mut state = Function::start("instance-state", &h.function_env()).await.unwrap();
@@ -69,4 +73,22 @@ async fn the_api_binary_reads_its_token_from_ssm_and_serves_api_gateway_events()
     // The function survives a bad event and handles the next one.
     let again = state.invoke(events::load("instance-state-running.json")).await.unwrap();
     assert_eq!(again["action"], "ignored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spot_interruption_binary_takes_sqs_batches_and_bare_events() {
+    let h = Harness::start().await;
+    let mut spot = Function::start("spot-interruption", &h.function_env()).await.unwrap();
+    // The sample event names an instance no group manages: acknowledged, nothing written.
+    let items = h.table_items().await;
+    let out = spot.invoke(events::load("spot-interruption-warning.json")).await.unwrap();
+    assert_eq!(out["action"], "ignored", "{out}");
+    let out = spot.invoke(events::load("sqs-spot-interruption-batch.json")).await.unwrap();
+    assert_eq!(out, json!({"batchItemFailures": []}));
+    assert_eq!(h.table_items().await, items);
+    let mut batch = events::load("sqs-spot-interruption-batch.json");
+    batch["Records"][0]["body"] = json!("{\"version\": \"0\"");
+    let out = spot.invoke(batch).await.unwrap();
+    assert_eq!(out["batchItemFailures"][0]["itemIdentifier"], "3f4a8c2e-1b7d-4e9f-a5c6-8d2e1f0b9a37");
+    assert!(spot.output().contains("SQS message body is not JSON"), "the reason is in the log");
 }

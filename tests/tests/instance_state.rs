@@ -7,9 +7,7 @@ use spotkeeper_tests::{Harness, TOKEN, events};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_instances_are_ignored_and_bad_events_refused_without_a_change() {
     let h = Harness::start().await;
-    let (status, _) = h
-        .call(Method::POST, "/groups", Some(TOKEN), Some(json!({"name": "workers", "kind": "asg", "asg_name": h.fleet.asg_name})))
-        .await;
+    let (status, _) = h.register_workers().await;
     assert_eq!(status, StatusCode::CREATED);
     let items = h.table_items().await;
 
@@ -37,16 +35,16 @@ async fn foreign_instances_are_ignored_and_bad_events_refused_without_a_change()
     let out = h.instance_state(batch).await.unwrap();
     assert_eq!(out, json!({"batchItemFailures": [{"itemIdentifier": "4c2a8f0e-bad0-4b1e-9a43-0d7f5c1e2b77"}]}));
     let (_, group) = h.call(Method::GET, "/groups/workers", Some(TOKEN), None).await;
-    let state = group["members"].as_array().unwrap().iter().find(|m| m["instance_id"] == member.as_str()).unwrap()["state"].clone();
+    let state =
+        group["members"].as_array().unwrap().iter().find(|m| m["instance_id"] == member.as_str()).unwrap()["state"]
+            .clone();
     assert_eq!(state, "stopping");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_event_does_not_overwrite_a_newer_state() {
     let h = Harness::start().await;
-    let (_, asg) = h
-        .call(Method::POST, "/groups", Some(TOKEN), Some(json!({"name": "workers", "kind": "asg", "asg_name": h.fleet.asg_name})))
-        .await;
+    let (_, asg) = h.register_workers().await;
     let id = asg["members"][0]["instance_id"].as_str().unwrap().to_string();
     let mut stopped = events::state_change(&id, "stopped");
     stopped["time"] = json!("2026-11-21T07:00:00Z");

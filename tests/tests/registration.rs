@@ -27,9 +27,7 @@ async fn describe(h: &Harness, id: &str) -> aws_sdk_ec2::types::Instance {
 async fn both_kinds_register_and_the_standalone_instance_comes_online() {
     let h = Harness::start().await;
 
-    let (status, asg) = h
-        .call(Method::POST, "/groups", Some(TOKEN), Some(json!({"name": "workers", "kind": "asg", "asg_name": h.fleet.asg_name})))
-        .await;
+    let (status, asg) = h.register_workers().await;
     assert_eq!(status, StatusCode::CREATED, "{asg}");
     assert_eq!(asg["kind"], "asg");
     assert_eq!(asg["members"].as_array().unwrap().len(), 2, "{asg}");
@@ -76,7 +74,8 @@ async fn both_kinds_register_and_the_standalone_instance_comes_online() {
     let (status, shown) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(shown["members"][0]["state"], "running", "{shown}");
-    let kinds: Vec<&str> = shown["recent_events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> =
+        shown["recent_events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     for kind in ["group-registered", "instance-launched", "dns-updated", "address-associated", "volume-attached"] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
@@ -100,13 +99,43 @@ async fn bad_requests_change_nothing() {
         (with(&["colour"], json!("red")), Some(TOKEN), StatusCode::BAD_REQUEST, "colour"),
         (with(&["dns", "tll"], json!(5)), Some(TOKEN), StatusCode::BAD_REQUEST, "dns.tll"),
         (with(&["capacity"], json!(0)), Some(TOKEN), StatusCode::BAD_REQUEST, "capacity"),
-        (with(&["launch_template", "id"], json!("lt-0123456789abcdef0")), Some(TOKEN), StatusCode::UNPROCESSABLE_ENTITY, "launch_template"),
-        (with(&["subnets"], json!([h.fleet.subnet_a, "subnet-0000000000000000f"])), Some(TOKEN), StatusCode::UNPROCESSABLE_ENTITY, "subnets"),
-        (with(&["dns", "hosted_zone_id"], json!("Z0000000000000000000")), Some(TOKEN), StatusCode::UNPROCESSABLE_ENTITY, "dns.hosted_zone_id"),
-        (with(&["data_volumes"], json!([{"volume_id": "vol-0000000000000000f", "device": "/dev/sdf"}])), Some(TOKEN), StatusCode::UNPROCESSABLE_ENTITY, "data_volumes"),
-        (with(&["elastic_ip_allocation_id"], json!("eipalloc-0000000000000000f")), Some(TOKEN), StatusCode::UNPROCESSABLE_ENTITY, "elastic_ip_allocation_id"),
+        (
+            with(&["launch_template", "id"], json!("lt-0123456789abcdef0")),
+            Some(TOKEN),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "launch_template",
+        ),
+        (
+            with(&["subnets"], json!([h.fleet.subnet_a, "subnet-0000000000000000f"])),
+            Some(TOKEN),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "subnets",
+        ),
+        (
+            with(&["dns", "hosted_zone_id"], json!("Z0000000000000000000")),
+            Some(TOKEN),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "dns.hosted_zone_id",
+        ),
+        (
+            with(&["data_volumes"], json!([{"volume_id": "vol-0000000000000000f", "device": "/dev/sdf"}])),
+            Some(TOKEN),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "data_volumes",
+        ),
+        (
+            with(&["elastic_ip_allocation_id"], json!("eipalloc-0000000000000000f")),
+            Some(TOKEN),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "elastic_ip_allocation_id",
+        ),
         (with(&["subnets"], json!([h.fleet.subnet_a])), Some(TOKEN), StatusCode::UNPROCESSABLE_ENTITY, "subnets"),
-        (json!({"name": "workers", "kind": "asg", "asg_name": "no-such-asg"}), Some(TOKEN), StatusCode::UNPROCESSABLE_ENTITY, "asg_name"),
+        (
+            json!({"name": "workers", "kind": "asg", "asg_name": "no-such-asg"}),
+            Some(TOKEN),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "asg_name",
+        ),
         (good.clone(), None, StatusCode::UNAUTHORIZED, ""),
         (good.clone(), Some("wrong-token"), StatusCode::UNAUTHORIZED, ""),
     ];
@@ -142,11 +171,21 @@ async fn adopting_and_removing_a_group_terminates_nothing() {
     assert_eq!(status, StatusCode::CREATED, "{web}");
 
     // An instance started by hand in one of the group's subnets: adopted as the second member.
-    let run = h.ec2().run_instances().launch_template(
-        aws_sdk_ec2::types::LaunchTemplateSpecification::builder().launch_template_id(&h.fleet.template_id).build(),
-    ).subnet_id(&h.fleet.subnet_a).min_count(1).max_count(1).send().await.unwrap();
+    let run = h
+        .ec2()
+        .run_instances()
+        .launch_template(
+            aws_sdk_ec2::types::LaunchTemplateSpecification::builder().launch_template_id(&h.fleet.template_id).build(),
+        )
+        .subnet_id(&h.fleet.subnet_a)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap();
     let pet = run.instances()[0].instance_id().unwrap().to_string();
-    let (status, full) = h.call(Method::POST, "/groups/web/instances", Some(TOKEN), Some(json!({"instance_id": pet}))).await;
+    let (status, full) =
+        h.call(Method::POST, "/groups/web/instances", Some(TOKEN), Some(json!({"instance_id": pet}))).await;
     assert_eq!(status, StatusCode::CONFLICT, "the group is at capacity: {full}");
 
     let (status, _) = h.call(Method::DELETE, "/groups/web", Some(TOKEN), None).await;
@@ -159,13 +198,17 @@ async fn adopting_and_removing_a_group_terminates_nothing() {
     body["adopt"] = json!([pet]);
     let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{web}");
-    let ids: Vec<String> = web["members"].as_array().unwrap().iter().map(|m| m["instance_id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> =
+        web["members"].as_array().unwrap().iter().map(|m| m["instance_id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids.len(), 3, "one adopted, two launched: {web}");
     assert!(ids.contains(&pet));
 
-    let (status, again) = h.call(Method::POST, "/groups/web/instances", Some(TOKEN), Some(json!({"instance_id": pet}))).await;
+    let (status, again) =
+        h.call(Method::POST, "/groups/web/instances", Some(TOKEN), Some(json!({"instance_id": pet}))).await;
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
-    let (status, gone) = h.call(Method::POST, "/groups/web/instances", Some(TOKEN), Some(json!({"instance_id": "i-0000000000000000f"}))).await;
+    let (status, gone) = h
+        .call(Method::POST, "/groups/web/instances", Some(TOKEN), Some(json!({"instance_id": "i-0000000000000000f"})))
+        .await;
     assert_eq!((status, gone["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("instance_id")));
 
     let before = h.instance_count().await;
@@ -181,6 +224,6 @@ async fn adopting_and_removing_a_group_terminates_nothing() {
     let (status, _) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // Its instances are free again: a new group may adopt one.
-    let (status, asg) = h.call(Method::POST, "/groups", Some(TOKEN), Some(json!({"name": "workers", "kind": "asg", "asg_name": h.fleet.asg_name}))).await;
+    let (status, asg) = h.register_workers().await;
     assert_eq!(status, StatusCode::CREATED, "{asg}");
 }

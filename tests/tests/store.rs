@@ -25,7 +25,7 @@ async fn two_writers_racing_on_one_group_one_wins_the_other_is_told() {
     first.kind = GroupKind::Asg(AsgSpec { asg_name: "first".into() });
     let mut second = read.clone();
     second.kind = GroupKind::Asg(AsgSpec { asg_name: "second".into() });
-    let (a, b) = tokio::join!(store.save_group(&first), store.save_group(&second));
+    let (a, b) = tokio::join!(store.save_group(&first, &[]), store.save_group(&second, &[]));
     let (won, lost) = match (a, b) {
         (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
         other => panic!("exactly one write must win: {other:?}"),
@@ -39,7 +39,7 @@ async fn two_writers_racing_on_one_group_one_wins_the_other_is_told() {
     // The loser reads again and its retry succeeds on the new version.
     let mut retry = stored.clone();
     retry.kind = GroupKind::Asg(AsgSpec { asg_name: "retried".into() });
-    assert_eq!(store.save_group(&retry).await.unwrap().version, 2);
+    assert_eq!(store.save_group(&retry, &[]).await.unwrap().version, 2);
 
     // A second group of the same name is refused, not overwritten.
     assert!(matches!(store.create_group(&group("workers")).await, Err(StoreError::Conflict(_))));
@@ -63,10 +63,12 @@ async fn an_instance_belongs_to_one_group_only() {
         state_at: None,
         launched_at: None,
         fallen_back: false,
+        replaces: None,
+        interrupted: None,
         version: 0,
     };
-    store.add_members(&a.name, &[member("i-1"), member("i-2")]).await.unwrap();
-    let err = store.add_members(&b.name, &[member("i-3"), member("i-2")]).await.unwrap_err();
+    store.add_members(&a, &[member("i-1"), member("i-2")]).await.unwrap();
+    let err = store.add_members(&b, &[member("i-3"), member("i-2")]).await.unwrap_err();
     assert!(matches!(&err, StoreError::Conflict(m) if m.contains("i-2")), "{err}");
     // The transaction wrote nothing of that batch, i-3 included.
     assert!(store.members(&b.name).await.unwrap().is_empty());

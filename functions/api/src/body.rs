@@ -24,7 +24,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Strict<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body is larger than {MAX_BODY} bytes"))
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("the body is larger than {MAX_BODY} bytes"),
+                )
             } else {
                 ApiError::invalid("", rejection.body_text())
             }
@@ -61,7 +65,7 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Ap
 /// A registration body: its `kind` picks the strict body for the rest.
 pub enum Registration {
     Asg(AsgBody),
-    Standalone(StandaloneBody),
+    Standalone(Box<StandaloneBody>),
 }
 
 impl Registration {
@@ -73,7 +77,7 @@ impl Registration {
             .ok_or_else(|| ApiError::invalid("kind", "missing field `kind`: asg or standalone"))?;
         match from_value::<Kind>(kind).map_err(|e| ApiError { field: Some("kind".into()), ..e })? {
             Kind::Asg => Ok(Self::Asg(from_value(value)?)),
-            Kind::Standalone => Ok(Self::Standalone(from_value(value)?)),
+            Kind::Standalone => Ok(Self::Standalone(Box::new(from_value(value)?))),
         }
     }
 }
@@ -183,7 +187,11 @@ pub fn check_instance_id(field: &str, id: &str) -> Result<(), ApiError> {
 impl AsgBody {
     pub fn check(&self) -> Result<(), ApiError> {
         let ok = (1..=255).contains(&self.asg_name.len()) && !self.asg_name.chars().any(char::is_control);
-        if ok { Ok(()) } else { Err(ApiError::invalid("asg_name", "must be an Auto Scaling group name of 1-255 characters")) }
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::invalid("asg_name", "must be an Auto Scaling group name of 1-255 characters"))
+        }
     }
 }
 
@@ -193,7 +201,12 @@ impl StandaloneBody {
         let t = &self.launch_template;
         match (&t.id, &t.name) {
             (Some(id), None) if id_like(id, "lt-") => {}
-            (Some(id), None) => return Err(ApiError::invalid("launch_template.id", format!("{id:?} is not a launch template id (lt-...)"))),
+            (Some(id), None) => {
+                return Err(ApiError::invalid(
+                    "launch_template.id",
+                    format!("{id:?} is not a launch template id (lt-...)"),
+                ));
+            }
             (None, Some(name)) if (3..=128).contains(&name.len()) => {}
             (None, Some(_)) => return Err(ApiError::invalid("launch_template.name", "must be 3-128 characters")),
             _ => return Err(ApiError::invalid("launch_template", "give exactly one of id and name")),
@@ -206,10 +219,15 @@ impl StandaloneBody {
         }
         for t in &self.instance_types {
             let ok = t.split_once('.').is_some_and(|(family, size)| {
-                !family.is_empty() && !size.is_empty() && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+                !family.is_empty()
+                    && !size.is_empty()
+                    && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
             });
             if !ok {
-                return Err(ApiError::invalid("instance_types", format!("{t:?} is not an instance type (like m5.large)")));
+                return Err(ApiError::invalid(
+                    "instance_types",
+                    format!("{t:?} is not an instance type (like m5.large)"),
+                ));
             }
         }
         unique("instance_types", self.instance_types.iter().map(String::as_str))?;
@@ -221,14 +239,20 @@ impl StandaloneBody {
         }
         unique("subnets", self.subnets.iter().map(String::as_str))?;
         if self.instance_types.len() * self.subnets.len() > MAX_POOLS {
-            return Err(ApiError::invalid("instance_types", format!("instance types × subnets must be at most {MAX_POOLS} pools")));
+            return Err(ApiError::invalid(
+                "instance_types",
+                format!("instance types × subnets must be at most {MAX_POOLS} pools"),
+            ));
         }
         if !(1..=MAX_CAPACITY).contains(&self.capacity) {
             return Err(ApiError::invalid("capacity", format!("must be 1-{MAX_CAPACITY}")));
         }
         let pinned = self.elastic_ip_allocation_id.is_some() || !self.data_volumes.is_empty();
         if pinned && self.capacity != 1 {
-            return Err(ApiError::invalid("capacity", "a group with an Elastic IP or data volumes has capacity 1: both belong to one instance"));
+            return Err(ApiError::invalid(
+                "capacity",
+                "a group with an Elastic IP or data volumes has capacity 1: both belong to one instance",
+            ));
         }
         if let Some(dns) = &self.dns {
             if dns.hosted_zone_id.trim().is_empty() {
@@ -246,15 +270,27 @@ impl StandaloneBody {
         if let Some(eip) = &self.elastic_ip_allocation_id
             && !id_like(eip, "eipalloc-")
         {
-            return Err(ApiError::invalid("elastic_ip_allocation_id", format!("{eip:?} is not an allocation id (eipalloc-...)")));
+            return Err(ApiError::invalid(
+                "elastic_ip_allocation_id",
+                format!("{eip:?} is not an allocation id (eipalloc-...)"),
+            ));
         }
         for v in &self.data_volumes {
             if !id_like(&v.volume_id, "vol-") {
-                return Err(ApiError::invalid("data_volumes.volume_id", format!("{:?} is not a volume id (vol-...)", v.volume_id)));
+                return Err(ApiError::invalid(
+                    "data_volumes.volume_id",
+                    format!("{:?} is not a volume id (vol-...)", v.volume_id),
+                ));
             }
-            let device_ok = v.device.strip_prefix("/dev/").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_alphanumeric()));
+            let device_ok = v
+                .device
+                .strip_prefix("/dev/")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_alphanumeric()));
             if !device_ok {
-                return Err(ApiError::invalid("data_volumes.device", format!("{:?} is not a device name (like /dev/sdf)", v.device)));
+                return Err(ApiError::invalid(
+                    "data_volumes.device",
+                    format!("{:?} is not a device name (like /dev/sdf)", v.device),
+                ));
             }
         }
         unique("data_volumes.volume_id", self.data_volumes.iter().map(|v| v.volume_id.as_str()))?;
@@ -284,7 +320,7 @@ mod tests {
             body[k] = v.clone();
         }
         match Registration::from_json(body)? {
-            Registration::Standalone(body) => body.check().map(|()| body),
+            Registration::Standalone(body) => body.check().map(|()| *body),
             Registration::Asg(_) => panic!("parsed as asg"),
         }
     }

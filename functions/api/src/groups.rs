@@ -46,7 +46,7 @@ pub async fn register(State(api): State<Arc<Api>>, Strict(body): Strict<Value>) 
     let mut history = History::new(deps);
     let Registered { group, members, warnings } = match Registration::from_json(body)? {
         Registration::Asg(body) => register::asg(deps, body, &mut history).await?,
-        Registration::Standalone(body) => register::standalone(deps, body, &mut history).await?,
+        Registration::Standalone(body) => register::standalone(deps, *body, &mut history).await?,
     };
     history.write(deps, &group.name).await;
     let mut view = view(&group, &members);
@@ -78,7 +78,8 @@ pub async fn remove(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Re
     let (group, members) = load(deps, name).await?;
     let ids: Vec<String> = members.iter().map(|m| m.instance_id.clone()).collect();
     if let GroupKind::Standalone(_) = group.kind {
-        let existing: Vec<String> = deps.clients.ec2.instances(&ids).await?.into_iter().map(|f| f.instance_id).collect();
+        let existing: Vec<String> =
+            deps.clients.ec2.instances(&ids).await?.into_iter().map(|f| f.instance_id).collect();
         deps.clients.ec2.untag(&existing, GROUP_TAG).await?;
     }
     deps.store.delete_group(&group.name, &members).await?;
@@ -97,7 +98,9 @@ pub async fn adopt(State(api): State<Arc<Api>>, Path(name): Path<String>, Strict
         .await?
         .into_iter()
         .next()
-        .ok_or_else(|| ApiError::unknown_reference("instance_id", format!("instance {} does not exist", body.instance_id)))?;
+        .ok_or_else(|| {
+            ApiError::unknown_reference("instance_id", format!("instance {} does not exist", body.instance_id))
+        })?;
     match &group.kind {
         GroupKind::Asg(spec) => {
             if facts.tag("aws:autoscaling:groupName") != Some(spec.asg_name.as_str()) {
@@ -117,7 +120,10 @@ pub async fn adopt(State(api): State<Arc<Api>>, Path(name): Path<String>, Strict
             if spec.volume_zone.as_ref().is_some_and(|z| z != &facts.availability_zone) {
                 return Err(ApiError::unknown_reference(
                     "instance_id",
-                    format!("instance {} is in {}, not in the AZ of the group's data volumes", facts.instance_id, facts.availability_zone),
+                    format!(
+                        "instance {} is in {}, not in the AZ of the group's data volumes",
+                        facts.instance_id, facts.availability_zone
+                    ),
                 ));
             }
             if members.len() >= spec.capacity as usize {
@@ -129,9 +135,13 @@ pub async fn adopt(State(api): State<Arc<Api>>, Path(name): Path<String>, Strict
         }
     }
     let member = facts.clone().into_member(false);
-    deps.store.add_members(&group.name, std::slice::from_ref(&member)).await?;
+    deps.store.add_members(&group, std::slice::from_ref(&member)).await?;
     let mut history = History::new(deps);
-    history.note(Some(&member.instance_id), "instance-adopted", format!("adopted {} ({})", member.instance_id, member.market));
+    history.note(
+        Some(&member.instance_id),
+        "instance-adopted",
+        format!("adopted {} ({})", member.instance_id, member.market),
+    );
     if let GroupKind::Standalone(spec) = &group.kind {
         deps.clients.ec2.tag(std::slice::from_ref(&member.instance_id), GROUP_TAG, group.name.as_str()).await?;
         if facts.state == "running" {

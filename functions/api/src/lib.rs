@@ -15,8 +15,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sha2::{Digest, Sha256};
-use spotkeeper::config::{Config, ConfigError, Secret};
 use spotkeeper::Deps;
+use spotkeeper::config::{Config, ConfigError, Secret};
 use subtle::ConstantTimeEq;
 
 use crate::reply::ApiError;

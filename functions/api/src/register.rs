@@ -5,16 +5,16 @@ use axum::http::StatusCode;
 use sha2::{Digest, Sha256};
 use spotkeeper::Deps;
 use spotkeeper::fleet::{
-    AsgSpec, DataVolume, DnsSpec, GROUP_TAG, Group, GroupKind, GroupName, InstanceFacts,
-    LaunchTemplateRef, Member, StandaloneSpec,
+    AsgSpec, DataVolume, DnsSpec, GROUP_TAG, Group, GroupKind, GroupName, InstanceFacts, LaunchTemplateRef, Member,
+    StandaloneSpec,
 };
 use spotkeeper::launch::launch;
 use spotkeeper::online::bring_online;
 use spotkeeper::plan;
 
 use crate::body::{AsgBody, StandaloneBody};
-use spotkeeper::history::History;
 use crate::reply::ApiError;
+use spotkeeper::history::History;
 
 /// A registered group, what it holds, and what did not go to plan.
 pub struct Registered {
@@ -23,12 +23,17 @@ pub struct Registered {
     pub warnings: Vec<String>,
 }
 
-fn missing<'a>(wanted: &'a [String], found: impl Fn(&str) -> bool) -> Vec<&'a str> {
+fn missing(wanted: &[String], found: impl Fn(&str) -> bool) -> Vec<&str> {
     wanted.iter().map(String::as_str).filter(|id| !found(id)).collect()
 }
 
 /// An instance that may join `name`: it exists, runs (or is starting) and no group manages it.
-pub async fn adoptable(deps: &Deps, name: &GroupName, field: &str, ids: &[String]) -> Result<Vec<InstanceFacts>, ApiError> {
+pub async fn adoptable(
+    deps: &Deps,
+    name: &GroupName,
+    field: &str,
+    ids: &[String],
+) -> Result<Vec<InstanceFacts>, ApiError> {
     let facts = deps.clients.ec2.instances(ids).await?;
     let gone = missing(ids, |id| facts.iter().any(|f| f.instance_id == id));
     if !gone.is_empty() {
@@ -106,28 +111,28 @@ pub async fn standalone(deps: &Deps, body: StandaloneBody, history: &mut History
     if !address_exists {
         return Err(ApiError::unknown_reference(
             "elastic_ip_allocation_id",
-            format!("Elastic IP allocation {} does not exist", body.elastic_ip_allocation_id.as_deref().unwrap_or_default()),
+            format!(
+                "Elastic IP allocation {} does not exist",
+                body.elastic_ip_allocation_id.as_deref().unwrap_or_default()
+            ),
         ));
     }
-    let volume_zone = plan::volume_zone(&volumes).map_err(|e| ApiError::unknown_reference("data_volumes", e.to_string()))?;
+    let volume_zone =
+        plan::volume_zone(&volumes).map_err(|e| ApiError::unknown_reference("data_volumes", e.to_string()))?;
     // Keep the operator's subnet order: it is the order pools are listed in.
-    let subnets: Vec<_> = body
-        .subnets
-        .iter()
-        .filter_map(|id| subnets.iter().find(|s| &s.id == id).cloned())
-        .collect();
+    let subnets: Vec<_> = body.subnets.iter().filter_map(|id| subnets.iter().find(|s| &s.id == id).cloned()).collect();
     let pools = plan::pools(&body.instance_types, &subnets, volume_zone.as_deref())
         .map_err(|e| ApiError::unknown_reference("subnets", e.to_string()))?;
-    let adopted = if body.adopt.is_empty() {
-        Vec::new()
-    } else {
-        adoptable(deps, &body.name, "adopt", &body.adopt).await?
-    };
+    let adopted =
+        if body.adopt.is_empty() { Vec::new() } else { adoptable(deps, &body.name, "adopt", &body.adopt).await? };
     if let Some(f) = adopted.iter().find(|f| !pools.iter().any(|p| Some(&p.subnet_id) == f.subnet_id.as_ref())) {
         return Err(ApiError::unknown_reference(
             "adopt",
-            format!("instance {} is not in one of the group's subnets{}", f.instance_id,
-                volume_zone.as_deref().map(|z| format!(" in {z}, where its data volumes are")).unwrap_or_default()),
+            format!(
+                "instance {} is not in one of the group's subnets{}",
+                f.instance_id,
+                volume_zone.as_deref().map(|z| format!(" in {z}, where its data volumes are")).unwrap_or_default()
+            ),
         ));
     }
 
@@ -136,14 +141,32 @@ pub async fn standalone(deps: &Deps, body: StandaloneBody, history: &mut History
         instance_types: body.instance_types,
         subnets,
         capacity: body.capacity,
-        dns: body.dns.map(|d| DnsSpec { hosted_zone_id: d.hosted_zone_id, record_name: d.record_name, ttl: d.ttl, address: d.address }),
+        dns: body.dns.map(|d| DnsSpec {
+            hosted_zone_id: d.hosted_zone_id,
+            record_name: d.record_name,
+            ttl: d.ttl,
+            address: d.address,
+        }),
         elastic_ip_allocation_id: body.elastic_ip_allocation_id,
-        data_volumes: body.data_volumes.into_iter().map(|v| DataVolume { volume_id: v.volume_id, device: v.device }).collect(),
+        data_volumes: body
+            .data_volumes
+            .into_iter()
+            .map(|v| DataVolume { volume_id: v.volume_id, device: v.device })
+            .collect(),
         volume_zone,
     };
-    let group = Group { name: body.name, kind: GroupKind::Standalone(spec.clone()), created_at: deps.clock.now(), version: 0 };
+    let group = Group {
+        name: body.name,
+        kind: GroupKind::Standalone(Box::new(spec.clone())),
+        created_at: deps.clock.now(),
+        version: 0,
+    };
     deps.store.create_group(&group).await?;
-    history.note(None, "group-registered", format!("standalone group registered with {} pools, capacity {}", pools.len(), spec.capacity));
+    history.note(
+        None,
+        "group-registered",
+        format!("standalone group registered with {} pools, capacity {}", pools.len(), spec.capacity),
+    );
 
     let mut members: Vec<Member> = adopted.iter().cloned().map(|f| f.into_member(false)).collect();
     let mut warnings = Vec::new();
@@ -151,19 +174,34 @@ pub async fn standalone(deps: &Deps, body: StandaloneBody, history: &mut History
     let mut launched_ids = Vec::new();
     let filled = async {
         if wanted > 0 {
-            let tags = vec![(GROUP_TAG.to_string(), group.name.to_string()), ("Name".to_string(), format!("spotkeeper-{}", group.name))];
+            let tags = vec![
+                (GROUP_TAG.to_string(), group.name.to_string()),
+                ("Name".to_string(), format!("spotkeeper-{}", group.name)),
+            ];
             let launched = launch(ec2, &spec.launch_template, &pools, wanted, tags, &client_token(&group)).await?;
             launched_ids = launched.instances.iter().map(|i| i.instance_id.clone()).collect();
             if launched_ids.is_empty() {
-                return Err(ApiError::new(StatusCode::BAD_GATEWAY, "launch_failed", format!("EC2 launched no instance: {}", launched.error_summary())));
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "launch_failed",
+                    format!("EC2 launched no instance: {}", launched.error_summary()),
+                ));
             }
             if launched_ids.len() < wanted as usize {
-                warnings.push(format!("launched {} of {wanted} instances: {}", launched_ids.len(), launched.error_summary()));
+                warnings.push(format!(
+                    "launched {} of {wanted} instances: {}",
+                    launched_ids.len(),
+                    launched.error_summary()
+                ));
             }
             for facts in ec2.instances(&launched_ids).await? {
                 let fell_back = launched.fell_back.contains(&facts.instance_id);
                 let market = if fell_back { "On-Demand: no Spot pool had capacity" } else { "Spot" };
-                history.note(Some(&facts.instance_id), "instance-launched", format!("launched {} in {} on {market}", facts.instance_type, facts.availability_zone));
+                history.note(
+                    Some(&facts.instance_id),
+                    "instance-launched",
+                    format!("launched {} in {} on {market}", facts.instance_type, facts.availability_zone),
+                );
                 members.push(facts.into_member(fell_back));
             }
         }
@@ -176,7 +214,7 @@ pub async fn standalone(deps: &Deps, body: StandaloneBody, history: &mut History
             .chain(spec.elastic_ip_allocation_id.clone())
             .collect();
         ec2.tag(&tagged, GROUP_TAG, group.name.as_str()).await?;
-        deps.store.add_members(&group.name, &members).await?;
+        deps.store.add_members(&group, &members).await?;
         Ok::<_, ApiError>(())
     }
     .await;
@@ -207,7 +245,10 @@ async fn undo(deps: &Deps, group: &Group, launched: &[String]) {
 pub async fn asg(deps: &Deps, body: AsgBody, history: &mut History) -> Result<Registered, ApiError> {
     body.check()?;
     let Some(asg) = deps.clients.autoscaling.group(&body.asg_name).await? else {
-        return Err(ApiError::unknown_reference("asg_name", format!("Auto Scaling group {} does not exist", body.asg_name)));
+        return Err(ApiError::unknown_reference(
+            "asg_name",
+            format!("Auto Scaling group {} does not exist", body.asg_name),
+        ));
     };
     let members: Vec<Member> = deps
         .clients
@@ -225,10 +266,14 @@ pub async fn asg(deps: &Deps, body: AsgBody, history: &mut History) -> Result<Re
         version: 0,
     };
     deps.store.create_group(&group).await?;
-    if let Err(err) = deps.store.add_members(&group.name, &members).await {
+    if let Err(err) = deps.store.add_members(&group, &members).await {
         undo(deps, &group, &[]).await;
         return Err(err.into());
     }
-    history.note(None, "group-registered", format!("asg group registered for {} with {} instances", asg.name, members.len()));
+    history.note(
+        None,
+        "group-registered",
+        format!("asg group registered for {} with {} instances", asg.name, members.len()),
+    );
     Ok(Registered { group, members, warnings: Vec::new() })
 }

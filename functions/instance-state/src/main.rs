@@ -6,6 +6,6 @@ use spotkeeper::{Deps, config::Config};
 async fn main() -> Result<(), lambda_runtime::Error> {
     spotkeeper::telemetry::init();
     let config = Config::from_env()?;
-    let deps = Deps::new(&config, &spotkeeper::aws::sdk_config().await);
+    let deps = Deps::init(&config, &spotkeeper::aws::sdk_config().await).await?;
     run(service_fn(|event: LambdaEvent<Value>| instance_state::handle(&deps, event.payload))).await
 }

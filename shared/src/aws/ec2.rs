@@ -2,12 +2,10 @@
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
-    DefaultTargetCapacityType, FleetLaunchTemplateConfigRequest,
-    FleetLaunchTemplateOverridesRequest, FleetLaunchTemplateSpecificationRequest,
-    FleetOnDemandAllocationStrategy, FleetType, Filter, Instance, InstanceLifecycle,
-    InstanceLifecycleType, InstanceType, OnDemandOptionsRequest, ResourceType,
-    SpotAllocationStrategy, SpotOptionsRequest, Tag, TagSpecification,
-    TargetCapacitySpecificationRequest,
+    DefaultTargetCapacityType, Filter, FleetLaunchTemplateConfigRequest, FleetLaunchTemplateOverridesRequest,
+    FleetLaunchTemplateSpecificationRequest, FleetOnDemandAllocationStrategy, FleetType, Instance, InstanceLifecycle,
+    InstanceLifecycleType, InstanceType, OnDemandOptionsRequest, ResourceType, SpotAllocationStrategy,
+    SpotOptionsRequest, Tag, TagSpecification, TargetCapacitySpecificationRequest,
 };
 use chrono::{DateTime, Utc};
 
@@ -55,6 +53,8 @@ pub struct LaunchedInstance {
 pub struct LaunchError {
     pub code: String,
     pub message: String,
+    /// The pool the error is about (instance type, subnet), when EC2 says.
+    pub pool: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -79,16 +79,9 @@ fn facts(instance: Instance) -> Option<InstanceFacts> {
             _ => Market::OnDemand,
         },
         instance_type: instance.instance_type.map(|t| t.as_str().to_string()).unwrap_or_default(),
-        availability_zone: instance
-            .placement
-            .and_then(|p| p.availability_zone)
-            .unwrap_or_default(),
+        availability_zone: instance.placement.and_then(|p| p.availability_zone).unwrap_or_default(),
         subnet_id: instance.subnet_id,
-        state: instance
-            .state
-            .and_then(|s| s.name)
-            .map(|n| n.as_str().to_string())
-            .unwrap_or_default(),
+        state: instance.state.and_then(|s| s.name).map(|n| n.as_str().to_string()).unwrap_or_default(),
         launched_at: instance.launch_time.as_ref().and_then(chrono_time),
         private_ip: instance.private_ip_address,
         public_ip: instance.public_ip_address,
@@ -115,12 +108,8 @@ impl Ec2 {
         let mut found = Vec::with_capacity(ids.len());
         // The instance-id filter takes at most 200 values.
         for chunk in ids.chunks(200) {
-            let mut pages = self
-                .client
-                .describe_instances()
-                .filters(filter("instance-id", chunk))
-                .into_paginator()
-                .send();
+            let mut pages =
+                self.client.describe_instances().filters(filter("instance-id", chunk)).into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| AwsError::from_sdk("DescribeInstances", e))?;
                 found.extend(
@@ -235,9 +224,7 @@ impl Ec2 {
             .build();
         let tags = TagSpecification::builder()
             .resource_type(ResourceType::Instance)
-            .set_tags(Some(
-                request.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect(),
-            ))
+            .set_tags(Some(request.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
             .build();
         let out = self
             .client
@@ -269,19 +256,13 @@ impl Ec2 {
                     Some(InstanceLifecycle::Spot) => Market::Spot,
                     _ => Market::OnDemand,
                 };
-                let instance_type =
-                    group.instance_type.map(|t| t.as_str().to_string()).unwrap_or_default();
-                let subnet_id = group
-                    .launch_template_and_overrides
-                    .and_then(|l| l.overrides)
-                    .and_then(|o| o.subnet_id);
-                group.instance_ids.unwrap_or_default().into_iter().map(move |instance_id| {
-                    LaunchedInstance {
-                        instance_id,
-                        market,
-                        instance_type: instance_type.clone(),
-                        subnet_id: subnet_id.clone(),
-                    }
+                let instance_type = group.instance_type.map(|t| t.as_str().to_string()).unwrap_or_default();
+                let subnet_id = group.launch_template_and_overrides.and_then(|l| l.overrides).and_then(|o| o.subnet_id);
+                group.instance_ids.unwrap_or_default().into_iter().map(move |instance_id| LaunchedInstance {
+                    instance_id,
+                    market,
+                    instance_type: instance_type.clone(),
+                    subnet_id: subnet_id.clone(),
                 })
             })
             .collect();
@@ -289,9 +270,13 @@ impl Ec2 {
             .errors
             .unwrap_or_default()
             .into_iter()
-            .map(|e| LaunchError {
-                code: e.error_code.unwrap_or_default(),
-                message: e.error_message.unwrap_or_default(),
+            .map(|e| {
+                let overrides = e.launch_template_and_overrides.and_then(|l| l.overrides);
+                LaunchError {
+                    code: e.error_code.unwrap_or_default(),
+                    message: e.error_message.unwrap_or_default(),
+                    pool: overrides.and_then(|o| Some((o.instance_type?.as_str().to_string(), o.subnet_id?))),
+                }
             })
             .collect();
         Ok(Launched { instances, errors })
@@ -319,6 +304,37 @@ impl Ec2 {
             .await
             .map_err(|e| AwsError::from_sdk("AttachVolume", e))?;
         Ok(())
+    }
+
+    /// Detaches a volume from an instance. Both are named: a detach by volume id alone can take
+    /// the volume from whatever holds it now.
+    pub async fn detach_volume(&self, volume_id: &str, instance_id: &str, device: &str) -> Result<(), AwsError> {
+        self.client
+            .detach_volume()
+            .volume_id(volume_id)
+            .instance_id(instance_id)
+            .device(device)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DetachVolume", e))?;
+        Ok(())
+    }
+
+    /// Waits (bounded) until a volume is `available`: a detach takes seconds in EC2.
+    pub async fn wait_available(&self, volume_id: &str, timeout: std::time::Duration) -> Result<bool, AwsError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut pause = std::time::Duration::from_millis(250);
+        loop {
+            let volumes = self.volumes(std::slice::from_ref(&volume_id.to_string())).await?;
+            if volumes.first().is_some_and(|v| v.state == "available") {
+                return Ok(true);
+            }
+            if std::time::Instant::now() + pause > deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(2));
+        }
     }
 
     /// Terminates instances, all in one call.

@@ -40,9 +40,7 @@ impl AwsError {
 
     /// The error says the thing asked for does not exist.
     pub fn is_not_found(&self) -> bool {
-        self.code
-            .as_deref()
-            .is_some_and(|c| c.contains("NotFound") || c.starts_with("NoSuch"))
+        self.code.as_deref().is_some_and(|c| c.contains("NotFound") || c.starts_with("NoSuch"))
     }
 }
 

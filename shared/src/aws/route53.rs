@@ -1,9 +1,7 @@
 //! Route53: the group's DNS record.
 
 use aws_sdk_route53::Client;
-use aws_sdk_route53::types::{
-    Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
-};
+use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
 
 use super::AwsError;
 
@@ -29,13 +27,7 @@ impl Route53 {
     }
 
     /// Points an A record at the given addresses (UPSERT: creates or replaces it).
-    pub async fn upsert_a(
-        &self,
-        zone_id: &str,
-        name: &str,
-        ttl: i64,
-        addresses: &[String],
-    ) -> Result<(), AwsError> {
+    pub async fn upsert_a(&self, zone_id: &str, name: &str, ttl: i64, addresses: &[String]) -> Result<(), AwsError> {
         let build = || -> Result<Change, aws_sdk_route53::error::BuildError> {
             let mut set = ResourceRecordSet::builder().name(name).r#type(RrType::A).ttl(ttl);
             for address in addresses {

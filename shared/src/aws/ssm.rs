@@ -24,8 +24,6 @@ impl Ssm {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("GetParameter", e))?;
-        out.parameter
-            .and_then(|p| p.value)
-            .ok_or_else(|| AwsError::malformed("GetParameter", "the parameter value"))
+        out.parameter.and_then(|p| p.value).ok_or_else(|| AwsError::malformed("GetParameter", "the parameter value"))
     }
 }

@@ -38,17 +38,34 @@ fn describe_group(story: &Story, group: &Value) {
     let kind = group["kind"].as_str().unwrap_or("?");
     let name = group["name"].as_str().unwrap_or("?");
     match kind {
-        "asg" => story.say(format!("group {name:<8} asg      follows Auto Scaling group {}", group["asg_name"].as_str().unwrap_or("?"))),
+        "asg" => story.say(format!(
+            "group {name:<8} asg      follows Auto Scaling group {}",
+            group["asg_name"].as_str().unwrap_or("?")
+        )),
         _ => {
             let pools: Vec<String> = group["pools"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|p| format!("{} in {}", p["instance_type"].as_str().unwrap_or("?"), p["availability_zone"].as_str().unwrap_or("?")))
+                .map(|p| {
+                    format!(
+                        "{} in {}",
+                        p["instance_type"].as_str().unwrap_or("?"),
+                        p["availability_zone"].as_str().unwrap_or("?")
+                    )
+                })
                 .collect();
-            story.say(format!("group {name:<8} standalone, capacity {}, pools: {}", group["capacity"], pools.join(", ")));
+            story.say(format!(
+                "group {name:<8} standalone, capacity {}, pools: {}",
+                group["capacity"],
+                pools.join(", ")
+            ));
             if let Some(dns) = group.get("dns").filter(|d| !d.is_null()) {
-                story.say(format!("               DNS {} ({} address)", dns["record_name"].as_str().unwrap_or("?"), dns["address"].as_str().unwrap_or("?")));
+                story.say(format!(
+                    "               DNS {} ({} address)",
+                    dns["record_name"].as_str().unwrap_or("?"),
+                    dns["address"].as_str().unwrap_or("?")
+                ));
             }
         }
     }
@@ -62,6 +79,14 @@ fn describe_group(story: &Story, group: &Value) {
             m["state"].as_str().unwrap_or("?"),
             if m["fallen_back"] == json!(true) { "  (fallen back to On-Demand)" } else { "" },
         ));
+        if let Some(interrupted) = m.get("interrupted").filter(|i| !i.is_null()) {
+            story.say(format!(
+                "           interrupted at {}: {}{}",
+                interrupted["warned_at"].as_str().unwrap_or("?"),
+                interrupted["action"].as_str().unwrap_or("?"),
+                interrupted["replaced_by"].as_str().map(|r| format!(" by {r}")).unwrap_or_default()
+            ));
+        }
     }
 }
 
@@ -70,9 +95,20 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     let h = Harness::start().await;
     story.say(format!("emulator at {}", h.emulator.endpoint));
     story.say(format!("fleet table {} created from template.yaml (FleetTable)", spotkeeper_tests::TABLE));
-    story.say(format!("VPC {} with subnets {} (us-east-1a) and {} (us-east-1b)", h.fleet.vpc_id, h.fleet.subnet_a, h.fleet.subnet_b));
-    story.say(format!("launch template {} ({}), Auto Scaling group {} of 2", h.fleet.template_name, h.fleet.template_id, h.fleet.asg_name));
-    story.say(format!("hosted zone {} ({}), Elastic IP {}, data volume {} in us-east-1b", h.fleet.zone_name, h.fleet.zone_id, h.fleet.allocation_id, h.fleet.volume_id));
+    story.say(format!(
+        "VPC {} with subnets {} (us-east-1a) and {} (us-east-1b)",
+        h.fleet.vpc_id, h.fleet.subnet_a, h.fleet.subnet_b
+    ));
+    story.say(format!(
+        "launch template {} ({}), Auto Scaling group {} of 2",
+        h.fleet.template_name, h.fleet.template_id, h.fleet.asg_name
+    ));
+    story.say(format!(
+        "hosted zone {} ({}), Elastic IP {}, data volume {} in us-east-1b",
+        h.fleet.zone_name, h.fleet.zone_id, h.fleet.allocation_id, h.fleet.volume_id
+    ));
+    story
+        .say(format!("alerts: SNS topic {} (an SQS queue subscribed), Slack stand-in at {}", h.topic_arn, h.slack.url));
 
     story.step("Storing the API token as an SSM SecureString and starting the function binaries");
     aws_sdk_ssm::Client::new(&h.sdk)
@@ -89,12 +125,18 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     let mut api = Function::start("api", &env).await?;
     let mut instance_state = Function::start("instance-state", &env).await?;
     let (status, _) = call(&mut api, "GET", "/healthz", None).await?;
-    story.say(format!("api answers GET /healthz with {status}; cold start {} ms", api.cold_start().map(|d| d.as_millis()).unwrap_or_default()));
+    story.say(format!(
+        "api answers GET /healthz with {status}; cold start {} ms",
+        api.cold_start().map(|d| d.as_millis()).unwrap_or_default()
+    ));
 
     story.step("POST /groups: registering the Auto Scaling group 'workers'");
     let asg = json!({"name": "workers", "kind": "asg", "asg_name": h.fleet.asg_name});
     let (status, workers) = call(&mut api, "POST", "/groups", Some(&asg)).await?;
-    story.say(format!("{status}: {} members found in the ASG", workers["members"].as_array().map(Vec::len).unwrap_or_default()));
+    story.say(format!(
+        "{status}: {} members found in the ASG",
+        workers["members"].as_array().map(Vec::len).unwrap_or_default()
+    ));
 
     story.step("POST /groups: registering the standalone group 'web' (DNS, Elastic IP, data volume)");
     let standalone = json!({
@@ -112,10 +154,19 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
         return Err(format!("registration answered {status}: {web}"));
     }
     let instance = web["members"][0]["instance_id"].as_str().unwrap_or_default().to_string();
-    story.say(format!("{status}: launched {instance} on {} (the data volume keeps it in us-east-1b)", web["members"][0]["market"].as_str().unwrap_or("?")));
+    story.say(format!(
+        "{status}: launched {instance} on {} (the data volume keeps it in us-east-1b)",
+        web["members"][0]["market"].as_str().unwrap_or("?")
+    ));
 
     story.step("A bad request changes nothing: an unknown field, then no token");
-    let (status, refused) = call(&mut api, "POST", "/groups", Some(&json!({"name": "x", "kind": "asg", "asg_name": "workers", "colour": "red"}))).await?;
+    let (status, refused) = call(
+        &mut api,
+        "POST",
+        "/groups",
+        Some(&json!({"name": "x", "kind": "asg", "asg_name": "workers", "colour": "red"})),
+    )
+    .await?;
     story.say(format!("{status}: {}", refused["error"]["message"].as_str().unwrap_or("?")));
     let response = api.invoke(events::http("GET", "/groups", None, None)).await?;
     story.say(format!("{}: {}", response["statusCode"], body(&response)["error"]["message"].as_str().unwrap_or("?")));
@@ -123,7 +174,89 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     story.step(&format!("EventBridge: {instance} is running -> instance-state"));
     let done = instance_state.invoke(events::state_change(&instance, "running")).await?;
     story.say(format!("DNS now {}", done["dns"]));
-    story.say(format!("Elastic IP {} associated; volumes attached: {}", done["address"].as_str().unwrap_or("none"), done["volumes"]));
+    story.say(format!(
+        "Elastic IP {} associated; volumes attached: {}",
+        done["address"].as_str().unwrap_or("none"),
+        done["volumes"]
+    ));
+
+    let mut spot = Function::start("spot-interruption", &env).await?;
+    story.step(&format!("EventBridge -> SQS: Spot interruption warning for {instance} (2 minutes' notice)"));
+    let started = Instant::now();
+    let batch = events::sqs_batch(&[events::spot_warning(&instance)]);
+    let answer = spot.invoke(batch).await?;
+    story.say(format!("spot-interruption answered in {} ms: {answer}", started.elapsed().as_millis()));
+    let (_, web) = call(&mut api, "GET", "/groups/web", None).await?;
+    let members = web["members"].as_array().cloned().unwrap_or_default();
+    let replacement =
+        members.iter().find(|m| m["replaces"]["instance_id"] == instance.as_str()).cloned().unwrap_or_default();
+    let new_id = replacement["instance_id"].as_str().unwrap_or_default().to_string();
+    story.say(format!(
+        "replacement {new_id} launched on {} as {} in {} (the interrupted pool was {} in {}; the volume's AZ is kept)",
+        replacement["market"].as_str().unwrap_or("?"),
+        replacement["instance_type"].as_str().unwrap_or("?"),
+        replacement["availability_zone"].as_str().unwrap_or("?"),
+        web["members"][0]["instance_type"].as_str().unwrap_or("?"),
+        web["members"][0]["availability_zone"].as_str().unwrap_or("?"),
+    ));
+
+    story.step(&format!("EventBridge: the replacement {new_id} is running -> instance-state"));
+    let started = Instant::now();
+    let done = instance_state.invoke(events::state_change(&new_id, "running")).await?;
+    story.say(format!(
+        "{} ms: DNS now {}, Elastic IP {} moved to it",
+        started.elapsed().as_millis(),
+        done["dns"],
+        done["address"].as_str().unwrap_or("none")
+    ));
+    story.say(format!("replaced in {} s from the warning (as the alert says)", done["replaced_in_seconds"]));
+
+    story.step(&format!("EC2 reclaims {instance}: terminated -> instance-state moves the data volume"));
+    h.ec2()
+        .terminate_instances()
+        .instance_ids(&instance)
+        .send()
+        .await
+        .map_err(|e| format!("TerminateInstances: {e:?}"))?;
+    let started = Instant::now();
+    let done = instance_state.invoke(events::state_change(&instance, "terminated")).await?;
+    story.say(format!(
+        "{} ms: volumes {} now on {new_id} at the same device",
+        started.elapsed().as_millis(),
+        done["volumes"]
+    ));
+
+    let asg_member = workers["members"][0]["instance_id"].as_str().unwrap_or_default().to_string();
+    story.step(&format!("Spot interruption warning for {asg_member} of the Auto Scaling group"));
+    let started = Instant::now();
+    spot.invoke(events::spot_warning(&asg_member)).await?;
+    let asg = aws_sdk_autoscaling::Client::new(&h.sdk)
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&h.fleet.asg_name)
+        .send()
+        .await
+        .map_err(|e| format!("DescribeAutoScalingGroups: {e:?}"))?;
+    let asg = asg.auto_scaling_groups().first().cloned().ok_or("the ASG is gone")?;
+    let now: Vec<&str> = asg.instances().iter().filter_map(|i| i.instance_id()).collect();
+    story.say(format!(
+        "{} ms: detached without decrement; desired capacity still {}, the ASG now runs {}",
+        started.elapsed().as_millis(),
+        asg.desired_capacity().unwrap_or_default(),
+        now.join(", ")
+    ));
+
+    story.step("The alerts: Slack (a local receiver stands in for it) and SNS (read through an SQS subscription)");
+    for message in h.slack.received() {
+        let body: Value = serde_json::from_str(&message.body).unwrap_or_default();
+        story.say(format!("Slack  {}", body["text"].as_str().unwrap_or("?")));
+    }
+    for alert in h.sns_alerts().await {
+        story.say(format!(
+            "SNS    [{}] {}",
+            alert.attributes.get("severity").map(String::as_str).unwrap_or("?"),
+            alert.subject
+        ));
+    }
 
     story.step("What exists now (GET /groups)");
     let (_, groups) = call(&mut api, "GET", "/groups", None).await?;
@@ -139,11 +272,15 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     story.step("Drive the functions by hand");
     if keep {
         story.say("The emulator keeps running with this fleet. In another shell:");
-        story.say(format!("export AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing", h.emulator.endpoint));
+        story.say(format!(
+            "export AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing",
+            h.emulator.endpoint
+        ));
         story.say(format!("export SPOTKEEPER_TABLE={} SPOTKEEPER_API_TOKEN={TOKEN}", spotkeeper_tests::TABLE));
         story.say(".venv/bin/cargo-lambda lambda watch --invoke-address 127.0.0.1 --invoke-port 9000 &");
         story.say(".venv/bin/cargo-lambda lambda invoke --invoke-address 127.0.0.1 --invoke-port 9000 api --data-file events/api-get-groups.json");
         story.say(".venv/bin/cargo-lambda lambda invoke --invoke-address 127.0.0.1 --invoke-port 9000 instance-state --data-file events/instance-state-running.json");
+        story.say(".venv/bin/cargo-lambda lambda invoke --invoke-address 127.0.0.1 --invoke-port 9000 spot-interruption --data-file events/spot-interruption-warning.json");
         story.say("Press Ctrl-C here to stop the emulator.");
         tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
     } else {
@@ -155,6 +292,7 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     story.step("Stopping the functions and the emulator");
     drop(api);
     drop(instance_state);
+    drop(spot);
     drop(h);
     Ok(())
 }

@@ -1,0 +1,165 @@
+//! Alerts: SNS (e-mail and anything that subscribes; message attributes for subscription
+//! filters) and Slack. Alerts come after the action, never before it, and a failed alert is
+//! logged, never a failed action.
+
+use std::fmt;
+
+use aws_sdk_sns::types::MessageAttributeValue;
+use serde_json::json;
+
+use crate::aws::AwsError;
+use crate::config::Secret;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        })
+    }
+}
+
+/// One alert: what happened, to which group, how bad, and the facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    /// The lifecycle event, in kebab-case: `interrupted`, `replaced`, `fallback`, ...
+    pub event: String,
+    pub group: String,
+    pub severity: Severity,
+    /// One line that says it all: the e-mail subject, the Slack headline.
+    pub headline: String,
+    pub facts: Vec<(String, String)>,
+}
+
+impl Alert {
+    pub fn new(event: &str, group: &str, severity: Severity, headline: impl Into<String>) -> Self {
+        Self { event: event.into(), group: group.into(), severity, headline: headline.into(), facts: Vec::new() }
+    }
+
+    pub fn fact(mut self, name: &str, value: impl fmt::Display) -> Self {
+        self.facts.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// The e-mail subject: SNS takes at most 100 printable ASCII characters.
+    pub fn subject(&self) -> String {
+        let text: String = format!("[spotkeeper] {}", self.headline)
+            .chars()
+            .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+            .collect();
+        text.chars().take(100).collect()
+    }
+
+    pub fn body(&self) -> String {
+        let mut body = format!("{}\n\n", self.headline);
+        for (name, value) in [("group", &self.group), ("event", &self.event)]
+            .into_iter()
+            .chain(self.facts.iter().map(|(n, v)| (n.as_str(), v)))
+        {
+            body.push_str(&format!("{name}: {value}\n"));
+        }
+        body
+    }
+}
+
+/// Where alerts go. Without a topic or a Slack URL, alerts are only logged.
+#[derive(Clone, Debug)]
+pub struct Notifier {
+    sns: aws_sdk_sns::Client,
+    topic_arn: Option<String>,
+    slack: Option<Secret>,
+    http: reqwest::Client,
+}
+
+impl Notifier {
+    pub fn new(sns: aws_sdk_sns::Client, topic_arn: Option<String>, slack: Option<Secret>) -> Self {
+        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().unwrap_or_default();
+        Self { sns, topic_arn, slack, http }
+    }
+
+    /// Sends every alert to every channel, concurrently; failures are logged.
+    pub async fn send(&self, alerts: &[Alert]) {
+        let sends = alerts.iter().map(|alert| async move {
+            tracing::info!(group = %alert.group, event = %alert.event, severity = %alert.severity, "{}", alert.headline);
+            let (sns, slack) = tokio::join!(self.publish(alert), self.slack(alert));
+            if let Err(err) = sns {
+                tracing::error!(group = %alert.group, event = %alert.event, error = %err, "SNS alert not sent");
+            }
+            if let Err(err) = slack {
+                tracing::error!(group = %alert.group, event = %alert.event, error = %err, "Slack alert not sent");
+            }
+        });
+        futures::future::join_all(sends).await;
+    }
+
+    async fn publish(&self, alert: &Alert) -> Result<(), AwsError> {
+        let Some(topic) = &self.topic_arn else { return Ok(()) };
+        let attribute = |value: &str| MessageAttributeValue::builder().data_type("String").string_value(value).build();
+        let mut request = self.sns.publish().topic_arn(topic).subject(alert.subject()).message(alert.body());
+        for (name, value) in
+            [("event", alert.event.clone()), ("group", alert.group.clone()), ("severity", alert.severity.to_string())]
+        {
+            let value =
+                attribute(&value).map_err(|e| AwsError { operation: "Publish", code: None, message: e.to_string() })?;
+            request = request.message_attributes(name, value);
+        }
+        request.send().await.map_err(|e| AwsError::from_sdk("Publish", e))?;
+        Ok(())
+    }
+
+    async fn slack(&self, alert: &Alert) -> Result<(), String> {
+        let Some(url) = &self.slack else { return Ok(()) };
+        let icon = match alert.severity {
+            Severity::Info => ":white_check_mark:",
+            Severity::Warning => ":warning:",
+            Severity::Critical => ":rotating_light:",
+        };
+        let facts: Vec<String> = alert.facts.iter().map(|(n, v)| format!("*{n}*: {v}")).collect();
+        let payload = json!({
+            "text": format!("{icon} {}", alert.headline),
+            "blocks": [
+                {"type": "section", "text": {"type": "mrkdwn", "text": format!("{icon} *{}*", alert.headline)}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": format!("*group*: {}\n*event*: {}\n{}", alert.group, alert.event, facts.join("\n"))}},
+            ]
+        });
+        // The URL is a secret: errors name the status, never the URL.
+        let response = self
+            .http
+            .post(url.expose())
+            .json(&payload)
+            .send()
+            .await
+            .map_err(|e| format!("Slack unreachable: {}", e.without_url()))?;
+        if response.status().is_success() { Ok(()) } else { Err(format!("Slack answered {}", response.status())) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subject_fits_email() {
+        let alert = Alert::new("replaced", "web", Severity::Info, format!("web: replaced i-1 — {}", "x".repeat(200)));
+        let subject = alert.subject();
+        assert!(subject.len() <= 100);
+        assert!(subject.is_ascii() && !subject.contains('—'));
+        assert!(subject.starts_with("[spotkeeper] web: replaced i-1"));
+    }
+
+    #[test]
+    fn the_body_carries_the_facts() {
+        let alert = Alert::new("interrupted", "web", Severity::Warning, "web: i-1 will be interrupted")
+            .fact("pool", "m5.large in us-east-1a");
+        assert!(alert.body().contains("pool: m5.large in us-east-1a"));
+        assert!(alert.body().contains("group: web"));
+    }
+}

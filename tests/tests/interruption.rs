@@ -1,0 +1,301 @@
+//! Spot interruption warnings end to end, against the emulator: replace or detach, exactly once,
+//! with DNS, Elastic IP and data volume following, and the alerts.
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+use spotkeeper_tests::proxy::{Fault, ec2_error, fleet_without_capacity, is_spot_fleet};
+use spotkeeper_tests::{Harness, TOKEN, events};
+
+async fn register_web(h: &Harness, with_volume: bool) -> String {
+    let mut body = json!({
+        "name": "web", "kind": "standalone",
+        "launch_template": {"id": h.fleet.template_id, "version": "$Latest"},
+        "instance_types": ["m5.large", "m5a.large"],
+        "subnets": [h.fleet.subnet_a, h.fleet.subnet_b],
+        "dns": {"hosted_zone_id": h.fleet.zone_id, "record_name": "web.fleet.internal"},
+        "elastic_ip_allocation_id": h.fleet.allocation_id,
+    });
+    if with_volume {
+        body["data_volumes"] = json!([{"volume_id": h.fleet.volume_id, "device": "/dev/sdf"}]);
+    }
+    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{web}");
+    let id = web["members"][0]["instance_id"].as_str().unwrap().to_string();
+    let out = h.instance_state(events::state_change(&id, "running")).await.unwrap();
+    assert_eq!(out["action"], "brought-online", "{out}");
+    id
+}
+
+async fn instance(h: &Harness, id: &str) -> aws_sdk_ec2::types::Instance {
+    let out = h.ec2().describe_instances().instance_ids(id).send().await.unwrap();
+    out.reservations()[0].instances()[0].clone()
+}
+
+fn tag<'a>(i: &'a aws_sdk_ec2::types::Instance, key: &str) -> Option<&'a str> {
+    i.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+}
+
+async fn member(h: &Harness, id: &str) -> Option<Value> {
+    let (_, group) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    group["members"].as_array().unwrap().iter().find(|m| m["instance_id"] == id).cloned()
+}
+
+async fn dns(h: &Harness) -> Vec<String> {
+    spotkeeper::aws::route53::Route53::new(aws_sdk_route53::Client::new(&h.sdk))
+        .a_record(&h.fleet.zone_id, "web.fleet.internal")
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_member_is_replaced_and_dns_address_and_volume_follow() {
+    let h = Harness::start().await;
+    let old = register_web(&h, true).await;
+    assert_eq!(instance(&h, &old).await.subnet_id(), Some(h.fleet.subnet_b.as_str()), "the volume's AZ");
+    h.sns_alerts().await;
+    h.proxy.forget_calls();
+
+    let out = h.spot_interruption(events::sqs_batch(&[events::spot_warning(&old)])).await.unwrap();
+    assert_eq!(out, json!({"batchItemFailures": []}), "{out}");
+
+    // The launch request was the third call: the claim and the lookup, then CreateFleet.
+    let calls = h.proxy.calls();
+    let launch_at = calls.iter().position(|c| c.operation == "CreateFleet").expect("a launch request");
+    let before: Vec<&str> = calls[..launch_at].iter().map(|c| c.operation.as_str()).collect();
+    assert!(before.len() <= 2, "calls before the launch request: {before:?}");
+    assert_eq!(before.iter().filter(|o| **o == "PutItem").count(), 1, "{before:?}");
+    assert_eq!(before.iter().filter(|o| **o == "BatchGetItem").count(), 1, "{before:?}");
+    let after: Vec<&str> = calls[launch_at..].iter().map(|c| c.operation.as_str()).collect();
+    assert!(after.contains(&"Publish"), "the alert is published, after the launch request: {after:?}");
+    assert!(!before.contains(&"Publish"), "no alert before the launch request");
+
+    // A tagged Spot replacement in the other pool of the volume's AZ.
+    let web = member(&h, &old).await.expect("the old member is still listed until it is gone");
+    let new = web["interrupted"]["replaced_by"].as_str().expect("replaced_by").to_string();
+    assert_eq!(web["interrupted"]["action"], "replaced");
+    let replacement = instance(&h, &new).await;
+    assert_eq!(tag(&replacement, "spotkeeper:group"), Some("web"));
+    assert_eq!(tag(&replacement, "spotkeeper:replaces"), Some(old.as_str()));
+    assert_eq!(replacement.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
+    assert_eq!(replacement.subnet_id(), Some(h.fleet.subnet_b.as_str()));
+    assert_eq!(replacement.instance_type().map(|t| t.as_str()), Some("m5a.large"), "not the interrupted pool m5.large");
+    let new_member = member(&h, &new).await.expect("the replacement is a member");
+    assert_eq!(
+        (new_member["replaces"]["instance_id"].as_str(), new_member["market"].as_str()),
+        (Some(old.as_str()), Some("spot"))
+    );
+
+    // Running: DNS and the Elastic IP move to the replacement; the volume waits for the old one.
+    let out = h.instance_state(events::state_change(&new, "running")).await.unwrap();
+    assert!(out["replaced_in_seconds"].as_f64().is_some(), "{out}");
+    assert_eq!(dns(&h).await, vec![replacement.private_ip_address().unwrap().to_string()]);
+    let address = h.ec2().describe_addresses().allocation_ids(&h.fleet.allocation_id).send().await.unwrap();
+    assert_eq!(address.addresses()[0].instance_id(), Some(new.as_str()));
+    let volume = h.ec2().describe_volumes().volume_ids(&h.fleet.volume_id).send().await.unwrap();
+    assert_eq!(volume.volumes()[0].attachments()[0].instance_id(), Some(old.as_str()));
+
+    // The old one terminates: the volume follows, at the same device; the old member is closed.
+    h.ec2().terminate_instances().instance_ids(&old).send().await.unwrap();
+    let out = h.instance_state(events::state_change(&old, "terminated")).await.unwrap();
+    assert_eq!(out["action"], "volumes-moved", "{out}");
+    let volume = h.ec2().describe_volumes().volume_ids(&h.fleet.volume_id).send().await.unwrap();
+    let attachment = &volume.volumes()[0].attachments()[0];
+    assert_eq!((attachment.instance_id(), attachment.device()), (Some(new.as_str()), Some("/dev/sdf")));
+    assert!(member(&h, &old).await.is_none(), "the old member is closed");
+    assert!(h.deps.store.group_of(&old).await.unwrap().is_none());
+
+    // Alerts: SNS (filterable attributes, an e-mail subject) and Slack carry the facts.
+    let alerts = h.sns_alerts().await;
+    let interrupted = alerts
+        .iter()
+        .find(|a| a.attributes.get("event").map(String::as_str) == Some("interrupted"))
+        .expect("an interrupted alert");
+    assert_eq!(interrupted.attributes.get("group").map(String::as_str), Some("web"));
+    assert_eq!(interrupted.attributes.get("severity").map(String::as_str), Some("warning"));
+    assert!(interrupted.subject.len() <= 100 && interrupted.subject.contains(&old), "{}", interrupted.subject);
+    for fact in [old.as_str(), new.as_str(), "m5.large", "m5a.large", "replaced", "market: spot"] {
+        assert!(interrupted.message.contains(fact), "{fact} missing from {}", interrupted.message);
+    }
+    let replaced = alerts
+        .iter()
+        .find(|a| a.attributes.get("event").map(String::as_str) == Some("replaced"))
+        .expect("a replaced alert");
+    assert!(replaced.subject.contains("replaced by") && replaced.subject.contains(" s"), "{}", replaced.subject);
+    assert!(alerts.iter().any(|a| a.attributes.get("event").map(String::as_str) == Some("volume-moved")));
+    let slack = h.slack.received();
+    let slack_interrupted = slack.iter().find(|r| r.body.contains("interrupted")).expect("a Slack message");
+    let body: Value = serde_json::from_str(&slack_interrupted.body).unwrap();
+    let text = body.to_string();
+    for fact in [old.as_str(), new.as_str(), "m5a.large", "replaced"] {
+        assert!(text.contains(fact), "{fact} missing from Slack: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_spot_capacity_anywhere_means_an_on_demand_replacement_marked_fallen_back() {
+    let h = Harness::start().await;
+    let old = register_web(&h, false).await;
+    h.sns_alerts().await;
+    // Every Spot pool answers "no capacity" inside the instant fleet's 200 response.
+    let pools = [("m5.large", h.fleet.subnet_a.clone()), ("m5a.large", h.fleet.subnet_b.clone())];
+    h.proxy.on(move |call| {
+        is_spot_fleet(call).then(|| Fault {
+            status: 200,
+            content_type: "text/xml",
+            body: fleet_without_capacity(&pools.iter().map(|(t, s)| (*t, s.as_str())).collect::<Vec<_>>(), "spot"),
+        })
+    });
+    let out = h.spot_interruption(events::spot_warning(&old)).await.unwrap();
+    assert_eq!(
+        (out["action"].as_str(), out["market"].as_str(), out["fallen_back"].as_bool()),
+        (Some("replaced"), Some("on-demand"), Some(true)),
+        "{out}"
+    );
+    let new = out["replacement"].as_str().unwrap().to_string();
+    assert_eq!(instance(&h, &new).await.instance_lifecycle(), None, "On-Demand has no lifecycle");
+    let shown = member(&h, &new).await.unwrap();
+    assert_eq!((shown["fallen_back"].as_bool(), shown["market"].as_str()), (Some(true), Some("on-demand")));
+    let alerts = h.sns_alerts().await;
+    let fallback = alerts
+        .iter()
+        .find(|a| a.attributes.get("event").map(String::as_str) == Some("fallback"))
+        .expect("a fallback alert");
+    assert!(
+        fallback.subject.contains("On-Demand") && fallback.message.contains("InsufficientInstanceCapacity"),
+        "{fallback:?}"
+    );
+    // The pools that had no capacity are avoided for a while.
+    let (_, health) = h.deps.store.lookups(&[]).await.unwrap();
+    assert!(health.avoid_until.contains_key(&format!("m5a.large|{}", h.fleet.subnet_b)), "{health:?}");
+
+    // The same through an API error (as RunInstances-style calls report it).
+    h.proxy.clear_rules();
+    h.proxy.on(|call| {
+        is_spot_fleet(call).then(|| Fault {
+            status: 500,
+            content_type: "text/xml",
+            body: ec2_error("InsufficientInstanceCapacity", "We currently do not have sufficient capacity."),
+        })
+    });
+    h.instance_state(events::state_change(&new, "running")).await.unwrap();
+    let out = h.spot_interruption(events::spot_warning(&new)).await.unwrap();
+    assert_eq!((out["market"].as_str(), out["fallen_back"].as_bool()), (Some("on-demand"), Some(true)), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asg_members_are_detached_without_decrement_in_one_call() {
+    let h = Harness::start().await;
+    let (_, asg) = h.register_workers().await;
+    let ids: Vec<String> =
+        asg["members"].as_array().unwrap().iter().map(|m| m["instance_id"].as_str().unwrap().to_string()).collect();
+    h.proxy.forget_calls();
+    let batch = events::sqs_batch(&ids.iter().map(|id| events::spot_warning(id)).collect::<Vec<_>>());
+    let out = h.spot_interruption(batch).await.unwrap();
+    assert_eq!(out, json!({"batchItemFailures": []}));
+    assert_eq!(h.proxy.count("DetachInstances"), 1, "two warnings of one ASG, one call");
+    let group = aws_sdk_autoscaling::Client::new(&h.sdk)
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&h.fleet.asg_name)
+        .send()
+        .await
+        .unwrap();
+    let group = &group.auto_scaling_groups()[0];
+    assert_eq!(group.desired_capacity(), Some(2), "desired capacity kept");
+    let now: Vec<&str> = group.instances().iter().filter_map(|i| i.instance_id()).collect();
+    assert_eq!(now.len(), 2, "the ASG launched replacements: {now:?}");
+    assert!(ids.iter().all(|id| !now.contains(&id.as_str())), "the warned instances are out of the group");
+    let (_, workers) = h.call(Method::GET, "/groups/workers", Some(TOKEN), None).await;
+    assert!(
+        workers["members"].as_array().unwrap().iter().all(|m| m["interrupted"]["action"] == "detached"),
+        "{workers}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_event_three_times_at_once_acts_once() {
+    let h = Harness::start().await;
+    let old = register_web(&h, false).await;
+    let before = h.instance_count().await;
+    h.proxy.forget_calls();
+    let warning = events::spot_warning(&old);
+    let (a, b, c) = tokio::join!(
+        h.spot_interruption(warning.clone()),
+        h.spot_interruption(events::sqs_batch(std::slice::from_ref(&warning))),
+        h.spot_interruption(warning.clone()),
+    );
+    let actions: Vec<String> = [a.unwrap(), b.unwrap(), c.unwrap()]
+        .iter()
+        .map(|o| {
+            o["action"]
+                .as_str()
+                .unwrap_or(if o == &json!({"batchItemFailures": []}) { "sqs-ok" } else { "?" })
+                .to_string()
+        })
+        .collect();
+    assert_eq!(h.proxy.count("CreateFleet"), 1, "one launch request: {actions:?}");
+    assert_eq!(h.instance_count().await, before + 1, "one replacement");
+    // A later redelivery, after the first finished, does nothing either.
+    let again = h.spot_interruption(warning).await.unwrap();
+    assert_eq!(again["action"], "duplicate");
+    assert_eq!(h.instance_count().await, before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_instances_and_malformed_messages_change_nothing() {
+    let h = Harness::start().await;
+    register_web(&h, false).await;
+    h.proxy.forget_calls();
+    let items = h.table_items().await;
+    let instances = h.instance_count().await;
+    let out = h.spot_interruption(events::spot_warning("i-0fffffffffffffff0")).await.unwrap();
+    assert_eq!(out["action"], "ignored");
+    let mut batch = events::sqs_batch(&[
+        events::spot_warning("i-0ffffffffffffff01"),
+        events::load("malformed/spot-interruption-no-instance-id.json"),
+    ]);
+    batch["Records"].as_array_mut().unwrap().push(json!({"messageId": "m-garbage", "body": "not json at all"}));
+    let out = h.spot_interruption(batch).await.unwrap();
+    assert_eq!(out, json!({"batchItemFailures": [{"itemIdentifier": "m-1"}, {"itemIdentifier": "m-garbage"}]}));
+    let err = h.spot_interruption(events::load("malformed/spot-interruption-no-instance-id.json")).await.unwrap_err();
+    assert!(err.to_string().contains("instance-id"), "{err}");
+    assert_eq!(h.table_items().await, items, "nothing written");
+    assert_eq!(h.instance_count().await, instances, "nothing launched");
+    assert_eq!(h.proxy.count("CreateFleet") + h.proxy.count("DetachInstances"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_warnings_for_one_group_share_one_launch_request() {
+    let h = Harness::start().await;
+    let body = json!({
+        "name": "web", "kind": "standalone",
+        "launch_template": {"name": h.fleet.template_name},
+        "instance_types": ["m5.large", "m5a.large"],
+        "subnets": [h.fleet.subnet_a, h.fleet.subnet_b],
+        "capacity": 3,
+    });
+    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{web}");
+    let ids: Vec<String> =
+        web["members"].as_array().unwrap().iter().map(|m| m["instance_id"].as_str().unwrap().to_string()).collect();
+    h.proxy.forget_calls();
+    let out = h
+        .spot_interruption(events::sqs_batch(&ids.iter().map(|id| events::spot_warning(id)).collect::<Vec<_>>()))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"batchItemFailures": []}));
+    assert_eq!(h.proxy.count("CreateFleet"), 1, "three replacements, one request");
+    let (_, web) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    let members = web["members"].as_array().unwrap();
+    assert_eq!(members.len(), 6, "{web}");
+    for old in &ids {
+        let new = members.iter().find(|m| m["instance_id"] == old.as_str()).unwrap()["interrupted"]["replaced_by"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            tag(&instance(&h, &new).await, "spotkeeper:replaces"),
+            Some(old.as_str()),
+            "each replacement names its own"
+        );
+    }
+}
