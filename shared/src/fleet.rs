@@ -179,14 +179,157 @@ impl GroupKind {
     }
 }
 
-/// A registered group: its configuration and the version that guards every change to it.
+/// What a group does on a rebalance recommendation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RebalancePolicy {
+    /// Record only.
+    Off,
+    /// Record and alert.
+    Notify,
+    /// Launch a replacement now and terminate the at-risk instance once it serves (standalone).
+    Replace,
+}
+
+/// A UTC time range, `HH:MM` to `HH:MM` (it may wrap past midnight), in which recovery may run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    pub start: String,
+    pub end: String,
+}
+
+/// How a group goes back to Spot after falling back to On-Demand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryPolicy {
+    /// Wait this long after a fallback before the first attempt.
+    #[serde(with = "humantime_serde", default = "defaults::cooldown")]
+    pub cooldown: std::time::Duration,
+    /// After a failed attempt, wait this long, doubling with each failure...
+    #[serde(with = "humantime_serde", default = "defaults::backoff_base")]
+    pub backoff_base: std::time::Duration,
+    /// ...up to this.
+    #[serde(with = "humantime_serde", default = "defaults::backoff_max")]
+    pub backoff_max: std::time::Duration,
+    /// When recovery may run (empty: any time).
+    #[serde(default)]
+    pub windows: Vec<Window>,
+}
+
+impl Default for RecoveryPolicy {
+    fn default() -> Self {
+        Self {
+            cooldown: defaults::cooldown(),
+            backoff_base: defaults::backoff_base(),
+            backoff_max: defaults::backoff_max(),
+            windows: Vec::new(),
+        }
+    }
+}
+
+/// The documented defaults.
+pub mod defaults {
+    use std::time::Duration;
+    pub fn cooldown() -> Duration {
+        Duration::from_secs(45 * 60)
+    }
+    pub fn backoff_base() -> Duration {
+        Duration::from_secs(15 * 60)
+    }
+    pub fn backoff_max() -> Duration {
+        Duration::from_secs(4 * 3600)
+    }
+}
+
+/// A group's behaviour, set at registration and changed with `PATCH /groups/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub rebalance: RebalancePolicy,
+    /// Members that always stay On-Demand.
+    pub on_demand_base: u32,
+    /// Fall back to On-Demand when Spot has no capacity.
+    pub fallback: bool,
+    pub recovery: RecoveryPolicy,
+}
+
+impl Policy {
+    /// The defaults: standalone groups replace on rebalance, asg groups notify.
+    pub fn default_for(kind: &GroupKind) -> Self {
+        Self {
+            rebalance: match kind {
+                GroupKind::Asg(_) => RebalancePolicy::Notify,
+                GroupKind::Standalone(_) => RebalancePolicy::Replace,
+            },
+            on_demand_base: 0,
+            fallback: true,
+            recovery: RecoveryPolicy::default(),
+        }
+    }
+}
+
+/// An Auto Scaling group's On-Demand share, as its mixed instances policy sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnDemandShare {
+    pub base: i32,
+    pub percent_above_base: i32,
+}
+
+/// The group is (partly) On-Demand because Spot had no capacity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fallback {
+    pub since: DateTime<Utc>,
+    pub reason: String,
+    /// For an asg group: the share to restore on recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<OnDemandShare>,
+}
+
+/// Where the way back to Spot stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// Failed attempts since the fallback (each doubles the wait, up to the maximum).
+    pub failed_attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The On-Demand member being replaced by Spot now, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// What changes while the group runs (as opposed to its configuration).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
+    #[serde(default)]
+    pub recovery: Recovery,
+    /// The at-risk member a rebalance replacement is in flight for (at most one per group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance_in_flight: Option<String>,
+}
+
+/// A registered group: its configuration, policy, status and the version that guards every change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     pub name: GroupName,
     #[serde(flatten)]
     pub kind: GroupKind,
+    pub policy: Policy,
+    #[serde(default)]
+    pub status: GroupStatus,
     pub created_at: DateTime<Utc>,
     pub version: u64,
+}
+
+impl Group {
+    /// A new group with its kind's default policy.
+    pub fn new(name: GroupName, kind: GroupKind, created_at: DateTime<Utc>) -> Self {
+        let policy = Policy::default_for(&kind);
+        Self { name, kind, policy, status: GroupStatus::default(), created_at, version: 0 }
+    }
 }
 
 /// One instance a group manages.
@@ -212,13 +355,54 @@ pub struct Member {
     /// Set on an interrupted member: when the warning came and what replaces it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<Interrupted>,
+    /// Set on a member being replaced by spotkeeper's choice (rebalance, recovery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring: Option<Retiring>,
     pub version: u64,
+}
+
+/// Why a replacement was launched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    /// A Spot interruption warning: the old instance goes away on its own.
+    #[default]
+    Interruption,
+    /// A rebalance recommendation: launch before terminate.
+    Rebalance,
+    /// Back to Spot: the On-Demand instance is terminated once the Spot one serves.
+    Recovery,
+    /// The instance vanished without an event; the scheduled reconcile noticed.
+    Reconcile,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reason::Interruption => "interruption",
+            Reason::Rebalance => "rebalance",
+            Reason::Recovery => "recovery",
+            Reason::Reconcile => "reconcile",
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Replaced {
     pub instance_id: String,
+    /// When the replacement was called for (the warning's time for an interruption).
     pub warned_at: DateTime<Utc>,
+    #[serde(default)]
+    pub reason: Reason,
+}
+
+/// A member on its way out by spotkeeper's choice: it serves until its replacement does, then is
+/// stopped (to move its volumes) and terminated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retiring {
+    pub since: DateTime<Utc>,
+    pub reason: Reason,
+    pub replaced_by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,9 +424,17 @@ impl Member {
         })
     }
 
-    /// Still serving: not warned of an interruption.
+    /// Still serving: neither interrupted nor retiring.
     pub fn is_serving(&self) -> bool {
-        self.interrupted.is_none()
+        self.interrupted.is_none() && self.retiring.is_none()
+    }
+
+    /// The instance that replaces this one, if one was launched.
+    pub fn replaced_by(&self) -> Option<&str> {
+        self.interrupted
+            .as_ref()
+            .and_then(|i| i.replaced_by.as_deref())
+            .or(self.retiring.as_ref().map(|r| r.replaced_by.as_str()))
     }
 }
 
@@ -284,6 +476,7 @@ impl InstanceFacts {
             fallen_back,
             replaces: None,
             interrupted: None,
+            retiring: None,
             version: 0,
         }
     }

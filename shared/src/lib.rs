@@ -13,6 +13,7 @@ pub mod launch;
 pub mod notify;
 pub mod online;
 pub mod plan;
+pub mod recovery;
 pub mod store;
 pub mod telemetry;
 

@@ -328,7 +328,12 @@ mod tests {
 
     fn lookup(group: &str, kind: GroupKind, pool: Option<Pool>) -> Lookup {
         let name = GroupName::try_from(group.to_string()).unwrap();
-        Lookup { group: name.clone(), config: Group { name, kind, created_at: Utc::now(), version: 3 }, pool }
+        let policy = crate::fleet::Policy::default_for(&kind);
+        Lookup {
+            group: name.clone(),
+            config: Group { name, kind, policy, status: Default::default(), created_at: Utc::now(), version: 3 },
+            pool,
+        }
     }
 
     fn warning(id: &str, lookup: &Lookup) -> Warning {

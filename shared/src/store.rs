@@ -90,13 +90,20 @@ pub struct Lookup {
     pub pool: Option<Pool>,
 }
 
-/// The outcome of claiming an event: the first claimant acts, the others stand aside.
+/// The outcome of claiming an event for an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
+    /// This delivery acts; the instance is locked for it.
     Won,
     /// Another delivery of the same event holds it (acting now, or done).
     Taken,
+    /// No group manages the instance, or another action (a rebalance, a recovery) is replacing
+    /// it already. Nothing was written.
+    Busy,
 }
+
+const LOCK_CONDITION: &str =
+    "attribute_exists(pk) AND (attribute_not_exists(replacing) OR replacing = :holder OR replacing_until < :now)";
 
 fn claim_key(event_id: &str) -> [(&'static str, AttributeValue); 2] {
     [("pk", s(format!("DEDUP#{event_id}"))), ("sk", s("DEDUP"))]
@@ -246,6 +253,27 @@ impl Store {
         Ok(next)
     }
 
+    /// Reads a group, changes its status and saves it, reading again when another writer got
+    /// there first (a few times). `None` when there is no such group. The change must not touch
+    /// the configuration: member lookups keep their snapshot.
+    pub async fn update_group(
+        &self,
+        name: &GroupName,
+        change: impl Fn(&mut Group),
+    ) -> Result<Option<Group>, StoreError> {
+        let mut last = None;
+        for _ in 0..4 {
+            let Some(mut group) = self.group(name).await? else { return Ok(None) };
+            change(&mut group);
+            match self.save_group(&group, &[]).await {
+                Ok(saved) => return Ok(Some(saved)),
+                Err(StoreError::Conflict(m)) => last = Some(StoreError::Conflict(m)),
+                Err(other) => return Err(other),
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::Conflict(format!("group {name}"))))
+    }
+
     pub async fn group(&self, name: &GroupName) -> Result<Option<Group>, StoreError> {
         let out = self
             .client
@@ -370,27 +398,107 @@ impl Store {
         Ok(())
     }
 
-    /// Claims an event for this delivery. A claim left by a delivery that died (its lease ran out
-    /// before it finished) can be taken over; a finished one cannot.
-    pub async fn claim(&self, event_id: &str, now: DateTime<Utc>, lease: Duration) -> Result<Claim, StoreError> {
-        let mut request = self
-            .client
-            .put_item()
+    /// Claims an event for this delivery and locks its instance against other replacements, in
+    /// one transaction: either both are written or neither. A claim (or lock) left by a delivery
+    /// that died — its lease ran out before it finished — can be taken over; a finished claim
+    /// cannot.
+    pub async fn claim(
+        &self,
+        event_id: &str,
+        instance_id: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        let now_ms = AttributeValue::N(now.timestamp_millis().to_string());
+        let until_ms = AttributeValue::N((now + lease).timestamp_millis().to_string());
+        let mut claim = Put::builder()
             .table_name(&self.table)
             .item("state", s("acting"))
-            .item("lease_until", AttributeValue::N((now + lease).timestamp_millis().to_string()))
+            .item("lease_until", until_ms.clone())
             .item(TTL_ATTRIBUTE, AttributeValue::N((now + Duration::days(CLAIM_DAYS)).timestamp().to_string()))
             .condition_expression("attribute_not_exists(pk) OR (#state = :acting AND lease_until < :now)")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":acting", s("acting"))
-            .expression_attribute_values(":now", AttributeValue::N(now.timestamp_millis().to_string()));
+            .expression_attribute_values(":now", now_ms.clone());
         for (name, value) in claim_key(event_id) {
-            request = request.item(name, value);
+            claim = claim.item(name, value);
         }
-        match request.send().await {
-            Ok(_) => Ok(Claim::Won),
-            Err(SdkError::ServiceError(e)) if is_conditional_failure(e.err()) => Ok(Claim::Taken),
-            Err(e) => Err(AwsError::from_sdk("PutItem", e).into()),
+        let lock = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(lookup_pk(instance_id)))
+            .key("sk", s(LOOKUP_SK))
+            .update_expression("SET replacing = :holder, replacing_until = :until")
+            .condition_expression(LOCK_CONDITION)
+            .expression_attribute_values(":holder", s(event_id))
+            .expression_attribute_values(":until", until_ms)
+            .expression_attribute_values(":now", now_ms);
+        let writes = vec![
+            TransactWriteItem::builder().put(claim.build().map_err(build_error("TransactWriteItems"))?).build(),
+            TransactWriteItem::builder().update(lock.build().map_err(build_error("TransactWriteItems"))?).build(),
+        ];
+        let err = match self.client.transact_write_items().set_transact_items(Some(writes)).send().await {
+            Ok(_) => return Ok(Claim::Won),
+            Err(err) => err,
+        };
+        if let SdkError::ServiceError(e) = &err
+            && let TransactWriteItemsError::TransactionCanceledException(cancelled) = e.err()
+        {
+            let claim_failed = cancelled
+                .cancellation_reasons
+                .as_deref()
+                .and_then(|r| r.first())
+                .is_some_and(|r| r.code.as_deref() == Some("ConditionalCheckFailed"));
+            return Ok(if claim_failed { Claim::Taken } else { Claim::Busy });
+        }
+        Err(AwsError::from_sdk("TransactWriteItems", err).into())
+    }
+
+    /// Locks an instance against other replacements for `holder` (a rebalance, a recovery).
+    /// `false` when it is not managed or someone else holds it.
+    pub async fn lock_instance(
+        &self,
+        instance_id: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(lookup_pk(instance_id)))
+            .key("sk", s(LOOKUP_SK))
+            .update_expression("SET replacing = :holder, replacing_until = :until")
+            .condition_expression(LOCK_CONDITION)
+            .expression_attribute_values(":holder", s(holder))
+            .expression_attribute_values(":until", AttributeValue::N((now + lease).timestamp_millis().to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp_millis().to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if is_conditional_failure(e.err()) => Ok(false),
+            Err(e) => Err(AwsError::from_sdk("UpdateItem", e).into()),
+        }
+    }
+
+    /// Gives up `holder`'s lock on an instance (nothing when someone else holds it now).
+    pub async fn unlock_instance(&self, instance_id: &str, holder: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(lookup_pk(instance_id)))
+            .key("sk", s(LOOKUP_SK))
+            .update_expression("REMOVE replacing, replacing_until")
+            .condition_expression("replacing = :holder")
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if is_conditional_failure(e.err()) => Ok(()),
+            Err(e) => Err(AwsError::from_sdk("UpdateItem", e).into()),
         }
     }
 
@@ -411,14 +519,15 @@ impl Store {
         Ok(())
     }
 
-    /// Gives a claim back after a failure, so the event's next delivery acts.
-    pub async fn release(&self, event_id: &str) -> Result<(), StoreError> {
+    /// Gives a claim and its instance lock back after a failure, so the event's next delivery acts.
+    pub async fn release(&self, event_id: &str, instance_id: &str) -> Result<(), StoreError> {
         let mut request = self.client.delete_item().table_name(&self.table);
         for (name, value) in claim_key(event_id) {
             request = request.key(name, value);
         }
-        request.send().await.map_err(|e| AwsError::from_sdk("DeleteItem", e))?;
-        Ok(())
+        let (deleted, unlocked) = tokio::join!(request.send(), self.unlock_instance(instance_id, event_id));
+        deleted.map_err(|e| AwsError::from_sdk("DeleteItem", e))?;
+        unlocked
     }
 
     /// The lookups of these instances and the pool health, in one `BatchGetItem`.

@@ -58,12 +58,14 @@ async fn a_standalone_member_is_replaced_and_dns_address_and_volume_follow() {
     let out = h.spot_interruption(events::sqs_batch(&[events::spot_warning(&old)])).await.unwrap();
     assert_eq!(out, json!({"batchItemFailures": []}), "{out}");
 
-    // The launch request was the third call: the claim and the lookup, then CreateFleet.
+    // The launch request was the third call: the claim with the lock, and the lookup (with pool
+    // health), sent together; then CreateFleet.
     let calls = h.proxy.calls();
     let launch_at = calls.iter().position(|c| c.operation == "CreateFleet").expect("a launch request");
     let before: Vec<&str> = calls[..launch_at].iter().map(|c| c.operation.as_str()).collect();
     assert!(before.len() <= 2, "calls before the launch request: {before:?}");
-    assert_eq!(before.iter().filter(|o| **o == "PutItem").count(), 1, "{before:?}");
+    // The claim and the instance lock are one transaction.
+    assert_eq!(before.iter().filter(|o| **o == "TransactWriteItems").count(), 1, "{before:?}");
     assert_eq!(before.iter().filter(|o| **o == "BatchGetItem").count(), 1, "{before:?}");
     let after: Vec<&str> = calls[launch_at..].iter().map(|c| c.operation.as_str()).collect();
     assert!(after.contains(&"Publish"), "the alert is published, after the launch request: {after:?}");
@@ -167,6 +169,14 @@ async fn no_spot_capacity_anywhere_means_an_on_demand_replacement_marked_fallen_
     // The pools that had no capacity are avoided for a while.
     let (_, health) = h.deps.store.lookups(&[]).await.unwrap();
     assert!(health.avoid_until.contains_key(&format!("m5a.large|{}", h.fleet.subnet_b)), "{health:?}");
+    assert!(
+        health.avoid_until.contains_key(&format!("m5.large|{}", h.fleet.subnet_a)),
+        "the interrupted pool: {health:?}"
+    );
+    // The group is in fallback, and recovery is scheduled after the cooldown.
+    let (_, group) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    assert!(group["status"]["fallback"]["since"].is_string(), "{group}");
+    assert!(group["status"]["recovery"]["next_attempt_at"].is_string(), "{group}");
 
     // The same through an API error (as RunInstances-style calls report it).
     h.proxy.clear_rules();

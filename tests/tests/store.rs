@@ -5,12 +5,11 @@ use spotkeeper::store::StoreError;
 use spotkeeper_tests::Harness;
 
 fn group(name: &str) -> Group {
-    Group {
-        name: GroupName::try_from(name.to_string()).unwrap(),
-        kind: GroupKind::Asg(AsgSpec { asg_name: "workers".into() }),
-        created_at: chrono::Utc::now(),
-        version: 0,
-    }
+    Group::new(
+        GroupName::try_from(name.to_string()).unwrap(),
+        GroupKind::Asg(AsgSpec { asg_name: "workers".into() }),
+        chrono::Utc::now(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,6 +64,7 @@ async fn an_instance_belongs_to_one_group_only() {
         fallen_back: false,
         replaces: None,
         interrupted: None,
+        retiring: None,
         version: 0,
     };
     store.add_members(&a, &[member("i-1"), member("i-2")]).await.unwrap();

@@ -155,12 +155,7 @@ pub async fn standalone(deps: &Deps, body: StandaloneBody, history: &mut History
             .collect(),
         volume_zone,
     };
-    let group = Group {
-        name: body.name,
-        kind: GroupKind::Standalone(Box::new(spec.clone())),
-        created_at: deps.clock.now(),
-        version: 0,
-    };
+    let group = Group::new(body.name, GroupKind::Standalone(Box::new(spec.clone())), deps.clock.now());
     deps.store.create_group(&group).await?;
     history.note(
         None,
@@ -259,12 +254,7 @@ pub async fn asg(deps: &Deps, body: AsgBody, history: &mut History) -> Result<Re
         .filter(InstanceFacts::is_live)
         .map(|f| f.into_member(false))
         .collect();
-    let group = Group {
-        name: body.name,
-        kind: GroupKind::Asg(AsgSpec { asg_name: asg.name.clone() }),
-        created_at: deps.clock.now(),
-        version: 0,
-    };
+    let group = Group::new(body.name, GroupKind::Asg(AsgSpec { asg_name: asg.name.clone() }), deps.clock.now());
     deps.store.create_group(&group).await?;
     if let Err(err) = deps.store.add_members(&group, &members).await {
         undo(deps, &group, &[]).await;

@@ -10,11 +10,14 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use spotkeeper::event::{self, Batch, Event, SPOT_INTERRUPTION_WARNING, SpotInterruptionWarning};
-use spotkeeper::fleet::{GROUP_TAG, Group, GroupKind, Interrupted, Member, Pool, PoolHealth, REPLACES_TAG, Replaced};
+use spotkeeper::fleet::{
+    GROUP_TAG, Group, GroupKind, Interrupted, Member, Pool, PoolHealth, REPLACES_TAG, Reason, Replaced,
+};
 use spotkeeper::history::History;
 use spotkeeper::launch::{Launch, launch};
 use spotkeeper::notify::{Alert, Severity};
 use spotkeeper::plan::{self, AVOID_POOL_MINUTES, Action, Warning};
+use spotkeeper::recovery;
 use spotkeeper::store::Claim;
 use spotkeeper::{Deps, Error};
 
@@ -41,7 +44,9 @@ pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
     // One round of table calls: claim every event and read every lookup (with pool health) at once.
     let ids: Vec<String> = events.iter().map(|(_, e)| e.detail.instance_id.clone()).collect();
     let claims = futures::future::join_all(
-        events.iter().map(|(_, e)| deps.store.claim(event_id(e), now, Duration::seconds(LEASE_SECONDS))),
+        events
+            .iter()
+            .map(|(_, e)| deps.store.claim(event_id(e), &e.detail.instance_id, now, Duration::seconds(LEASE_SECONDS))),
     );
     let (claims, read) = tokio::join!(claims, deps.store.lookups(&ids));
     let (lookups, health) = match read {
@@ -50,7 +55,7 @@ pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
             let reason = err.to_string();
             for ((message, event), claim) in events.iter().zip(&claims) {
                 if matches!(claim, Ok(Claim::Won)) {
-                    release(deps, event_id(event)).await;
+                    release(deps, event_id(event), &event.detail.instance_id).await;
                 }
                 outcomes
                     .push((message.clone(), Err(Error::Retry(format!("could not read the fleet table: {reason}")))));
@@ -70,11 +75,22 @@ pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
                 tracing::info!(instance_id, event_id = id, "another delivery of this event holds it; nothing to do");
                 outcomes.push((message, Ok(json!({"action": "duplicate", "instance_id": instance_id}))));
             }
+            Ok(Claim::Busy) if lookups.contains_key(&instance_id) => {
+                tracing::info!(
+                    instance_id,
+                    event_id = id,
+                    "a replacement is already in flight for this instance; nothing to do"
+                );
+                outcomes.push((message, Ok(json!({"action": "already-replacing", "instance_id": instance_id}))));
+            }
+            Ok(Claim::Busy) => {
+                tracing::debug!(instance_id, event_id = id, "no group manages this instance; ignored");
+                outcomes.push((message, Ok(json!({"action": "ignored", "reason": "no group manages this instance"}))));
+            }
             Ok(Claim::Won) => match lookups.get(&instance_id) {
+                // Deleted between the lock and the read (the group was removed): give it back.
                 None => {
-                    tracing::debug!(instance_id, event_id = id, "no group manages this instance; ignored");
-                    // A foreign instance leaves nothing behind, not even its claim.
-                    release(deps, &id).await;
+                    release(deps, &id, &instance_id).await;
                     outcomes
                         .push((message, Ok(json!({"action": "ignored", "reason": "no group manages this instance"}))));
                 }
@@ -118,8 +134,8 @@ fn event_id(event: &Event<SpotInterruptionWarning>) -> &str {
     event.id.as_deref().unwrap_or_default()
 }
 
-async fn release(deps: &Deps, event_id: &str) {
-    if let Err(err) = deps.store.release(event_id).await {
+async fn release(deps: &Deps, event_id: &str, instance_id: &str) {
+    if let Err(err) = deps.store.release(event_id, instance_id).await {
         tracing::error!(event_id, error = %err, "could not release the event's claim; it frees itself when its lease runs out");
     }
 }
@@ -196,7 +212,7 @@ async fn record(
             let reason = err.to_string();
             let mut outcomes = Vec::new();
             for w in warnings {
-                release(deps, &w.event_id).await;
+                release(deps, &w.event_id, &w.instance_id).await;
                 history.note(
                     Some(&w.instance_id),
                     "interruption-failed",
@@ -302,8 +318,13 @@ async fn replaced(
                 state_at: None,
                 launched_at: Some(now),
                 fallen_back: launched.fell_back.contains(&new.instance_id),
-                replaces: Some(Replaced { instance_id: w.instance_id.clone(), warned_at: w.warned_at }),
+                replaces: Some(Replaced {
+                    instance_id: w.instance_id.clone(),
+                    warned_at: w.warned_at,
+                    reason: Reason::Interruption,
+                }),
                 interrupted: None,
+                retiring: None,
                 version: 0,
             };
             (w, member)
@@ -396,9 +417,18 @@ async fn replaced(
             Ok(json!({"action": "replaced", "instance_id": w.instance_id, "replacement": member.instance_id, "market": member.market, "pool": pool, "fallen_back": member.fallen_back})),
         ));
     }
+    if pairs.iter().any(|(_, m)| m.fallen_back) {
+        let noted = deps
+            .store
+            .update_group(&group.name, |g| recovery::note_fallback(g, "no Spot capacity in any pool", now, None))
+            .await;
+        if let Err(err) = noted {
+            tracing::error!(group = %group.name, error = %err, "could not record the fallback; the next scheduled run notices it");
+        }
+    }
     // Warnings EC2 found no instance for: their messages come back through SQS and try again.
     for w in warnings.iter().skip(pairs.len()) {
-        release(deps, &w.event_id).await;
+        release(deps, &w.event_id, &w.instance_id).await;
         let reason = format!("EC2 launched no replacement: {}", launched.error_summary());
         history.note(Some(&w.instance_id), "interruption-failed", reason.clone());
         alerts.push(
