@@ -38,7 +38,8 @@ async fn request(
     }
 }
 
-/// Launches `count` instances into the best of `pools`, Spot first.
+/// Launches `count` instances into the best of `pools`, Spot first; with `fallback`, what Spot
+/// could not place for lack of capacity goes On-Demand.
 pub async fn launch(
     ec2: &Ec2,
     template: &LaunchTemplateRef,
@@ -46,6 +47,7 @@ pub async fn launch(
     count: u32,
     tags: Vec<(String, String)>,
     client_token: &str,
+    fallback: bool,
 ) -> Result<Launch, AwsError> {
     let spot = LaunchRequest {
         template,
@@ -58,7 +60,7 @@ pub async fn launch(
     let (mut instances, mut errors) = request(ec2, &spot).await?;
     let missing = count.saturating_sub(u32::try_from(instances.len()).unwrap_or(u32::MAX));
     let mut fell_back = Vec::new();
-    if missing > 0 && plan::should_fall_back(0, &errors) {
+    if fallback && missing > 0 && plan::should_fall_back(0, &errors) {
         let on_demand = LaunchRequest {
             count: missing,
             market: Market::OnDemand,

@@ -9,11 +9,13 @@ pub mod error;
 pub mod event;
 pub mod fleet;
 pub mod history;
+pub mod intake;
 pub mod launch;
 pub mod notify;
 pub mod online;
 pub mod plan;
 pub mod recovery;
+pub mod replacement;
 pub mod store;
 pub mod telemetry;
 

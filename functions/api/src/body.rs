@@ -2,13 +2,15 @@
 //! anything is looked up or written.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use spotkeeper::fleet::{AddressKind, GroupName};
+use spotkeeper::fleet::{AddressKind, Group, GroupKind, GroupName, Policy, RebalancePolicy, Window};
+use spotkeeper::recovery;
 
 use crate::reply::ApiError;
 
@@ -150,6 +152,92 @@ pub struct StandaloneBody {
 
 fn default_capacity() -> u32 {
     1
+}
+
+/// `PATCH /groups/{name}`: the policy fields to change; what is left out stays.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyPatch {
+    pub rebalance: Option<RebalancePolicy>,
+    pub on_demand_base: Option<u32>,
+    pub fallback: Option<bool>,
+    pub recovery: Option<RecoveryPatch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryPatch {
+    #[serde(default, with = "humantime_serde")]
+    pub cooldown: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub backoff_base: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub backoff_max: Option<Duration>,
+    pub windows: Option<Vec<Window>>,
+}
+
+const SHORTEST: Duration = Duration::from_secs(60);
+const LONGEST: Duration = Duration::from_secs(7 * 24 * 3600);
+
+impl PolicyPatch {
+    /// The group's policy with this patch applied, checked.
+    pub fn apply(self, group: &Group) -> Result<Policy, ApiError> {
+        let mut policy = group.policy.clone();
+        if let Some(rebalance) = self.rebalance {
+            if matches!(group.kind, GroupKind::Asg(_)) && rebalance == RebalancePolicy::Replace {
+                return Err(ApiError::invalid(
+                    "rebalance",
+                    "an asg group leaves replacement to the Auto Scaling group's Capacity Rebalancing: choose off or notify",
+                ));
+            }
+            policy.rebalance = rebalance;
+        }
+        if let Some(base) = self.on_demand_base {
+            match &group.kind {
+                GroupKind::Asg(_) => {
+                    return Err(ApiError::invalid(
+                        "on_demand_base",
+                        "set OnDemandBaseCapacity on the Auto Scaling group itself",
+                    ));
+                }
+                GroupKind::Standalone(spec) if base > spec.capacity => {
+                    return Err(ApiError::invalid(
+                        "on_demand_base",
+                        format!("must be at most the group's capacity ({})", spec.capacity),
+                    ));
+                }
+                GroupKind::Standalone(_) => policy.on_demand_base = base,
+            }
+        }
+        if let Some(fallback) = self.fallback {
+            policy.fallback = fallback;
+        }
+        if let Some(recovery) = self.recovery {
+            let r = &mut policy.recovery;
+            for (field, value, target) in [
+                ("recovery.cooldown", recovery.cooldown, &mut r.cooldown),
+                ("recovery.backoff_base", recovery.backoff_base, &mut r.backoff_base),
+                ("recovery.backoff_max", recovery.backoff_max, &mut r.backoff_max),
+            ] {
+                if let Some(value) = value {
+                    if !(SHORTEST..=LONGEST).contains(&value) {
+                        return Err(ApiError::invalid(field, "must be between 1m and 7d"));
+                    }
+                    *target = value;
+                }
+            }
+            if r.backoff_base > r.backoff_max {
+                return Err(ApiError::invalid("recovery.backoff_base", "must not be longer than recovery.backoff_max"));
+            }
+            if let Some(windows) = recovery.windows {
+                for window in &windows {
+                    recovery::check_window(window).map_err(|m| ApiError::invalid("recovery.windows", m))?;
+                }
+                r.windows = windows;
+            }
+        }
+        Ok(policy)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,13 +7,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use spotkeeper::Deps;
-use spotkeeper::fleet::{GROUP_TAG, Group, GroupKind, GroupName, Member};
+use spotkeeper::fleet::{GROUP_TAG, Group, GroupKind, GroupName, Member, RebalancePolicy};
 use spotkeeper::history::History;
 use spotkeeper::online::bring_online;
 use spotkeeper::plan;
 
 use crate::Api;
-use crate::body::{AdoptBody, Registration, Strict, check_instance_id};
+use crate::body::{AdoptBody, PolicyPatch, Registration, Strict, check_instance_id};
 use crate::register::{self, Registered, adoptable};
 use crate::reply::ApiError;
 
@@ -70,6 +70,37 @@ pub async fn show(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Repl
     let mut view = view(&group, &members);
     view["recent_events"] = json!(history);
     Ok((StatusCode::OK, Json(view)))
+}
+
+/// Changes a group's policy. The change is conditional on the version read: a concurrent
+/// change makes this one a 409, never a silent overwrite.
+pub async fn change(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    Strict(patch): Strict<PolicyPatch>,
+) -> Reply {
+    let deps = &api.deps;
+    let (mut group, members) = load(deps, name).await?;
+    let before = group.policy.clone();
+    group.policy = patch.apply(&group)?;
+    if let GroupKind::Asg(spec) = &group.kind
+        && (before.rebalance == RebalancePolicy::Off) != (group.policy.rebalance == RebalancePolicy::Off)
+    {
+        let asg = deps.clients.autoscaling.group(&spec.asg_name).await?.ok_or_else(|| {
+            ApiError::unknown_reference("rebalance", format!("Auto Scaling group {} no longer exists", spec.asg_name))
+        })?;
+        deps.clients.autoscaling.set_capacity_rebalance(&asg, group.policy.rebalance != RebalancePolicy::Off).await?;
+    }
+    let ids: Vec<String> = members.iter().map(|m| m.instance_id.clone()).collect();
+    let saved = deps.store.save_group(&group, &ids).await?;
+    let mut history = History::new(deps);
+    history.note(
+        None,
+        "policy-changed",
+        format!("policy changed: {}", serde_json::to_string(&saved.policy).unwrap_or_default()),
+    );
+    history.write(deps, &saved.name).await;
+    Ok((StatusCode::OK, Json(view(&saved, &members))))
 }
 
 /// Stops managing a group. Its instances keep running; spotkeeper's tag comes off them.

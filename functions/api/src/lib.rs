@@ -83,7 +83,7 @@ async fn wrong_method() -> ApiError {
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/groups", get(groups::list).post(groups::register))
-        .route("/groups/{name}", get(groups::show).delete(groups::remove))
+        .route("/groups/{name}", get(groups::show).patch(groups::change).delete(groups::remove))
         .route("/groups/{name}/instances", post(groups::adopt))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token))
         .route("/healthz", get(healthz))

@@ -6,11 +6,12 @@ use sha2::{Digest, Sha256};
 use spotkeeper::Deps;
 use spotkeeper::fleet::{
     AsgSpec, DataVolume, DnsSpec, GROUP_TAG, Group, GroupKind, GroupName, InstanceFacts, LaunchTemplateRef, Member,
-    StandaloneSpec,
+    RebalancePolicy, StandaloneSpec,
 };
 use spotkeeper::launch::launch;
 use spotkeeper::online::bring_online;
 use spotkeeper::plan;
+use spotkeeper::recovery;
 
 use crate::body::{AsgBody, StandaloneBody};
 use crate::reply::ApiError;
@@ -173,7 +174,9 @@ pub async fn standalone(deps: &Deps, body: StandaloneBody, history: &mut History
                 (GROUP_TAG.to_string(), group.name.to_string()),
                 ("Name".to_string(), format!("spotkeeper-{}", group.name)),
             ];
-            let launched = launch(ec2, &spec.launch_template, &pools, wanted, tags, &client_token(&group)).await?;
+            let launched =
+                launch(ec2, &spec.launch_template, &pools, wanted, tags, &client_token(&group), group.policy.fallback)
+                    .await?;
             launched_ids = launched.instances.iter().map(|i| i.instance_id.clone()).collect();
             if launched_ids.is_empty() {
                 return Err(ApiError::new(
@@ -217,6 +220,18 @@ pub async fn standalone(deps: &Deps, body: StandaloneBody, history: &mut History
         undo(deps, &group, &launched_ids).await;
         return Err(err);
     }
+    let mut group = group;
+    if members.iter().any(|m| m.fallen_back) {
+        let now = deps.clock.now();
+        if let Some(noted) = deps
+            .store
+            .update_group(&group.name, |g| recovery::note_fallback(g, "no Spot capacity in any pool", now, None))
+            .await?
+        {
+            group = noted;
+        }
+        history.note(None, "fallback", "no Spot pool had capacity: launched On-Demand until recovery");
+    }
     for f in adopted.iter().filter(|f| f.state == "running") {
         let online = bring_online(&deps.clients, &spec, &f.instance_id, &members).await?;
         for (kind, line) in online.lines() {
@@ -259,6 +274,14 @@ pub async fn asg(deps: &Deps, body: AsgBody, history: &mut History) -> Result<Re
     if let Err(err) = deps.store.add_members(&group, &members).await {
         undo(deps, &group, &[]).await;
         return Err(err.into());
+    }
+    // The Auto Scaling group replaces at-risk instances itself when Capacity Rebalancing is on.
+    if group.policy.rebalance != RebalancePolicy::Off && !asg.capacity_rebalance {
+        if let Err(err) = deps.clients.autoscaling.set_capacity_rebalance(&asg, true).await {
+            undo(deps, &group, &[]).await;
+            return Err(err.into());
+        }
+        history.note(None, "capacity-rebalance", format!("Capacity Rebalancing turned on for {}", asg.name));
     }
     history.note(
         None,

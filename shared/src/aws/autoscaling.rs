@@ -1,8 +1,10 @@
 //! EC2 Auto Scaling: the groups spotkeeper watches over.
 
 use aws_sdk_autoscaling::Client;
+use aws_sdk_autoscaling::types::{InstancesDistribution, MixedInstancesPolicy};
 
 use super::AwsError;
+use crate::fleet::OnDemandShare;
 
 #[derive(Clone, Debug)]
 pub struct AutoScaling {
@@ -10,11 +12,36 @@ pub struct AutoScaling {
 }
 
 /// What spotkeeper needs to know of an Auto Scaling group.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AsgFacts {
     pub name: String,
     pub desired_capacity: i32,
     pub instance_ids: Vec<String>,
+    pub capacity_rebalance: bool,
+    /// The mixed instances policy as it stands (None for a group without one).
+    pub mixed: Option<MixedInstancesPolicy>,
+}
+
+impl AsgFacts {
+    /// The On-Demand share the group's mixed instances policy sets.
+    pub fn on_demand_share(&self) -> Option<OnDemandShare> {
+        let d = self.mixed.as_ref()?.instances_distribution.as_ref()?;
+        Some(OnDemandShare {
+            base: d.on_demand_base_capacity.unwrap_or(0),
+            percent_above_base: d.on_demand_percentage_above_base_capacity.unwrap_or(100),
+        })
+    }
+}
+
+/// The policy as an update wants it back: the launch template named once (by id when known).
+fn for_update(policy: &MixedInstancesPolicy) -> MixedInstancesPolicy {
+    let mut policy = policy.clone();
+    if let Some(spec) = policy.launch_template.as_mut().and_then(|t| t.launch_template_specification.as_mut())
+        && spec.launch_template_id.is_some()
+    {
+        spec.launch_template_name = None;
+    }
+    policy
 }
 
 impl AutoScaling {
@@ -40,7 +67,55 @@ impl AutoScaling {
                 name: name.to_string(),
                 desired_capacity: g.desired_capacity.unwrap_or_default(),
                 instance_ids: g.instances.unwrap_or_default().into_iter().filter_map(|i| i.instance_id).collect(),
+                capacity_rebalance: g.capacity_rebalance.unwrap_or(false),
+                mixed: g.mixed_instances_policy,
             }))
+    }
+
+    /// Turns Capacity Rebalancing on or off. The current mixed instances policy goes along
+    /// unchanged: some implementations drop what an update leaves out.
+    pub async fn set_capacity_rebalance(&self, asg: &AsgFacts, on: bool) -> Result<(), AwsError> {
+        self.client
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(&asg.name)
+            .capacity_rebalance(on)
+            .set_mixed_instances_policy(asg.mixed.as_ref().map(for_update))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("UpdateAutoScalingGroup", e))?;
+        Ok(())
+    }
+
+    /// Sets the On-Demand share of the group's mixed instances policy, keeping the rest of it.
+    pub async fn set_on_demand_share(&self, asg: &AsgFacts, share: OnDemandShare) -> Result<(), AwsError> {
+        let Some(mixed) = &asg.mixed else {
+            return Err(AwsError {
+                operation: "UpdateAutoScalingGroup",
+                code: None,
+                message: format!("Auto Scaling group {} has no mixed instances policy to change", asg.name),
+            });
+        };
+        let mut policy = for_update(mixed);
+        let distribution =
+            policy.instances_distribution.clone().unwrap_or_else(|| InstancesDistribution::builder().build());
+        policy.instances_distribution = Some(
+            InstancesDistribution::builder()
+                .set_on_demand_allocation_strategy(distribution.on_demand_allocation_strategy)
+                .set_spot_allocation_strategy(distribution.spot_allocation_strategy)
+                .set_spot_instance_pools(distribution.spot_instance_pools)
+                .set_spot_max_price(distribution.spot_max_price)
+                .on_demand_base_capacity(share.base)
+                .on_demand_percentage_above_base_capacity(share.percent_above_base)
+                .build(),
+        );
+        self.client
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(&asg.name)
+            .mixed_instances_policy(policy)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("UpdateAutoScalingGroup", e))?;
+        Ok(())
     }
 
     /// Detaches instances without decrementing desired capacity, so the group launches their

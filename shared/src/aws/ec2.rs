@@ -108,18 +108,28 @@ impl Ec2 {
         let mut found = Vec::with_capacity(ids.len());
         // The instance-id filter takes at most 200 values.
         for chunk in ids.chunks(200) {
-            let mut pages =
-                self.client.describe_instances().filters(filter("instance-id", chunk)).into_paginator().send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| AwsError::from_sdk("DescribeInstances", e))?;
-                found.extend(
-                    page.reservations
-                        .unwrap_or_default()
-                        .into_iter()
-                        .flat_map(|r| r.instances.unwrap_or_default())
-                        .filter_map(facts),
-                );
-            }
+            found.extend(self.describe(filter("instance-id", chunk)).await?);
+        }
+        Ok(found)
+    }
+
+    /// Every instance carrying any of these tag keys, in one paginated listing.
+    pub async fn tagged(&self, tag_keys: &[String]) -> Result<Vec<InstanceFacts>, AwsError> {
+        self.describe(filter("tag-key", tag_keys)).await
+    }
+
+    async fn describe(&self, filter: Filter) -> Result<Vec<InstanceFacts>, AwsError> {
+        let mut found = Vec::new();
+        let mut pages = self.client.describe_instances().filters(filter).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("DescribeInstances", e))?;
+            found.extend(
+                page.reservations
+                    .unwrap_or_default()
+                    .into_iter()
+                    .flat_map(|r| r.instances.unwrap_or_default())
+                    .filter_map(facts),
+            );
         }
         Ok(found)
     }
@@ -335,6 +345,20 @@ impl Ec2 {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(std::time::Duration::from_secs(2));
         }
+    }
+
+    /// Stops instances (to move their volumes), all in one call.
+    pub async fn stop(&self, instance_ids: &[String]) -> Result<(), AwsError> {
+        if instance_ids.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .stop_instances()
+            .set_instance_ids(Some(instance_ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("StopInstances", e))?;
+        Ok(())
     }
 
     /// Terminates instances, all in one call.

@@ -1,0 +1,185 @@
+//! Replacements for a standalone group's members: one launch request per group (the request
+//! first, on its own, so nothing delays it), then the records — the new members, their
+//! `replaces` tags, pool health and the group's fallback.
+
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::Deps;
+use crate::Error;
+use crate::aws::ec2::LaunchedInstance;
+use crate::fleet::{GROUP_TAG, Group, Member, Pool, PoolHealth, REPLACES_TAG, Reason, Replaced, StandaloneSpec};
+use crate::launch::{Launch, launch};
+use crate::plan::{self, AVOID_POOL_MINUTES};
+use crate::recovery;
+
+/// An instance being replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Old {
+    pub instance_id: String,
+    /// When its replacement was called for (the warning's time for an interruption).
+    pub since: DateTime<Utc>,
+    pub pool: Option<Pool>,
+}
+
+/// One launch for a group: a replacement per `olds`, plus `extra` new instances (to fill the
+/// group up to its capacity).
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub group: &'a Group,
+    pub spec: &'a StandaloneSpec,
+    pub pools: Vec<Pool>,
+    pub olds: Vec<Old>,
+    pub extra: u32,
+    pub reason: Reason,
+    /// Launch On-Demand when Spot has no capacity.
+    pub fallback: bool,
+    /// Same work, same token: a retried request launches nothing twice.
+    pub token: String,
+}
+
+/// What a launch produced, paired up.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// Each replaced instance with its new member.
+    pub pairs: Vec<(Old, Member)>,
+    /// New members that replace nothing (the `extra` ones).
+    pub added: Vec<Member>,
+    /// Instances EC2 placed no replacement for.
+    pub unplaced: Vec<Old>,
+}
+
+/// A client token from the ids of the work it stands for.
+pub fn token<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    let mut ids: Vec<&str> = ids.into_iter().collect();
+    ids.sort_unstable();
+    hex::encode(&Sha256::digest(ids.join(",").as_bytes())[..16])
+}
+
+/// Sends the launch request: nothing else happens before it.
+pub async fn launch_for(deps: &Deps, request: &Request<'_>) -> Result<Launch, Error> {
+    let mut tags = vec![
+        (GROUP_TAG.to_string(), request.group.name.to_string()),
+        ("Name".to_string(), format!("spotkeeper-{}", request.group.name)),
+    ];
+    // One request can carry many instances but only one set of tags: with several
+    // replacements, each gets its `replaces` tag right after the request.
+    if let ([only], 0) = (request.olds.as_slice(), request.extra) {
+        tags.push((REPLACES_TAG.to_string(), only.instance_id.clone()));
+    }
+    let count = u32::try_from(request.olds.len()).unwrap_or(u32::MAX).saturating_add(request.extra);
+    let launched = launch(
+        &deps.clients.ec2,
+        &request.spec.launch_template,
+        &request.pools,
+        count,
+        tags,
+        &request.token,
+        request.fallback,
+    )
+    .await?;
+    Ok(launched)
+}
+
+fn new_member(
+    spec: &StandaloneSpec,
+    new: &LaunchedInstance,
+    fell_back: bool,
+    replaces: Option<Replaced>,
+    now: DateTime<Utc>,
+) -> Member {
+    let zone = spec
+        .subnets
+        .iter()
+        .find(|s| Some(&s.id) == new.subnet_id.as_ref())
+        .map(|s| s.availability_zone.clone())
+        .unwrap_or_default();
+    Member {
+        instance_id: new.instance_id.clone(),
+        market: new.market,
+        instance_type: new.instance_type.clone(),
+        availability_zone: zone,
+        subnet_id: new.subnet_id.clone(),
+        state: "pending".into(),
+        state_at: None,
+        launched_at: Some(now),
+        fallen_back: fell_back,
+        replaces,
+        interrupted: None,
+        retiring: None,
+        version: 0,
+    }
+}
+
+/// Records what a launch produced. Failures here are logged, not returned: the instances run,
+/// and the next reconcile adopts any that were not recorded (they carry the group's tag).
+pub async fn record(
+    deps: &Deps,
+    request: &Request<'_>,
+    launched: &Launch,
+    health: &PoolHealth,
+    now: DateTime<Utc>,
+) -> Recorded {
+    let group = &request.group.name;
+    let mut instances = launched.instances.iter();
+    let mut recorded = Recorded::default();
+    for old in &request.olds {
+        match instances.next() {
+            Some(new) => {
+                let replaces =
+                    Replaced { instance_id: old.instance_id.clone(), warned_at: old.since, reason: request.reason };
+                let member =
+                    new_member(request.spec, new, launched.fell_back.contains(&new.instance_id), Some(replaces), now);
+                recorded.pairs.push((old.clone(), member));
+            }
+            None => recorded.unplaced.push(old.clone()),
+        }
+    }
+    recorded.added = instances
+        .map(|new| new_member(request.spec, new, launched.fell_back.contains(&new.instance_id), None, now))
+        .collect();
+
+    let members: Vec<Member> =
+        recorded.pairs.iter().map(|(_, m)| m.clone()).chain(recorded.added.iter().cloned()).collect();
+    if let Err(err) = deps.store.add_members(request.group, &members).await {
+        tracing::error!(group = %group, error = %err, "could not record the new members; the next reconcile adopts them by tag");
+    }
+    if recorded.pairs.len() > 1 || (!recorded.pairs.is_empty() && request.extra > 0) {
+        let tagging = recorded
+            .pairs
+            .iter()
+            .map(|(old, m)| deps.clients.ec2.tag(std::slice::from_ref(&m.instance_id), REPLACES_TAG, &old.instance_id));
+        for result in futures::future::join_all(tagging).await {
+            if let Err(err) = result {
+                tracing::error!(group = %group, error = %err, "could not tag a replacement with the instance it replaces");
+            }
+        }
+    }
+    // Avoid the pools being left, and those that had no capacity, for a while.
+    let leaving_risky_pools = matches!(request.reason, Reason::Interruption | Reason::Rebalance);
+    let mut avoid: Vec<Pool> =
+        request.olds.iter().filter(|_| leaving_risky_pools).filter_map(|o| o.pool.clone()).collect();
+    for error in launched.errors.iter().filter(|e| plan::is_capacity_error(&e.code)) {
+        match &error.pool {
+            Some((instance_type, subnet)) => avoid.extend(
+                request.pools.iter().filter(|p| &p.instance_type == instance_type && &p.subnet_id == subnet).cloned(),
+            ),
+            None => avoid.extend(request.pools.iter().cloned()),
+        }
+    }
+    avoid.sort_by_key(Pool::key);
+    avoid.dedup();
+    if let Err(err) = deps.store.avoid_pools(&avoid, now + Duration::minutes(AVOID_POOL_MINUTES), health, now).await {
+        tracing::error!(group = %group, error = %err, "could not record pool health");
+    }
+    if members.iter().any(|m| m.fallen_back) {
+        let noted = deps
+            .store
+            .update_group(group, |g| recovery::note_fallback(g, "no Spot capacity in any pool", now, None))
+            .await;
+        if let Err(err) = noted {
+            tracing::error!(group = %group, error = %err, "could not record the fallback; the next scheduled run notices it");
+        }
+    }
+    recorded
+}
