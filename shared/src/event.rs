@@ -45,6 +45,40 @@ pub struct SpotInterruptionWarning {
 
 pub const SPOT_INTERRUPTION_WARNING: &str = "EC2 Spot Instance Interruption Warning";
 
+/// `EC2 Instance Rebalance Recommendation`: a Spot instance is at elevated risk of interruption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebalanceRecommendation {
+    #[serde(rename = "instance-id")]
+    pub instance_id: String,
+}
+
+pub const REBALANCE_RECOMMENDATION: &str = "EC2 Instance Rebalance Recommendation";
+
+/// `EC2 Instance Launch Unsuccessful` from Auto Scaling: the group could not launch an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchUnsuccessful {
+    #[serde(rename = "AutoScalingGroupName")]
+    pub asg_name: String,
+    #[serde(rename = "StatusMessage", default)]
+    pub status_message: String,
+    #[serde(rename = "StatusCode", default)]
+    pub status_code: String,
+}
+
+pub const LAUNCH_UNSUCCESSFUL: &str = "EC2 Instance Launch Unsuccessful";
+/// The EventBridge schedule's event.
+pub const SCHEDULED_EVENT: &str = "Scheduled Event";
+
+/// The `detail-type` of an event (or of the first message of an SQS batch), to pick a handler.
+pub fn detail_type(payload: &Value) -> Option<String> {
+    let event = match payload.get("Records").and_then(|r| r.get(0)).and_then(|r| r.get("body")).and_then(Value::as_str)
+    {
+        Some(body) => serde_json::from_str(body).ok()?,
+        None => payload.clone(),
+    };
+    event.get("detail-type").and_then(Value::as_str).map(str::to_string)
+}
+
 /// Reads one EventBridge event of the expected detail-type.
 pub fn parse<D: Serialize + DeserializeOwned>(value: Value, expected: &'static str) -> Result<Event<D>, EventError> {
     #[derive(Deserialize)]

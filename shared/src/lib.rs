@@ -55,3 +55,17 @@ impl Deps {
         Self { clock, ..self }
     }
 }
+
+/// Runs an event function: logs, configuration and clients once at init, then `handler` for
+/// every invocation. A bad configuration stops init with a message that says what to fix.
+pub async fn serve(
+    handler: impl AsyncFn(&Deps, serde_json::Value) -> Result<serde_json::Value, Error>,
+) -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let deps = Deps::init(&config, &aws::sdk_config().await).await?;
+    lambda_runtime::run(lambda_runtime::service_fn(|event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+        handler(&deps, event.payload)
+    }))
+    .await
+}

@@ -113,7 +113,8 @@ async fn attach_volumes(
 }
 
 /// Moves the group's data volumes from an instance that has stopped (or is gone) to the one that
-/// replaces it, at the same device names. Returns (volume, device) moved.
+/// replaces it, at the same device names. A volume already on the replacement stays; one held by
+/// some third instance is left alone. Returns (volume, device) moved.
 pub async fn move_volumes(
     clients: &Clients,
     spec: &StandaloneSpec,
@@ -122,29 +123,37 @@ pub async fn move_volumes(
 ) -> Result<Vec<(String, String)>, Error> {
     let ids: Vec<String> = spec.data_volumes.iter().map(|v| v.volume_id.clone()).collect();
     let facts = clients.ec2.volumes(&ids).await?;
-    let moves = spec.data_volumes.iter().map(|volume| {
-        let attached_to_old = facts
+    let moves = spec.data_volumes.iter().filter_map(|volume| {
+        let holders: Vec<&str> = facts
             .iter()
-            .find(|f| f.volume_id == volume.volume_id)
-            .is_some_and(|f| f.attachments.iter().any(|(instance, _)| instance == from));
-        async move {
-            if attached_to_old {
+            .find(|f| f.volume_id == volume.volume_id)?
+            .attachments
+            .iter()
+            .map(|(instance, _)| instance.as_str())
+            .collect();
+        let detach_first = match holders.as_slice() {
+            [] => false,
+            [holder] if *holder == from => true,
+            _ => {
+                tracing::info!(volume = %volume.volume_id, ?holders, "volume not on the old instance; left where it is");
+                return None;
+            }
+        };
+        Some(async move {
+            if detach_first {
                 clients.ec2.detach_volume(&volume.volume_id, from, &volume.device).await?;
             }
             if !clients.ec2.wait_available(&volume.volume_id, std::time::Duration::from_secs(60)).await? {
                 return Err(crate::aws::AwsError {
                     operation: "DetachVolume",
                     code: None,
-                    message: format!(
-                        "volume {} did not become available within 60 s; attach it to {to} by hand",
-                        volume.volume_id
-                    ),
+                    message: format!("volume {} did not become available within 60 s; attach it to {to} by hand", volume.volume_id),
                 }
                 .into());
             }
             clients.ec2.attach_volume(&volume.volume_id, to, &volume.device).await?;
             Ok::<_, Error>((volume.volume_id.clone(), volume.device.clone()))
-        }
+        })
     });
     futures::future::try_join_all(moves).await
 }

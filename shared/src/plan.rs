@@ -123,6 +123,11 @@ pub fn is_capacity_error(code: &str) -> bool {
     )
 }
 
+/// Whether a free-text status (an Auto Scaling activity's) speaks of missing capacity.
+pub fn mentions_capacity(text: &str) -> bool {
+    text.split(|c: char| !c.is_ascii_alphanumeric() && c != '-').any(is_capacity_error)
+}
+
 /// A Spot launch that got nothing and failed only for capacity: launch On-Demand instead.
 pub fn should_fall_back(launched_count: usize, errors: &[LaunchError]) -> bool {
     launched_count == 0 && !errors.is_empty() && errors.iter().all(|e| is_capacity_error(&e.code))
@@ -147,7 +152,7 @@ pub enum Action {
     /// replacements at once while they drain.
     Detach { group: GroupName, asg_name: String, warnings: Vec<Warning> },
     /// Launch one replacement per warning, in one request over these pools.
-    Replace { group: Group, pools: Vec<Pool>, warnings: Vec<Warning> },
+    Replace { group: Box<Group>, pools: Vec<Pool>, warnings: Vec<Warning> },
 }
 
 impl Action {
@@ -193,7 +198,7 @@ pub fn interruption_actions(warnings: Vec<Warning>, health: &PoolHealth, now: Da
                         pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
                     let interrupted: Vec<Pool> = warnings.iter().filter_map(|w| w.lookup.pool.clone()).collect();
                     let pools = replacement_pools(&all, &interrupted, health, now);
-                    Action::Replace { group, pools, warnings }
+                    Action::Replace { group: Box::new(group), pools, warnings }
                 }
             })
         })
@@ -293,6 +298,14 @@ mod tests {
                 ("v-gone", VolumeHold::Missing),
             ]
         );
+    }
+
+    #[test]
+    fn capacity_is_found_in_an_activity_message() {
+        assert!(mentions_capacity(
+            "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity available."
+        ));
+        assert!(!mentions_capacity("The security group 'sg-1' does not exist"));
     }
 
     #[test]

@@ -101,14 +101,15 @@ pub fn fallen_back(members: &[Member]) -> Vec<&Member> {
 
 pub fn recovery_step(group: &Group, members: &[Member], now: DateTime<Utc>) -> Step {
     let status = &group.status;
+    // The member on its way back retires (no longer serving), so look for it first.
+    if let Some(member) = &status.recovery.in_flight {
+        return Step::InFlight(member.clone());
+    }
     let candidate = match &group.kind {
         GroupKind::Standalone(_) => fallen_back(members).first().map(|m| Step::Replace(m.instance_id.clone())),
         GroupKind::Asg(_) => status.fallback.as_ref().and_then(|f| f.restore).map(Step::Restore),
     };
     let Some(candidate) = candidate else { return Step::Nothing };
-    if let Some(member) = &status.recovery.in_flight {
-        return Step::InFlight(member.clone());
-    }
     if let Some(at) = status.recovery.next_attempt_at.filter(|at| *at > now) {
         return Step::Wait(at);
     }
@@ -281,6 +282,13 @@ mod tests {
         let mut group = standalone(2);
         let members = [member("i-spot", false), member("i-od", true)];
         assert_eq!(recovery_step(&group, &members[..1], now), Step::Nothing);
+        let mut in_flight = group.clone();
+        in_flight.status.recovery.in_flight = Some("i-od".into());
+        assert_eq!(
+            recovery_step(&in_flight, &members[..1], now),
+            Step::InFlight("i-od".into()),
+            "even once it retires"
+        );
         group.status.recovery.next_attempt_at = Some(now + Duration::minutes(5));
         assert_eq!(recovery_step(&group, &members, now), Step::Wait(now + Duration::minutes(5)));
         group.status.recovery.next_attempt_at = Some(now);

@@ -141,6 +141,17 @@ fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(err:
     err.code() == Some("ConditionalCheckFailedException")
 }
 
+/// Sends a conditional update: `false` when its condition did not hold.
+async fn conditional(
+    request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+) -> Result<bool, StoreError> {
+    match request.send().await {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(e)) if is_conditional_failure(e.err()) => Ok(false),
+        Err(e) => Err(AwsError::from_sdk("UpdateItem", e).into()),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Store {
     client: Client,
@@ -462,44 +473,31 @@ impl Store {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(lookup_pk(instance_id)))
-            .key("sk", s(LOOKUP_SK))
+        let request = self
+            .lookup_update(instance_id)
             .update_expression("SET replacing = :holder, replacing_until = :until")
             .condition_expression(LOCK_CONDITION)
             .expression_attribute_values(":holder", s(holder))
             .expression_attribute_values(":until", AttributeValue::N((now + lease).timestamp_millis().to_string()))
-            .expression_attribute_values(":now", AttributeValue::N(now.timestamp_millis().to_string()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if is_conditional_failure(e.err()) => Ok(false),
-            Err(e) => Err(AwsError::from_sdk("UpdateItem", e).into()),
-        }
+            .expression_attribute_values(":now", AttributeValue::N(now.timestamp_millis().to_string()));
+        conditional(request).await
     }
 
     /// Gives up `holder`'s lock on an instance (nothing when someone else holds it now).
     pub async fn unlock_instance(&self, instance_id: &str, holder: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(lookup_pk(instance_id)))
-            .key("sk", s(LOOKUP_SK))
+        let request = self
+            .lookup_update(instance_id)
             .update_expression("REMOVE replacing, replacing_until")
             .condition_expression("replacing = :holder")
-            .expression_attribute_values(":holder", s(holder))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if is_conditional_failure(e.err()) => Ok(()),
-            Err(e) => Err(AwsError::from_sdk("UpdateItem", e).into()),
-        }
+            .expression_attribute_values(":holder", s(holder));
+        conditional(request).await.map(|_| ())
+    }
+
+    fn lookup_update(
+        &self,
+        instance_id: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client.update_item().table_name(&self.table).key("pk", s(lookup_pk(instance_id))).key("sk", s(LOOKUP_SK))
     }
 
     /// Marks a claimed event done, with what was done: later deliveries stand aside for good.

@@ -73,3 +73,20 @@ pub fn sqs_batch(events: &[Value]) -> Value {
     batch["Records"] = Value::Array(records);
     batch
 }
+
+/// `EC2 Instance Rebalance Recommendation` for `instance_id`, with a fresh id.
+pub fn rebalance(instance_id: &str) -> Value {
+    let mut event = load("rebalance-recommendation.json");
+    event["id"] = Value::String(format!("{:08x}-rebalance-{instance_id}", rand_id()));
+    event["time"] = Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    event["detail"]["instance-id"] = Value::String(instance_id.to_string());
+    event
+}
+
+/// Auto Scaling's `EC2 Instance Launch Unsuccessful` for `asg`, for lack of Spot capacity.
+pub fn launch_unsuccessful(asg: &str) -> Value {
+    let mut event = load("asg-launch-unsuccessful.json");
+    event["id"] = Value::String(format!("{:08x}-launch-failed-{asg}", rand_id()));
+    event["detail"]["AutoScalingGroupName"] = Value::String(asg.to_string());
+    event
+}

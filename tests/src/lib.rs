@@ -1,6 +1,7 @@
 //! The harness behind the end-to-end tests and the demo: the local AWS emulator, the fleet table
 //! created from template.yaml, a small fleet, real-shaped events and the functions themselves.
 
+pub mod clock;
 pub mod emulator;
 pub mod events;
 pub mod fleet;
@@ -42,6 +43,8 @@ pub struct Harness {
     pub fleet: LocalFleet,
     pub topic_arn: String,
     pub alert_queue_url: String,
+    /// The functions' clock: it moves only when a test moves it (and a millisecond per reading).
+    pub clock: std::sync::Arc<clock::TestClock>,
 }
 
 /// An alert as an SNS subscriber receives it.
@@ -69,8 +72,12 @@ impl Harness {
             _ => None,
         })
         .expect("config");
-        let deps = Deps::init(&config, &emulator::sdk_config_at(&proxy.endpoint)).await.expect("deps");
-        Self { emulator, proxy, slack, sdk, deps, fleet, topic_arn, alert_queue_url }
+        let clock = std::sync::Arc::new(clock::TestClock::starting_now());
+        let deps = Deps::init(&config, &emulator::sdk_config_at(&proxy.endpoint))
+            .await
+            .expect("deps")
+            .with_clock(clock.clone());
+        Self { emulator, proxy, slack, sdk, deps, fleet, topic_arn, alert_queue_url, clock }
     }
 
     /// The alerts SNS delivered so far (read from the subscribed queue).
@@ -112,6 +119,32 @@ impl Harness {
                 }
             }
         }
+    }
+
+    /// Makes every Spot launch fail for lack of capacity (an instant fleet's 200 answer with an
+    /// error per pool), as EC2 does when Spot is gone: the emulator cannot.
+    pub fn no_spot_capacity(&self) {
+        let pools = [("m5.large", self.fleet.subnet_a.clone()), ("m5a.large", self.fleet.subnet_b.clone())];
+        self.proxy.on(move |call| {
+            proxy::is_spot_fleet(call).then(|| proxy::Fault {
+                status: 200,
+                content_type: "text/xml",
+                body: proxy::fleet_without_capacity(
+                    &pools.iter().map(|(t, s)| (*t, s.as_str())).collect::<Vec<_>>(),
+                    "spot",
+                ),
+            })
+        });
+    }
+
+    /// Sends an event to the `rebalance-recommendation` function.
+    pub async fn rebalance(&self, event: Value) -> Result<Value, spotkeeper::Error> {
+        rebalance_recommendation::handle(&self.deps, event).await
+    }
+
+    /// Sends an event to the `scheduled-recovery` function (the schedule's, unless given).
+    pub async fn scheduled(&self, event: Option<Value>) -> Result<Value, spotkeeper::Error> {
+        scheduled_recovery::handle(&self.deps, event.unwrap_or_else(|| events::load("scheduled-event.json"))).await
     }
 
     /// Sends an event to the `spot-interruption` function.
@@ -188,6 +221,14 @@ impl Harness {
     pub async fn table_items(&self) -> usize {
         let out = self.dynamodb().scan().table_name(TABLE).send().await.expect("Scan");
         out.items.unwrap_or_default().len()
+    }
+
+    /// What the record `web.fleet.internal` (the tests' standalone group's) points to.
+    pub async fn web_dns(&self) -> Vec<String> {
+        spotkeeper::aws::route53::Route53::new(aws_sdk_route53::Client::new(&self.sdk))
+            .a_record(&self.fleet.zone_id, "web.fleet.internal")
+            .await
+            .expect("ListResourceRecordSets")
     }
 
     /// Every instance in the emulator.

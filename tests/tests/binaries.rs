@@ -92,3 +92,21 @@ async fn the_spot_interruption_binary_takes_sqs_batches_and_bare_events() {
     assert_eq!(out["batchItemFailures"][0]["itemIdentifier"], "3f4a8c2e-1b7d-4e9f-a5c6-8d2e1f0b9a37");
     assert!(spot.output().contains("SQS message body is not JSON"), "the reason is in the log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rebalance_and_recovery_binaries_take_their_events() {
+    let h = Harness::start().await;
+    let (status, _) = h.register_workers().await;
+    assert_eq!(status.as_u16(), 201);
+    let mut rebalance = Function::start("rebalance-recommendation", &h.function_env()).await.unwrap();
+    let out = rebalance.invoke(events::load("rebalance-recommendation.json")).await.unwrap();
+    assert_eq!(out["action"], "ignored", "the sample names no managed instance: {out}");
+    let mut recovery = Function::start("scheduled-recovery", &h.function_env()).await.unwrap();
+    let out = recovery.invoke(events::load("scheduled-event.json")).await.unwrap();
+    let groups = out["groups"].as_array().unwrap();
+    assert_eq!((groups.len(), groups[0]["recovery"]["step"].as_str()), (1, Some("nothing")), "{out}");
+    let out = recovery.invoke(events::load("asg-launch-unsuccessful.json")).await.unwrap();
+    assert_eq!(out["action"], "fallback", "the sample names the fleet's ASG, workers: {out}");
+    let err = recovery.invoke(events::load("instance-state-running.json")).await.unwrap_err();
+    assert!(err.contains("Scheduled Event"), "{err}");
+}

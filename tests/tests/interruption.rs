@@ -3,7 +3,7 @@
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use spotkeeper_tests::proxy::{Fault, ec2_error, fleet_without_capacity, is_spot_fleet};
+use spotkeeper_tests::proxy::{Fault, ec2_error, is_spot_fleet};
 use spotkeeper_tests::{Harness, TOKEN, events};
 
 async fn register_web(h: &Harness, with_volume: bool) -> String {
@@ -38,13 +38,6 @@ fn tag<'a>(i: &'a aws_sdk_ec2::types::Instance, key: &str) -> Option<&'a str> {
 async fn member(h: &Harness, id: &str) -> Option<Value> {
     let (_, group) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
     group["members"].as_array().unwrap().iter().find(|m| m["instance_id"] == id).cloned()
-}
-
-async fn dns(h: &Harness) -> Vec<String> {
-    spotkeeper::aws::route53::Route53::new(aws_sdk_route53::Client::new(&h.sdk))
-        .a_record(&h.fleet.zone_id, "web.fleet.internal")
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +83,7 @@ async fn a_standalone_member_is_replaced_and_dns_address_and_volume_follow() {
     // Running: DNS and the Elastic IP move to the replacement; the volume waits for the old one.
     let out = h.instance_state(events::state_change(&new, "running")).await.unwrap();
     assert!(out["replaced_in_seconds"].as_f64().is_some(), "{out}");
-    assert_eq!(dns(&h).await, vec![replacement.private_ip_address().unwrap().to_string()]);
+    assert_eq!(h.web_dns().await, vec![replacement.private_ip_address().unwrap().to_string()]);
     let address = h.ec2().describe_addresses().allocation_ids(&h.fleet.allocation_id).send().await.unwrap();
     assert_eq!(address.addresses()[0].instance_id(), Some(new.as_str()));
     let volume = h.ec2().describe_volumes().volume_ids(&h.fleet.volume_id).send().await.unwrap();
@@ -139,14 +132,7 @@ async fn no_spot_capacity_anywhere_means_an_on_demand_replacement_marked_fallen_
     let old = register_web(&h, false).await;
     h.sns_alerts().await;
     // Every Spot pool answers "no capacity" inside the instant fleet's 200 response.
-    let pools = [("m5.large", h.fleet.subnet_a.clone()), ("m5a.large", h.fleet.subnet_b.clone())];
-    h.proxy.on(move |call| {
-        is_spot_fleet(call).then(|| Fault {
-            status: 200,
-            content_type: "text/xml",
-            body: fleet_without_capacity(&pools.iter().map(|(t, s)| (*t, s.as_str())).collect::<Vec<_>>(), "spot"),
-        })
-    });
+    h.no_spot_capacity();
     let out = h.spot_interruption(events::spot_warning(&old)).await.unwrap();
     assert_eq!(
         (out["action"].as_str(), out["market"].as_str(), out["fallen_back"].as_bool()),

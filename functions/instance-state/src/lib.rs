@@ -1,16 +1,18 @@
 //! `instance-state`: reacts to `EC2 Instance State-change Notification`.
 //! - A member of a standalone group reaches `running`: its DNS record, Elastic IP and free data
 //!   volumes move to it; for a replacement, the time from warning to switch is recorded and alerted.
-//! - An interrupted member stops or terminates: its data volumes move to its replacement, and
-//!   once it is gone the group forgets it.
+//!   A rebalance or recovery replacement then retires the member it replaces: terminated, or
+//!   stopped first when data volumes must move; a recovery switch ends the fallback.
+//! - An interrupted or retiring member stops or terminates: its data volumes move to its
+//!   replacement, and once it is gone the group forgets it.
 
 use serde_json::{Value, json};
 use spotkeeper::event::{self, Event, INSTANCE_STATE_CHANGE, InstanceStateChange};
-use spotkeeper::fleet::GroupKind;
+use spotkeeper::fleet::{GroupKind, Reason, StandaloneSpec};
 use spotkeeper::history::History;
 use spotkeeper::notify::{Alert, Severity};
 use spotkeeper::online::{bring_online, move_volumes};
-use spotkeeper::{Deps, Error};
+use spotkeeper::{Deps, Error, recovery};
 
 /// The function's entry: a bare event or an SQS batch of them.
 pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
@@ -67,7 +69,10 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>) -> Result
                 history.note(
                     Some(instance_id),
                     "replaced",
-                    format!("{} replaced by {instance_id} in {seconds:.1} s (warning to switch)", replaced.instance_id),
+                    format!(
+                        "{} replaced by {instance_id} in {seconds:.1} s ({})",
+                        replaced.instance_id, replaced.reason
+                    ),
                 );
                 done["replaced_in_seconds"] = json!(seconds);
                 let mut alert = Alert::new(
@@ -78,6 +83,7 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>) -> Result
                 )
                 .fact("instance", &replaced.instance_id)
                 .fact("replacement", instance_id)
+                .fact("reason", replaced.reason)
                 .fact("market", member.market)
                 .fact("replaced in", format!("{seconds:.1} s"));
                 if let Some(dns) = &online.dns {
@@ -87,10 +93,40 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>) -> Result
                     alert = alert.fact("elastic ip", address);
                 }
                 alerts.push(alert);
+                let retiring = members.iter().find(|m| m.instance_id == replaced.instance_id && m.retiring.is_some());
+                if let Some(old) = retiring {
+                    retire(deps, spec, &old.instance_id, &mut history).await?;
+                    done["retiring"] = json!(old.instance_id);
+                }
+                if replaced.reason == Reason::Recovery {
+                    let now = deps.clock.now();
+                    // The On-Demand member is retiring now, so it no longer counts.
+                    let left = recovery::fallen_back(&members)
+                        .iter()
+                        .filter(|m| m.instance_id != replaced.instance_id)
+                        .count();
+                    deps.store.update_group(&name, |g| recovery::note_recovered(g, left, now)).await?;
+                    history.note(
+                        Some(instance_id),
+                        "recovered",
+                        format!("back on Spot: {instance_id} serves instead of On-Demand {}", replaced.instance_id),
+                    );
+                    alerts.push(
+                        Alert::new(
+                            "recovered",
+                            name.as_str(),
+                            Severity::Info,
+                            format!("{name}: back on Spot, {instance_id} replaces On-Demand {}", replaced.instance_id),
+                        )
+                        .fact("instance", &replaced.instance_id)
+                        .fact("replacement", instance_id)
+                        .fact("still on On-Demand", left),
+                    );
+                }
             }
         }
-        (Some(spec), "stopped" | "terminated") if !spec.data_volumes.is_empty() => {
-            if let Some(replacement) = member.interrupted.as_ref().and_then(|i| i.replaced_by.as_ref()) {
+        (Some(spec), "stopped" | "terminated") => {
+            if let Some(replacement) = member.replaced_by().filter(|_| !spec.data_volumes.is_empty()) {
                 let moved = move_volumes(&deps.clients, spec, instance_id, replacement).await?;
                 for (volume, device) in &moved {
                     history.note(
@@ -113,18 +149,50 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>) -> Result
                     .fact("volumes", moved.iter().map(|(v, d)| format!("{v} as {d}")).collect::<Vec<_>>().join(", ")),
                 );
             }
+            // Stopped to move its volumes; now it goes.
+            if state == "stopped" && member.retiring.is_some() {
+                deps.clients.ec2.terminate(std::slice::from_ref(instance_id)).await?;
+                history.note(
+                    Some(instance_id),
+                    "terminated",
+                    format!("{instance_id} terminated: its replacement serves"),
+                );
+            }
         }
         _ => {}
     }
-    if state == "terminated" && member.interrupted.is_some() {
+    if state == "terminated" && !member.is_serving() {
         deps.store.remove_member(&name, instance_id).await?;
         history.note(
             Some(instance_id),
             "member-closed",
             format!("{instance_id} is gone; the group no longer lists it"),
         );
+        if member.retiring.as_ref().is_some_and(|r| r.reason == Reason::Rebalance) {
+            deps.store
+                .update_group(&name, |g| {
+                    if g.status.rebalance_in_flight.as_deref() == Some(instance_id.as_str()) {
+                        g.status.rebalance_in_flight = None;
+                    }
+                })
+                .await?;
+        }
     }
     history.write(deps, &name).await;
     deps.notifier.send(&alerts).await;
     Ok(done)
+}
+
+/// The replacement of a retiring member serves: the member goes. With data volumes it is stopped
+/// first, so they can move (its `stopped` event does that, then terminates it).
+async fn retire(deps: &Deps, spec: &StandaloneSpec, instance_id: &str, history: &mut History) -> Result<(), Error> {
+    let ids = [instance_id.to_string()];
+    if spec.data_volumes.is_empty() {
+        deps.clients.ec2.terminate(&ids).await?;
+        history.note(Some(instance_id), "terminated", format!("{instance_id} terminated: its replacement serves"));
+    } else {
+        deps.clients.ec2.stop(&ids).await?;
+        history.note(Some(instance_id), "stopping", format!("{instance_id} stopping so its data volumes can move"));
+    }
+    Ok(())
 }

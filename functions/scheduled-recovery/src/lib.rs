@@ -1,0 +1,424 @@
+//! `scheduled-recovery`: every five minutes, the reconcile (table against EC2) and the way back
+//! to Spot; and, on `EC2 Instance Launch Unsuccessful` for lack of capacity, an Auto Scaling
+//! group's fallback to On-Demand.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+use spotkeeper::event::{self, Event, EventError, LAUNCH_UNSUCCESSFUL, LaunchUnsuccessful, SCHEDULED_EVENT};
+use spotkeeper::fleet::{
+    GROUP_TAG, Group, GroupKind, Member, OnDemandShare, PoolHealth, Reason, Retiring, StandaloneSpec,
+};
+use spotkeeper::history::History;
+use spotkeeper::notify::{Alert, Severity};
+use spotkeeper::recovery::{self, Drift, Step};
+use spotkeeper::replacement::{self, Old, Request};
+use spotkeeper::{Deps, Error, plan};
+
+/// A member on its way back to Spot stays locked this long at most.
+const RECOVERY_LOCK_HOURS: i64 = 6;
+const RECOVERY_HOLDER: &str = "recovery";
+
+/// The function's entry: the schedule's event, or Auto Scaling's launch failures.
+pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
+    match event::detail_type(&payload).as_deref() {
+        Some(SCHEDULED_EVENT) => run(deps).await,
+        Some(LAUNCH_UNSUCCESSFUL) => event::dispatch(payload, LAUNCH_UNSUCCESSFUL, |e| launch_failed(deps, e)).await,
+        other => Err(EventError::Unexpected {
+            detail_type: other.unwrap_or("(none)").to_string(),
+            origin: payload.get("source").and_then(Value::as_str).unwrap_or("(none)").to_string(),
+            expected: "Scheduled Event or EC2 Instance Launch Unsuccessful",
+        }
+        .into()),
+    }
+}
+
+/// One scheduled run over every group.
+pub async fn run(deps: &Deps) -> Result<Value, Error> {
+    let now = deps.clock.now();
+    let groups = deps.store.groups().await?;
+    let members = futures::future::try_join_all(groups.iter().map(|g| deps.store.members(&g.name))).await?;
+    // One tag-filtered listing for the whole fleet: never a call per instance.
+    let tags = vec![GROUP_TAG.to_string(), "aws:autoscaling:groupName".to_string()];
+    let (instances, (_, health)) =
+        futures::try_join!(async { deps.clients.ec2.tagged(&tags).await.map_err(Error::from) }, async {
+            deps.store.lookups(&[]).await.map_err(Error::from)
+        },)?;
+    let managed: HashSet<&str> = members.iter().flatten().map(|m| m.instance_id.as_str()).collect();
+    // A member missing from the listing may have lost its tag: ask for it by id before calling
+    // it vanished (only when something is missing, which is rare).
+    let unlisted: Vec<String> =
+        managed.iter().filter(|id| !instances.iter().any(|i| i.instance_id == **id)).map(|id| id.to_string()).collect();
+    let mut known = instances.clone();
+    if !unlisted.is_empty() {
+        known.extend(deps.clients.ec2.instances(&unlisted).await?);
+    }
+    let mut report = Vec::new();
+    let mut alerts = Vec::new();
+    for (group, members) in groups.iter().zip(&members) {
+        let mut history = History::new(deps);
+        let drift = recovery::drift(group, members, &known, |id| managed.contains(id), recovery::owner_tag(group));
+        let reconciled = reconcile(deps, group, &drift, &health, now, &mut history, &mut alerts).await;
+        let step = recovery::recovery_step(group, members, now);
+        let recovered = recover(deps, group, members, &step, &health, now, &mut history, &mut alerts).await;
+        history.write(deps, &group.name).await;
+        report.push(json!({"group": group.name, "reconcile": reconciled, "recovery": recovered}));
+    }
+    deps.notifier.send(&alerts).await;
+    Ok(json!({"groups": report}))
+}
+
+fn reported(result: Result<Value, Error>, group: &Group) -> Value {
+    result.unwrap_or_else(|err| {
+        tracing::error!(group = %group.name, error = %err, "scheduled step failed; the next run tries again");
+        json!({"error": err.to_string()})
+    })
+}
+
+async fn reconcile(
+    deps: &Deps,
+    group: &Group,
+    drift: &Drift,
+    health: &PoolHealth,
+    now: DateTime<Utc>,
+    history: &mut History,
+    alerts: &mut Vec<Alert>,
+) -> Value {
+    if drift.is_empty() {
+        return json!({"drift": false});
+    }
+    let result = async {
+        let mut done = json!({"drift": true});
+        if !drift.strays.is_empty() {
+            let strays: Vec<Member> = drift.strays.iter().cloned().map(|f| f.into_member(false)).collect();
+            deps.store.add_members(group, &strays).await?;
+            for m in &strays {
+                history.note(
+                    Some(&m.instance_id),
+                    "instance-adopted",
+                    format!("{} found running in the group; now a member", m.instance_id),
+                );
+            }
+            done["adopted"] = json!(strays.iter().map(|m| &m.instance_id).collect::<Vec<_>>());
+        }
+        if let GroupKind::Standalone(spec) = &group.kind {
+            let olds: Vec<Old> = drift
+                .to_replace()
+                .map(|m| Old { instance_id: m.instance_id.clone(), since: now, pool: m.pool() })
+                .collect();
+            if !olds.is_empty() || drift.missing > 0 {
+                let all =
+                    plan::pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
+                let lost: Vec<_> = olds.iter().filter_map(|o| o.pool.clone()).collect();
+                let request = Request {
+                    group,
+                    spec,
+                    pools: plan::replacement_pools(&all, &lost, health, now),
+                    olds,
+                    extra: drift.missing,
+                    reason: Reason::Reconcile,
+                    fallback: group.policy.fallback,
+                    token: replacement::token([group.name.as_str(), &now.timestamp().to_string(), "reconcile"]),
+                };
+                let launched = replacement::launch_for(deps, &request).await?;
+                let recorded = replacement::record(deps, &request, &launched, health, now).await;
+                for (old, new) in &recorded.pairs {
+                    history.note(
+                        Some(&new.instance_id),
+                        "replacement-launched",
+                        format!(
+                            "{} vanished without an event; {} launched on {} in its place",
+                            old.instance_id, new.instance_id, new.market
+                        ),
+                    );
+                }
+                for new in &recorded.added {
+                    history.note(
+                        Some(&new.instance_id),
+                        "instance-launched",
+                        format!("the group was below its capacity; {} launched on {}", new.instance_id, new.market),
+                    );
+                }
+                alerts.push(
+                    Alert::new(
+                        "reconciled",
+                        group.name.as_str(),
+                        Severity::Warning,
+                        format!(
+                            "{}: {} vanished, {} launched",
+                            group.name,
+                            drift.vanished.len(),
+                            recorded.pairs.len() + recorded.added.len()
+                        ),
+                    )
+                    .fact(
+                        "vanished",
+                        drift.vanished.iter().map(|m| m.instance_id.as_str()).collect::<Vec<_>>().join(", "),
+                    )
+                    .fact(
+                        "launched",
+                        recorded
+                            .pairs
+                            .iter()
+                            .map(|(_, m)| &m.instance_id)
+                            .chain(recorded.added.iter().map(|m| &m.instance_id))
+                            .map(String::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    )
+                    .fact("errors", launched.error_summary()),
+                );
+                done["launched"] = json!(
+                    recorded
+                        .pairs
+                        .iter()
+                        .map(|(_, m)| &m.instance_id)
+                        .chain(recorded.added.iter().map(|m| &m.instance_id))
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
+        for m in &drift.vanished {
+            deps.store.remove_member(&group.name, &m.instance_id).await?;
+            history.note(
+                Some(&m.instance_id),
+                "member-closed",
+                format!("{} no longer exists; the group no longer lists it", m.instance_id),
+            );
+        }
+        done["closed"] = json!(drift.vanished.iter().map(|m| &m.instance_id).collect::<Vec<_>>());
+        Ok::<_, Error>(done)
+    }
+    .await;
+    reported(result, group)
+}
+
+#[allow(clippy::too_many_arguments, reason = "one step of a scheduled run, with what it records")]
+async fn recover(
+    deps: &Deps,
+    group: &Group,
+    members: &[Member],
+    step: &Step,
+    health: &PoolHealth,
+    now: DateTime<Utc>,
+    history: &mut History,
+    alerts: &mut Vec<Alert>,
+) -> Value {
+    let result = match (step, &group.kind) {
+        (Step::Nothing, _) => Ok(json!({"step": "nothing"})),
+        (Step::InFlight(member), _) => Ok(json!({"step": "in-flight", "member": member})),
+        (Step::Wait(at), _) => Ok(json!({"step": "wait", "until": at})),
+        (Step::OutsideWindow, _) => Ok(json!({"step": "outside-window"})),
+        (Step::Replace(member), GroupKind::Standalone(spec)) => {
+            back_to_spot(deps, group, spec, members, member, health, now, history, alerts).await
+        }
+        (Step::Restore(share), GroupKind::Asg(spec)) => {
+            restore(deps, group, &spec.asg_name, *share, now, history, alerts).await
+        }
+        (Step::Replace(_) | Step::Restore(_), _) => Ok(json!({"step": "nothing"})),
+    };
+    reported(result, group)
+}
+
+/// Launches one Spot replacement for one fallen-back member. No On-Demand fallback here: the
+/// point is to leave On-Demand. Failure pushes the next attempt back (doubling, capped).
+#[allow(clippy::too_many_arguments, reason = "one recovery attempt, with what it records")]
+async fn back_to_spot(
+    deps: &Deps,
+    group: &Group,
+    spec: &StandaloneSpec,
+    members: &[Member],
+    member_id: &str,
+    health: &PoolHealth,
+    now: DateTime<Utc>,
+    history: &mut History,
+    alerts: &mut Vec<Alert>,
+) -> Result<Value, Error> {
+    let name = &group.name;
+    // The group's recovery slot, then the member's lock: a recovery and anything else
+    // replacing the same member never both act.
+    let taken = deps
+        .store
+        .update_group(name, |g| {
+            if g.status.recovery.in_flight.is_none() {
+                g.status.recovery.in_flight = Some(member_id.to_string());
+            }
+        })
+        .await?;
+    if taken.and_then(|g| g.status.recovery.in_flight).as_deref() != Some(member_id) {
+        return Ok(json!({"step": "in-flight"}));
+    }
+    if !deps.store.lock_instance(member_id, RECOVERY_HOLDER, now, Duration::hours(RECOVERY_LOCK_HOURS)).await? {
+        deps.store.update_group(name, |g| g.status.recovery.in_flight = None).await?;
+        return Ok(json!({"step": "busy", "member": member_id, "reason": "another replacement holds the member"}));
+    }
+    let member = members.iter().find(|m| m.instance_id == member_id);
+    let all = plan::pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
+    let attempt = group.status.recovery.failed_attempts.to_string();
+    let request = Request {
+        group,
+        spec,
+        pools: plan::replacement_pools(&all, &[], health, now),
+        olds: vec![Old { instance_id: member_id.to_string(), since: now, pool: member.and_then(Member::pool) }],
+        extra: 0,
+        reason: Reason::Recovery,
+        fallback: false,
+        token: replacement::token([RECOVERY_HOLDER, member_id, attempt.as_str()]),
+    };
+    let outcome = async {
+        let launched = replacement::launch_for(deps, &request).await?;
+        let recorded = replacement::record(deps, &request, &launched, health, now).await;
+        Ok::<_, Error>((launched, recorded))
+    }
+    .await;
+    let (launched, recorded) = match outcome {
+        Ok(done) => done,
+        Err(err) => return failed_attempt(deps, group, member_id, &err.to_string(), now, history, alerts).await,
+    };
+    let Some((_, new)) = recorded.pairs.first() else {
+        let error = format!("no Spot capacity: {}", launched.error_summary());
+        return failed_attempt(deps, group, member_id, &error, now, history, alerts).await;
+    };
+    let retiring = Retiring { since: now, reason: Reason::Recovery, replaced_by: new.instance_id.clone() };
+    deps.store.update_member(name, member_id, |m| m.retiring = Some(retiring.clone())).await?;
+    history.note(
+        Some(&new.instance_id),
+        "recovery-started",
+        format!("{} launched on Spot to replace On-Demand {member_id}", new.instance_id),
+    );
+    alerts.push(
+        Alert::new(
+            "recovery-started",
+            name.as_str(),
+            Severity::Info,
+            format!("{name}: moving {member_id} back to Spot with {}", new.instance_id),
+        )
+        .fact("instance", member_id)
+        .fact("replacement", &new.instance_id)
+        .fact("pool", new.pool().map(|p| p.to_string()).unwrap_or_default()),
+    );
+    Ok(json!({"step": "replacing", "member": member_id, "replacement": new.instance_id}))
+}
+
+async fn failed_attempt(
+    deps: &Deps,
+    group: &Group,
+    member_id: &str,
+    error: &str,
+    now: DateTime<Utc>,
+    history: &mut History,
+    alerts: &mut Vec<Alert>,
+) -> Result<Value, Error> {
+    let name = &group.name;
+    deps.store.unlock_instance(member_id, RECOVERY_HOLDER).await?;
+    let saved = deps.store.update_group(name, |g| recovery::note_failed_attempt(g, error, now)).await?;
+    let next = saved.as_ref().and_then(|g| g.status.recovery.next_attempt_at);
+    let attempts = saved.as_ref().map(|g| g.status.recovery.failed_attempts).unwrap_or_default();
+    history.note(
+        Some(member_id),
+        "recovery-failed",
+        format!("back to Spot failed ({error}); next attempt at {}", next.map(|n| n.to_rfc3339()).unwrap_or_default()),
+    );
+    alerts.push(
+        Alert::new(
+            "recovery-failed",
+            name.as_str(),
+            Severity::Warning,
+            format!("{name}: still no Spot capacity for {member_id}"),
+        )
+        .fact("instance", member_id)
+        .fact("error", error)
+        .fact("failed attempts", attempts)
+        .fact("next attempt", next.map(|n| n.to_rfc3339()).unwrap_or_default()),
+    );
+    Ok(json!({"step": "failed", "member": member_id, "next_attempt_at": next, "failed_attempts": attempts}))
+}
+
+async fn restore(
+    deps: &Deps,
+    group: &Group,
+    asg_name: &str,
+    share: OnDemandShare,
+    now: DateTime<Utc>,
+    history: &mut History,
+    alerts: &mut Vec<Alert>,
+) -> Result<Value, Error> {
+    let Some(asg) = deps.clients.autoscaling.group(asg_name).await? else {
+        return Err(Error::Retry(format!("Auto Scaling group {asg_name} no longer exists")));
+    };
+    deps.clients.autoscaling.set_on_demand_share(&asg, share).await?;
+    deps.store.update_group(&group.name, |g| recovery::note_recovered(g, 0, now)).await?;
+    let text = format!("On-Demand share restored to base {} + {}% above it", share.base, share.percent_above_base);
+    history.note(None, "recovered", text.clone());
+    alerts.push(
+        Alert::new("recovered", group.name.as_str(), Severity::Info, format!("{}: back on Spot, {text}", group.name))
+            .fact("asg", asg_name),
+    );
+    Ok(json!({"step": "restored", "on_demand_share": share}))
+}
+
+/// Auto Scaling could not launch: for lack of Spot capacity, raise the On-Demand share so
+/// desired capacity is met, and record the share to restore.
+async fn launch_failed(deps: &Deps, event: Event<LaunchUnsuccessful>) -> Result<Value, Error> {
+    let now = deps.clock.now();
+    let detail = &event.detail;
+    let groups = deps.store.groups().await?;
+    let Some(group) = groups.iter().find(|g| matches!(&g.kind, GroupKind::Asg(s) if s.asg_name == detail.asg_name))
+    else {
+        tracing::debug!(asg = %detail.asg_name, "no group follows this Auto Scaling group; ignored");
+        return Ok(json!({"action": "ignored", "reason": "no group follows this Auto Scaling group"}));
+    };
+    let mut history = History::new(deps);
+    let mut alerts = Vec::new();
+    let outcome = if !plan::mentions_capacity(&detail.status_message) {
+        history.note(None, "launch-failed", format!("{} could not launch: {}", detail.asg_name, detail.status_message));
+        json!({"action": "recorded", "reason": "not a capacity failure"})
+    } else if !group.policy.fallback {
+        alerts.push(
+            Alert::new(
+                "no-capacity",
+                group.name.as_str(),
+                Severity::Warning,
+                format!("{}: no Spot capacity; fallback is off", group.name),
+            )
+            .fact("message", &detail.status_message),
+        );
+        json!({"action": "notified", "reason": "fallback is off"})
+    } else if group.status.fallback.is_some() {
+        json!({"action": "none", "reason": "already on On-Demand"})
+    } else {
+        let asg = deps
+            .clients
+            .autoscaling
+            .group(&detail.asg_name)
+            .await?
+            .ok_or_else(|| Error::Retry(format!("Auto Scaling group {} is gone", detail.asg_name)))?;
+        let share = asg.on_demand_share().ok_or_else(|| {
+            Error::Retry(format!("Auto Scaling group {} has no mixed instances policy", detail.asg_name))
+        })?;
+        let raised = OnDemandShare { base: share.base, percent_above_base: 100 };
+        deps.clients.autoscaling.set_on_demand_share(&asg, raised).await?;
+        deps.store
+            .update_group(&group.name, |g| recovery::note_fallback(g, &detail.status_message, now, Some(share)))
+            .await?;
+        let text =
+            format!("On-Demand share raised to 100% above base {} (was {}%)", share.base, share.percent_above_base);
+        history.note(None, "fallback", format!("no Spot capacity: {text}"));
+        alerts.push(
+            Alert::new(
+                "fallback",
+                group.name.as_str(),
+                Severity::Warning,
+                format!("{}: no Spot capacity, {text}", group.name),
+            )
+            .fact("asg", &detail.asg_name)
+            .fact("message", &detail.status_message)
+            .fact("restore", format!("base {} + {}%", share.base, share.percent_above_base)),
+        );
+        json!({"action": "fallback", "restore": share})
+    };
+    history.write(deps, &group.name).await;
+    deps.notifier.send(&alerts).await;
+    Ok(outcome)
+}

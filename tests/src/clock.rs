@@ -1,0 +1,43 @@
+//! A clock the tests move: cooldowns and backoffs are tested by moving time, not by sleeping.
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, Duration, Utc};
+use spotkeeper::clock::Clock;
+
+#[derive(Debug)]
+pub struct TestClock {
+    now: Mutex<DateTime<Utc>>,
+}
+
+impl TestClock {
+    pub fn starting_now() -> Self {
+        Self { now: Mutex::new(Utc::now()) }
+    }
+
+    pub fn advance(&self, by: Duration) {
+        if let Ok(mut now) = self.now.lock() {
+            *now += by;
+        }
+    }
+
+    pub fn set(&self, to: DateTime<Utc>) {
+        if let Ok(mut now) = self.now.lock() {
+            *now = to;
+        }
+    }
+}
+
+impl Clock for TestClock {
+    /// Each reading moves the clock a millisecond, so what happens in order is stamped in order.
+    fn now(&self) -> DateTime<Utc> {
+        match self.now.lock() {
+            Ok(mut now) => {
+                let read = *now;
+                *now += Duration::milliseconds(1);
+                read
+            }
+            Err(_) => Utc::now(),
+        }
+    }
+}
