@@ -38,39 +38,58 @@ async fn request(
     }
 }
 
-/// Launches `count` instances into the best of `pools`, Spot first; with `fallback`, what Spot
-/// could not place for lack of capacity goes On-Demand.
-pub async fn launch(
-    ec2: &Ec2,
-    template: &LaunchTemplateRef,
-    pools: &[Pool],
-    count: u32,
-    tags: Vec<(String, String)>,
-    client_token: &str,
-    fallback: bool,
-) -> Result<Launch, AwsError> {
-    let spot = LaunchRequest {
-        template,
-        pools,
+/// What to launch.
+#[derive(Debug, Clone)]
+pub struct Order<'a> {
+    pub template: &'a LaunchTemplateRef,
+    pub pools: &'a [Pool],
+    pub count: u32,
+    /// How many of `count` go On-Demand from the start (the group's On-Demand base).
+    pub on_demand: u32,
+    pub tags: Vec<(String, String)>,
+    /// Makes a retried order launch nothing twice.
+    pub client_token: &'a str,
+    /// Launch On-Demand what Spot could not place for lack of capacity.
+    pub fallback: bool,
+}
+
+/// Launches an order into the best of its pools: the On-Demand base and the Spot part at once;
+/// with `fallback`, what Spot could not place for lack of capacity goes On-Demand.
+pub async fn launch(ec2: &Ec2, order: &Order<'_>) -> Result<Launch, AwsError> {
+    let on_demand = order.on_demand.min(order.count);
+    let request = |count, market, suffix: &str| LaunchRequest {
+        template: order.template,
+        pools: order.pools,
         count,
-        market: Market::Spot,
-        tags: tags.clone(),
-        client_token: format!("{client_token}-spot"),
+        market,
+        tags: order.tags.clone(),
+        client_token: format!("{}-{suffix}", order.client_token),
     };
-    let (mut instances, mut errors) = request(ec2, &spot).await?;
-    let missing = count.saturating_sub(u32::try_from(instances.len()).unwrap_or(u32::MAX));
+    let base = async {
+        if on_demand == 0 {
+            Ok((Vec::new(), Vec::new()))
+        } else {
+            self::request(ec2, &request(on_demand, Market::OnDemand, "base")).await
+        }
+    };
+    let spot_count = order.count - on_demand;
+    let spot = async {
+        if spot_count == 0 {
+            Ok((Vec::new(), Vec::new()))
+        } else {
+            self::request(ec2, &request(spot_count, Market::Spot, "spot")).await
+        }
+    };
+    let ((mut instances, mut errors), (base, base_errors)) = futures::try_join!(spot, base)?;
+    let missing = spot_count.saturating_sub(u32::try_from(instances.len()).unwrap_or(u32::MAX));
     let mut fell_back = Vec::new();
-    if fallback && missing > 0 && plan::should_fall_back(0, &errors) {
-        let on_demand = LaunchRequest {
-            count: missing,
-            market: Market::OnDemand,
-            client_token: format!("{client_token}-od"),
-            ..spot
-        };
-        let (extra, more_errors) = request(ec2, &on_demand).await?;
+    if order.fallback && missing > 0 && plan::should_fall_back(0, &errors) {
+        let (extra, more_errors) = self::request(ec2, &request(missing, Market::OnDemand, "od")).await?;
         fell_back.extend(extra.iter().map(|i| i.instance_id.clone()));
         instances.extend(extra);
         errors.extend(more_errors);
     }
+    instances.extend(base);
+    errors.extend(base_errors);
     Ok(Launch { instances, fell_back, errors })
 }

@@ -52,6 +52,16 @@ pub fn note_recovered(group: &mut Group, still_fallen_back: usize, now: DateTime
     }
 }
 
+/// How many On-Demand instances a group needs to launch to keep its On-Demand base: the base
+/// less the serving On-Demand members that are not there for lack of Spot.
+pub fn on_demand_wanted(base: u32, members: &[Member]) -> u32 {
+    let held = members
+        .iter()
+        .filter(|m| m.is_serving() && m.market == crate::fleet::Market::OnDemand && !m.fallen_back)
+        .count();
+    base.saturating_sub(u32::try_from(held).unwrap_or(u32::MAX))
+}
+
 /// Reads `HH:MM` as a time of day.
 pub fn time_of_day(text: &str) -> Result<NaiveTime, String> {
     NaiveTime::parse_from_str(text, "%H:%M").map_err(|_| format!("{text:?} is not a UTC time of day HH:MM"))
@@ -231,6 +241,15 @@ mod tests {
         assert!(group.status.fallback.is_some(), "one member is still On-Demand");
         note_recovered(&mut group, 0, at_time);
         assert!(group.status.fallback.is_none() && group.status.recovery.next_attempt_at.is_none());
+    }
+
+    #[test]
+    fn the_on_demand_base_counts_only_members_that_are_on_demand_by_choice() {
+        let mut base_member = member("i-base", false);
+        base_member.market = Market::OnDemand;
+        let members = [base_member, member("i-od", true), member("i-spot", false)];
+        assert_eq!(on_demand_wanted(2, &members), 1, "the fallen-back one does not count");
+        assert_eq!(on_demand_wanted(0, &members), 0);
     }
 
     #[test]

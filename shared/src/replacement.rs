@@ -9,7 +9,7 @@ use crate::Deps;
 use crate::Error;
 use crate::aws::ec2::LaunchedInstance;
 use crate::fleet::{GROUP_TAG, Group, Member, Pool, PoolHealth, REPLACES_TAG, Reason, Replaced, StandaloneSpec};
-use crate::launch::{Launch, launch};
+use crate::launch::{Launch, Order, launch};
 use crate::plan::{self, AVOID_POOL_MINUTES};
 use crate::recovery;
 
@@ -32,6 +32,8 @@ pub struct Request<'a> {
     pub olds: Vec<Old>,
     pub extra: u32,
     pub reason: Reason,
+    /// How many of the new instances go On-Demand from the start (to keep the group's base).
+    pub on_demand: u32,
     /// Launch On-Demand when Spot has no capacity.
     pub fallback: bool,
     /// Same work, same token: a retried request launches nothing twice.
@@ -67,18 +69,16 @@ pub async fn launch_for(deps: &Deps, request: &Request<'_>) -> Result<Launch, Er
     if let ([only], 0) = (request.olds.as_slice(), request.extra) {
         tags.push((REPLACES_TAG.to_string(), only.instance_id.clone()));
     }
-    let count = u32::try_from(request.olds.len()).unwrap_or(u32::MAX).saturating_add(request.extra);
-    let launched = launch(
-        &deps.clients.ec2,
-        &request.spec.launch_template,
-        &request.pools,
-        count,
+    let order = Order {
+        template: &request.spec.launch_template,
+        pools: &request.pools,
+        count: u32::try_from(request.olds.len()).unwrap_or(u32::MAX).saturating_add(request.extra),
+        on_demand: request.on_demand,
         tags,
-        &request.token,
-        request.fallback,
-    )
-    .await?;
-    Ok(launched)
+        client_token: &request.token,
+        fallback: request.fallback,
+    };
+    Ok(launch(&deps.clients.ec2, &order).await?)
 }
 
 fn new_member(

@@ -344,3 +344,20 @@ async fn policy_changes_are_checked_and_reach_the_lookups() {
         h.call(Method::PATCH, "/groups/workers", Some(TOKEN), Some(json!({"rebalance": "replace"}))).await;
     assert_eq!((status, err["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("rebalance")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_on_demand_base_is_kept_by_what_spotkeeper_launches() {
+    let h = Harness::start().await;
+    let ids = register_web(&h, 2, false).await;
+    let (status, _) = h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(json!({"on_demand_base": 1}))).await;
+    assert_eq!(status, StatusCode::OK);
+    h.ec2().terminate_instances().instance_ids(&ids[0]).send().await.unwrap();
+    let run = h.scheduled(None).await.unwrap();
+    let launched = run["groups"][0]["reconcile"]["launched"][0].as_str().expect("a replacement").to_string();
+    let web = group(&h, "web").await;
+    let new = member(&web, &launched).unwrap();
+    assert_eq!((new["market"].as_str(), new["fallen_back"].as_bool()), (Some("on-demand"), Some(false)), "{web}");
+    // On-Demand by choice, not for lack of Spot: recovery leaves it be.
+    h.clock.advance(Duration::hours(1));
+    assert_eq!(h.scheduled(None).await.unwrap()["groups"][0]["recovery"]["step"], "nothing");
+}

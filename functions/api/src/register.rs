@@ -8,7 +8,7 @@ use spotkeeper::fleet::{
     AsgSpec, DataVolume, DnsSpec, GROUP_TAG, Group, GroupKind, GroupName, InstanceFacts, LaunchTemplateRef, Member,
     RebalancePolicy, StandaloneSpec,
 };
-use spotkeeper::launch::launch;
+use spotkeeper::launch::{Order, launch};
 use spotkeeper::online::bring_online;
 use spotkeeper::plan;
 use spotkeeper::recovery;
@@ -174,9 +174,17 @@ pub async fn standalone(deps: &Deps, body: StandaloneBody, history: &mut History
                 (GROUP_TAG.to_string(), group.name.to_string()),
                 ("Name".to_string(), format!("spotkeeper-{}", group.name)),
             ];
-            let launched =
-                launch(ec2, &spec.launch_template, &pools, wanted, tags, &client_token(&group), group.policy.fallback)
-                    .await?;
+            let token = client_token(&group);
+            let order = Order {
+                template: &spec.launch_template,
+                pools: &pools,
+                count: wanted,
+                on_demand: group.policy.on_demand_base.min(wanted),
+                tags,
+                client_token: &token,
+                fallback: group.policy.fallback,
+            };
+            let launched = launch(ec2, &order).await?;
             launched_ids = launched.instances.iter().map(|i| i.instance_id.clone()).collect();
             if launched_ids.is_empty() {
                 return Err(ApiError::new(

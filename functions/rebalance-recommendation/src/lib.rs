@@ -165,6 +165,7 @@ async fn replace(
         olds: vec![Old { instance_id: id.to_string(), since: r.at, pool: r.lookup.pool.clone() }],
         extra: 0,
         reason: Reason::Rebalance,
+        on_demand: 0,
         fallback: group.policy.fallback,
         token: replacement::token([r.event_id.as_str()]),
     };

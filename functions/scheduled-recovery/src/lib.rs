@@ -59,7 +59,7 @@ pub async fn run(deps: &Deps) -> Result<Value, Error> {
     for (group, members) in groups.iter().zip(&members) {
         let mut history = History::new(deps);
         let drift = recovery::drift(group, members, &known, |id| managed.contains(id), recovery::owner_tag(group));
-        let reconciled = reconcile(deps, group, &drift, &health, now, &mut history, &mut alerts).await;
+        let reconciled = reconcile(deps, group, members, &drift, &health, now, &mut history, &mut alerts).await;
         let step = recovery::recovery_step(group, members, now);
         let recovered = recover(deps, group, members, &step, &health, now, &mut history, &mut alerts).await;
         history.write(deps, &group.name).await;
@@ -76,9 +76,11 @@ fn reported(result: Result<Value, Error>, group: &Group) -> Value {
     })
 }
 
+#[allow(clippy::too_many_arguments, reason = "one step of a scheduled run, with what it records")]
 async fn reconcile(
     deps: &Deps,
     group: &Group,
+    members: &[Member],
     drift: &Drift,
     health: &PoolHealth,
     now: DateTime<Utc>,
@@ -107,6 +109,7 @@ async fn reconcile(
                 .to_replace()
                 .map(|m| Old { instance_id: m.instance_id.clone(), since: now, pool: m.pool() })
                 .collect();
+            let kept: Vec<Member> = members.iter().filter(|m| !drift.vanished.contains(m)).cloned().collect();
             if !olds.is_empty() || drift.missing > 0 {
                 let all =
                     plan::pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
@@ -118,6 +121,7 @@ async fn reconcile(
                     olds,
                     extra: drift.missing,
                     reason: Reason::Reconcile,
+                    on_demand: recovery::on_demand_wanted(group.policy.on_demand_base, &kept),
                     fallback: group.policy.fallback,
                     token: replacement::token([group.name.as_str(), &now.timestamp().to_string(), "reconcile"]),
                 };
@@ -263,6 +267,7 @@ async fn back_to_spot(
         olds: vec![Old { instance_id: member_id.to_string(), since: now, pool: member.and_then(Member::pool) }],
         extra: 0,
         reason: Reason::Recovery,
+        on_demand: 0,
         fallback: false,
         token: replacement::token([RECOVERY_HOLDER, member_id, attempt.as_str()]),
     };

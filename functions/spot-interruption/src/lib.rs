@@ -99,6 +99,7 @@ async fn act(
                     .collect(),
                 extra: 0,
                 reason: Reason::Interruption,
+                on_demand: 0,
                 fallback: config.policy.fallback,
                 token: replacement::token(warnings.iter().map(|w| w.event_id.as_str())),
             };
