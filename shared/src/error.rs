@@ -17,6 +17,9 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Aws(#[from] AwsError),
+    /// The input is not acceptable; nothing was done.
+    #[error("bad input: {0}")]
+    Invalid(String),
     /// Nothing was done and the event should come again (SQS redelivers it).
     #[error("{0}; the event will be delivered again")]
     Retry(String),
@@ -31,6 +34,7 @@ impl Error {
             Error::Store(_) => "StoreError",
             Error::Aws(_) => "AwsError",
             Error::Retry(_) => "RetryError",
+            Error::Invalid(_) => "InvalidInput",
         }
     }
 }

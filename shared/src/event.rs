@@ -69,6 +69,101 @@ pub const LAUNCH_UNSUCCESSFUL: &str = "EC2 Instance Launch Unsuccessful";
 /// The EventBridge schedule's event.
 pub const SCHEDULED_EVENT: &str = "Scheduled Event";
 
+/// `CloudWatch Alarm State Change`: the part spotkeeper reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlarmStateChange {
+    #[serde(rename = "alarmName")]
+    pub alarm_name: String,
+    pub state: AlarmState,
+    #[serde(default)]
+    pub configuration: AlarmConfiguration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlarmState {
+    pub value: String,
+    #[serde(rename = "reasonData", default, skip_serializing_if = "Option::is_none")]
+    pub reason_data: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlarmConfiguration {
+    #[serde(default)]
+    pub metrics: Vec<AlarmMetric>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlarmMetric {
+    #[serde(rename = "metricStat", default, skip_serializing_if = "Option::is_none")]
+    pub metric_stat: Option<MetricStat>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricStat {
+    pub metric: Metric,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    #[serde(default)]
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub dimensions: std::collections::BTreeMap<String, String>,
+}
+
+impl AlarmStateChange {
+    /// The disk metric the alarm watches (`disk_used_percent` of the CloudWatch agent), if any.
+    pub fn disk_metric(&self) -> Option<&Metric> {
+        self.configuration
+            .metrics
+            .iter()
+            .filter_map(|m| m.metric_stat.as_ref())
+            .map(|s| &s.metric)
+            .find(|m| m.name == "disk_used_percent")
+    }
+
+    /// The latest value the alarm saw (from its reason data), if it says.
+    pub fn latest_value(&self) -> Option<f64> {
+        let data: Value = serde_json::from_str(self.state.reason_data.as_deref()?).ok()?;
+        data.get("recentDatapoints")?.as_array()?.last()?.as_f64()
+    }
+}
+
+pub const ALARM_STATE_CHANGE: &str = "CloudWatch Alarm State Change";
+
+/// `EBS Volume Notification` (a `modifyVolume` result).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeNotification {
+    pub event: String,
+    pub result: String,
+    #[serde(default)]
+    pub cause: String,
+}
+
+pub const VOLUME_NOTIFICATION: &str = "EBS Volume Notification";
+
+/// `EC2 Command Invocation Status-change Notification` from Systems Manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandStatus {
+    #[serde(rename = "command-id")]
+    pub command_id: String,
+    #[serde(rename = "instance-id", default)]
+    pub instance_id: String,
+    pub status: String,
+}
+
+pub const COMMAND_STATUS: &str = "EC2 Command Invocation Status-change Notification";
+
+/// The error for an event a function does not handle (for functions that take several kinds).
+pub fn unexpected(payload: &Value, expected: &'static str) -> EventError {
+    EventError::Unexpected {
+        detail_type: detail_type(payload).unwrap_or_else(|| "(none)".to_string()),
+        origin: payload.get("source").and_then(Value::as_str).unwrap_or("(none)").to_string(),
+        expected,
+    }
+}
+
 /// The `detail-type` of an event (or of the first message of an SQS batch), to pick a handler.
 pub fn detail_type(payload: &Value) -> Option<String> {
     let event = match payload.get("Records").and_then(|r| r.get(0)).and_then(|r| r.get("body")).and_then(Value::as_str)

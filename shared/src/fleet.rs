@@ -240,6 +240,65 @@ pub mod defaults {
     pub fn backoff_max() -> Duration {
         Duration::from_secs(4 * 3600)
     }
+    pub fn threshold_percent() -> u32 {
+        80
+    }
+    pub fn growth_percent() -> u32 {
+        25
+    }
+    pub fn min_step_gib() -> u32 {
+        10
+    }
+    pub fn max_size_gib() -> u32 {
+        1024
+    }
+    pub fn max_per_day() -> u32 {
+        4
+    }
+    pub fn min_interval() -> Duration {
+        Duration::from_secs(6 * 3600)
+    }
+}
+
+/// How a group's EBS volumes grow when their filesystems fill up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumePolicy {
+    /// Grow when a filesystem is at least this full.
+    #[serde(default = "defaults::threshold_percent")]
+    pub threshold_percent: u32,
+    /// Grow by this share of the size...
+    #[serde(default = "defaults::growth_percent")]
+    pub growth_percent: u32,
+    /// ...and by at least this much.
+    #[serde(default = "defaults::min_step_gib")]
+    pub min_step_gib: u32,
+    /// Never beyond this size.
+    #[serde(default = "defaults::max_size_gib")]
+    pub max_size_gib: u32,
+    /// Mount path → EBS device name (`/data` → `/dev/sdf`); `/` is the root device unless set.
+    #[serde(default)]
+    pub path_devices: std::collections::BTreeMap<String, String>,
+    /// EBS allows a few modifications a day per volume...
+    #[serde(default = "defaults::max_per_day")]
+    pub max_per_day: u32,
+    /// ...at least six hours apart.
+    #[serde(with = "humantime_serde", default = "defaults::min_interval")]
+    pub min_interval: std::time::Duration,
+}
+
+impl Default for VolumePolicy {
+    fn default() -> Self {
+        Self {
+            threshold_percent: defaults::threshold_percent(),
+            growth_percent: defaults::growth_percent(),
+            min_step_gib: defaults::min_step_gib(),
+            max_size_gib: defaults::max_size_gib(),
+            path_devices: Default::default(),
+            max_per_day: defaults::max_per_day(),
+            min_interval: defaults::min_interval(),
+        }
+    }
 }
 
 /// A group's behaviour, set at registration and changed with `PATCH /groups/{name}`.
@@ -251,6 +310,8 @@ pub struct Policy {
     /// Fall back to On-Demand when Spot has no capacity.
     pub fallback: bool,
     pub recovery: RecoveryPolicy,
+    #[serde(default)]
+    pub volumes: VolumePolicy,
 }
 
 impl Policy {
@@ -264,6 +325,7 @@ impl Policy {
             on_demand_base: 0,
             fallback: true,
             recovery: RecoveryPolicy::default(),
+            volumes: VolumePolicy::default(),
         }
     }
 }
@@ -451,6 +513,9 @@ pub struct InstanceFacts {
     pub private_ip: Option<String>,
     pub public_ip: Option<String>,
     pub tags: Vec<(String, String)>,
+    pub root_device: Option<String>,
+    /// (device name, EBS volume id) of each attached volume.
+    pub block_devices: Vec<(String, String)>,
 }
 
 impl InstanceFacts {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod fleet;
+pub mod growth;
 pub mod history;
 pub mod intake;
 pub mod launch;
@@ -16,8 +17,10 @@ pub mod online;
 pub mod plan;
 pub mod recovery;
 pub mod replacement;
+pub mod signature;
 pub mod store;
 pub mod telemetry;
+pub mod volume;
 
 use std::sync::Arc;
 

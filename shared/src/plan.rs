@@ -219,6 +219,7 @@ mod tests {
             volume_id: id.into(),
             availability_zone: zone.into(),
             state: if attached_to.is_some() { "in-use" } else { "available" }.into(),
+            size_gib: 20,
             attachments: attached_to.map(|i| (i.to_string(), "/dev/sdf".to_string())).into_iter().collect(),
         }
     }
@@ -235,6 +236,8 @@ mod tests {
             private_ip: Some(ip.into()),
             public_ip: None,
             tags: vec![],
+            root_device: None,
+            block_devices: vec![],
         }
     }
 

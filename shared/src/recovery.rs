@@ -345,6 +345,8 @@ mod tests {
             private_ip: None,
             public_ip: None,
             tags: vec![(crate::fleet::GROUP_TAG.into(), group.into())],
+            root_device: None,
+            block_devices: vec![],
         }
     }
 

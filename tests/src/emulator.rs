@@ -75,8 +75,9 @@ impl Emulator {
         false
     }
 
-    /// SDK configuration pointing every client at the emulator. One attempt per call: an operation
-    /// the emulator lacks should fail at once, not after retries.
+    /// SDK configuration pointing every client at the emulator, with the SDK's standard retry as
+    /// in AWS (3 attempts, backoff with jitter): moto's threaded server now and then answers a
+    /// request that races another with a 500, which the SDK rightly retries.
     pub fn sdk_config(&self) -> SdkConfig {
         sdk_config_at(&self.endpoint)
     }
@@ -96,7 +97,7 @@ pub fn sdk_config_at(endpoint: &str) -> SdkConfig {
                 None,
                 "spotkeeper-tests",
             )))
-            .retry_config(RetryConfig::standard().with_max_attempts(1))
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
             .build()
     }
 }
@@ -105,6 +106,11 @@ impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
+        // A failed test keeps the emulator's log: an operation it lacks shows there as a 500.
+        if std::thread::panicking() {
+            eprintln!("the emulator's log is kept at {}", self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }

@@ -90,3 +90,25 @@ pub fn launch_unsuccessful(asg: &str) -> Value {
     event["detail"]["AutoScalingGroupName"] = Value::String(asg.to_string());
     event
 }
+
+/// A `disk_used_percent` alarm on `instance_id`'s `path` going into ALARM at `used` percent.
+pub fn disk_alarm(instance_id: &str, path: &str, fstype: &str, used: f64) -> Value {
+    let mut event = load("cloudwatch-disk-alarm.json");
+    event["id"] = Value::String(format!("{:08x}-alarm-{instance_id}", rand_id()));
+    let dimensions = &mut event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"];
+    dimensions["InstanceId"] = Value::String(instance_id.to_string());
+    dimensions["path"] = Value::String(path.to_string());
+    dimensions["fstype"] = Value::String(fstype.to_string());
+    event["detail"]["state"]["reasonData"] =
+        Value::String(serde_json::json!({"version": "1.0", "queryDate": "2026-11-21T07:20:00.000+0000", "recentDatapoints": [used], "threshold": 80.0}).to_string());
+    event
+}
+
+/// EBS's `modifyVolume` notification for `volume_id` with `result` (`optimizing`, `completed`).
+pub fn volume_modified(volume_id: &str, result: &str) -> Value {
+    let mut event = load("ebs-volume-modified.json");
+    event["id"] = Value::String(format!("{:08x}-ebs-{volume_id}-{result}", rand_id()));
+    event["resources"] = serde_json::json!([format!("arn:aws:ec2:us-east-1:123456789012:volume/{volume_id}")]);
+    event["detail"]["result"] = Value::String(result.to_string());
+    event
+}

@@ -27,6 +27,7 @@ pub use receiver::Receiver;
 
 pub const TABLE: &str = "spotkeeper-fleet";
 pub const TOKEN: &str = "local-test-token";
+pub const WEBHOOK_SECRET: &str = "local-webhook-secret";
 
 /// A running emulator with the fleet table and a small fleet in it. The functions under test
 /// reach it through a fault-injecting proxy (which counts their calls); the test's own checks
@@ -160,14 +161,30 @@ impl Harness {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let api = api::Api { deps: self.deps.clone(), token: Secret::new(TOKEN) };
-        let mut request = Request::builder().method(method).uri(path);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        self.call_raw(method, path, &headers, body.map(|b| b.to_string().into_bytes()).unwrap_or_default()).await
+    }
+
+    /// Calls the router with these headers and exactly these body bytes (for signed webhooks).
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let api = api::Api {
+            deps: self.deps.clone(),
+            token: Secret::new(TOKEN),
+            webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
+        };
+        let mut request = Request::builder().method(method).uri(path).header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
-        let body = body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty);
         let response = api::router(Arc::new(api))
-            .oneshot(request.header("content-type", "application/json").body(body).expect("a request"))
+            .oneshot(request.body(Body::from(body)).expect("a request"))
             .await
             .expect("the router answers");
         let status = response.status();
@@ -178,6 +195,11 @@ impl Harness {
             serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
         };
         (status, json)
+    }
+
+    /// Sends an event to the `volume-threshold` function.
+    pub async fn volume_threshold(&self, event: Value) -> Result<Value, spotkeeper::Error> {
+        volume_threshold::handle(&self.deps, event).await
     }
 
     /// Registers the fleet's Auto Scaling group as the group `workers` through the API.
@@ -196,11 +218,12 @@ impl Harness {
         [
             ("SPOTKEEPER_TABLE", TABLE),
             ("SPOTKEEPER_TOPIC_ARN", self.topic_arn.as_str()),
+            ("SPOTKEEPER_WEBHOOK_SECRET", WEBHOOK_SECRET),
             ("AWS_ENDPOINT_URL", self.emulator.endpoint.as_str()),
             ("AWS_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "testing"),
             ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_MAX_ATTEMPTS", "1"),
+            ("AWS_MAX_ATTEMPTS", "3"),
             ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
             ("SPOTKEEPER_SLACK_WEBHOOK_URL", &format!("{}/slack/hook", self.slack.url)),
         ]

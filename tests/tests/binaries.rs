@@ -110,3 +110,15 @@ async fn the_rebalance_and_recovery_binaries_take_their_events() {
     let err = recovery.invoke(events::load("instance-state-running.json")).await.unwrap_err();
     assert!(err.contains("Scheduled Event"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_volume_binary_takes_its_three_kinds_of_event() {
+    let h = Harness::start().await;
+    let mut volume = Function::start("volume-threshold", &h.function_env()).await.unwrap();
+    for sample in ["cloudwatch-disk-alarm.json", "ebs-volume-modified.json", "ssm-command-failed.json"] {
+        let out = volume.invoke(events::load(sample)).await.unwrap();
+        assert_eq!(out["action"], "ignored", "{sample} names nothing spotkeeper manages: {out}");
+    }
+    let err = volume.invoke(events::load("malformed/cloudwatch-alarm-no-dimensions.json")).await.unwrap_err();
+    assert!(err.contains("InstanceId"), "{err}");
+}

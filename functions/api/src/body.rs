@@ -9,7 +9,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use spotkeeper::fleet::{AddressKind, Group, GroupKind, GroupName, Policy, RebalancePolicy, Window};
+use spotkeeper::fleet::{AddressKind, Group, GroupKind, GroupName, Policy, RebalancePolicy, VolumePolicy, Window};
 use spotkeeper::recovery;
 
 use crate::reply::ApiError;
@@ -162,6 +162,8 @@ pub struct PolicyPatch {
     pub on_demand_base: Option<u32>,
     pub fallback: Option<bool>,
     pub recovery: Option<RecoveryPatch>,
+    /// Replaces the volume settings as a whole; fields left out take their defaults.
+    pub volumes: Option<VolumePolicy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,8 +238,46 @@ impl PolicyPatch {
                 r.windows = windows;
             }
         }
+        if let Some(volumes) = self.volumes {
+            check_volumes(&volumes)?;
+            policy.volumes = volumes;
+        }
         Ok(policy)
     }
+}
+
+fn check_volumes(v: &VolumePolicy) -> Result<(), ApiError> {
+    let range = |field: &str, value: u32, low: u32, high: u32| {
+        if (low..=high).contains(&value) {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(format!("volumes.{field}"), format!("must be {low}-{high}")))
+        }
+    };
+    range("threshold_percent", v.threshold_percent, 1, 99)?;
+    range("growth_percent", v.growth_percent, 1, 500)?;
+    range("min_step_gib", v.min_step_gib, 1, 16_384)?;
+    // The largest EBS volume is 64 TiB.
+    range("max_size_gib", v.max_size_gib, 1, 65_536)?;
+    range("max_per_day", v.max_per_day, 1, 24)?;
+    if v.min_interval < SHORTEST {
+        return Err(ApiError::invalid(
+            "volumes.min_interval",
+            "must be at least 1m (EBS itself allows one modification per volume every 6h)",
+        ));
+    }
+    for (path, device) in &v.path_devices {
+        spotkeeper::growth::check_path(path).map_err(|m| ApiError::invalid("volumes.path_devices", m))?;
+        let device_ok =
+            device.strip_prefix("/dev/").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_alphanumeric()));
+        if !device_ok {
+            return Err(ApiError::invalid(
+                "volumes.path_devices",
+                format!("{device:?} is not a device name (like /dev/sdf)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]

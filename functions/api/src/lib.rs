@@ -3,6 +3,7 @@
 
 mod body;
 mod groups;
+mod hooks;
 mod register;
 pub mod reply;
 
@@ -26,6 +27,8 @@ use crate::reply::ApiError;
 pub struct Api {
     pub deps: Deps,
     pub token: Secret,
+    /// The key of signed inbound webhooks; without it they are refused.
+    pub webhook_secret: Option<Secret>,
 }
 
 impl Api {
@@ -36,7 +39,11 @@ impl Api {
             .as_ref()
             .ok_or(ConfigError::MissingSecret("SPOTKEEPER_API_TOKEN", "SPOTKEEPER_API_TOKEN_PARAM"))?;
         let token = source.resolve(&deps.clients.ssm).await?;
-        Ok(Self { deps, token })
+        let webhook_secret = match &config.webhook_secret {
+            Some(source) => Some(source.resolve(&deps.clients.ssm).await?),
+            None => None,
+        };
+        Ok(Self { deps, token, webhook_secret })
     }
 }
 
@@ -85,7 +92,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/groups", get(groups::list).post(groups::register))
         .route("/groups/{name}", get(groups::show).patch(groups::change).delete(groups::remove))
         .route("/groups/{name}/instances", post(groups::adopt))
+        .route("/hooks/alertmanager", post(hooks::alertmanager))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token))
+        // Signed instead of bearer: monitors that call it carry a shared secret, not our token.
+        .route("/hooks/volume", post(hooks::volume_hook))
         .route("/healthz", get(healthz))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)

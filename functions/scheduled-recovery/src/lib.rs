@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
-use spotkeeper::event::{self, Event, EventError, LAUNCH_UNSUCCESSFUL, LaunchUnsuccessful, SCHEDULED_EVENT};
+use spotkeeper::event::{self, Event, LAUNCH_UNSUCCESSFUL, LaunchUnsuccessful, SCHEDULED_EVENT};
 use spotkeeper::fleet::{
     GROUP_TAG, Group, GroupKind, Member, OnDemandShare, PoolHealth, Reason, Retiring, StandaloneSpec,
 };
@@ -25,12 +25,7 @@ pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
     match event::detail_type(&payload).as_deref() {
         Some(SCHEDULED_EVENT) => run(deps).await,
         Some(LAUNCH_UNSUCCESSFUL) => event::dispatch(payload, LAUNCH_UNSUCCESSFUL, |e| launch_failed(deps, e)).await,
-        other => Err(EventError::Unexpected {
-            detail_type: other.unwrap_or("(none)").to_string(),
-            origin: payload.get("source").and_then(Value::as_str).unwrap_or("(none)").to_string(),
-            expected: "Scheduled Event or EC2 Instance Launch Unsuccessful",
-        }
-        .into()),
+        _ => Err(event::unexpected(&payload, "Scheduled Event or EC2 Instance Launch Unsuccessful").into()),
     }
 }
 

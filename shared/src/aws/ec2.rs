@@ -24,6 +24,7 @@ pub struct VolumeFacts {
     pub availability_zone: String,
     /// `available`, `in-use`, ...
     pub state: String,
+    pub size_gib: i32,
     /// (instance id, device) of each attachment.
     pub attachments: Vec<(String, String)>,
 }
@@ -90,6 +91,13 @@ fn facts(instance: Instance) -> Option<InstanceFacts> {
             .unwrap_or_default()
             .into_iter()
             .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+            .collect(),
+        root_device: instance.root_device_name,
+        block_devices: instance
+            .block_device_mappings
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|b| Some((b.device_name?, b.ebs?.volume_id?)))
             .collect(),
     })
 }
@@ -184,6 +192,7 @@ impl Ec2 {
                     volume_id: v.volume_id?,
                     availability_zone: v.availability_zone?,
                     state: v.state.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    size_gib: v.size.unwrap_or_default(),
                     attachments: v
                         .attachments
                         .unwrap_or_default()
@@ -345,6 +354,18 @@ impl Ec2 {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(std::time::Duration::from_secs(2));
         }
+    }
+
+    /// Asks EBS to grow a volume (it keeps serving while it grows).
+    pub async fn modify_volume(&self, volume_id: &str, size_gib: i32) -> Result<(), AwsError> {
+        self.client
+            .modify_volume()
+            .volume_id(volume_id)
+            .size(size_gib)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ModifyVolume", e))?;
+        Ok(())
     }
 
     /// Stops instances (to move their volumes), all in one call.

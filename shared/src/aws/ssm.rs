@@ -26,4 +26,19 @@ impl Ssm {
             .map_err(|e| AwsError::from_sdk("GetParameter", e))?;
         out.parameter.and_then(|p| p.value).ok_or_else(|| AwsError::malformed("GetParameter", "the parameter value"))
     }
+
+    /// Runs a shell script on an instance (`AWS-RunShellScript`); returns the command id.
+    pub async fn run_shell(&self, instance_id: &str, comment: &str, script: &[String]) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .send_command()
+            .instance_ids(instance_id)
+            .document_name("AWS-RunShellScript")
+            .comment(comment.chars().take(100).collect::<String>())
+            .parameters("commands", script.to_vec())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("SendCommand", e))?;
+        out.command.and_then(|c| c.command_id).ok_or_else(|| AwsError::malformed("SendCommand", "the command id"))
+    }
 }

@@ -1,0 +1,105 @@
+//! Inbound webhooks that ask a volume to grow: `POST /hooks/volume`, signed like Stripe's
+//! webhooks (so Grafana, Uptime Kuma or any monitor can call it), and Prometheus Alertmanager's
+//! webhook on `POST /hooks/alertmanager` (bearer token).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use spotkeeper::Error;
+use spotkeeper::signature;
+use spotkeeper::volume::{self, Filling};
+
+use crate::Api;
+use crate::body::{self, check_instance_id};
+use crate::reply::ApiError;
+
+type Reply = Result<(StatusCode, Json<Value>), ApiError>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeHook {
+    pub instance_id: String,
+    pub path: String,
+    pub used_percent: f64,
+}
+
+fn grown(result: Result<Value, Error>) -> Result<Value, ApiError> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(Error::Invalid(message)) => Err(ApiError::invalid("path", message)),
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn check_filling(instance_id: &str, path: &str, field_prefix: &str) -> Result<(), ApiError> {
+    check_instance_id(&format!("{field_prefix}instance_id"), instance_id)?;
+    spotkeeper::growth::check_path(path).map_err(|m| ApiError::invalid(format!("{field_prefix}path"), m))
+}
+
+pub async fn volume_hook(State(api): State<Arc<Api>>, headers: HeaderMap, raw: Bytes) -> Reply {
+    let unauthorized = |message: String| ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", message);
+    let Some(secret) = &api.webhook_secret else {
+        return Err(unauthorized("inbound webhooks are off: set SPOTKEEPER_WEBHOOK_SECRET (or _PARAM)".into()));
+    };
+    let header = headers.get(signature::HEADER).and_then(|v| v.to_str().ok());
+    signature::verify(secret.expose().as_bytes(), header, &raw, api.deps.clock.now())
+        .map_err(|e| unauthorized(e.to_string()))?;
+    let hook: VolumeHook = body::parse(&raw)?;
+    check_filling(&hook.instance_id, &hook.path, "")?;
+    if !(0.0..=100.0).contains(&hook.used_percent) {
+        return Err(ApiError::invalid("used_percent", "must be 0-100"));
+    }
+    let filling = Filling {
+        instance_id: hook.instance_id,
+        path: hook.path,
+        used_percent: Some(hook.used_percent),
+        fstype: None,
+        source: "webhook",
+    };
+    Ok((StatusCode::OK, Json(grown(volume::grow(&api.deps, &filling).await)?)))
+}
+
+/// Alertmanager's webhook payload: its schema is Alertmanager's, so extra fields are accepted;
+/// what spotkeeper needs is checked.
+#[derive(Debug, Deserialize)]
+pub struct Alertmanager {
+    pub alerts: Vec<AlertmanagerAlert>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AlertmanagerAlert {
+    pub status: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+pub async fn alertmanager(State(api): State<Arc<Api>>, raw: Bytes) -> Reply {
+    let payload: Alertmanager = body::parse(&raw)?;
+    let mut results = Vec::new();
+    for (i, alert) in payload.alerts.iter().enumerate().filter(|(_, a)| a.status == "firing") {
+        let label = |name: &str| {
+            alert.labels.get(name).cloned().ok_or_else(|| {
+                ApiError::invalid(
+                    format!("alerts[{i}].labels.{name}"),
+                    format!("a firing alert needs the label {name}"),
+                )
+            })
+        };
+        let (instance_id, path) = (label("instance_id")?, label("path")?);
+        check_filling(&instance_id, &path, &format!("alerts[{i}].labels."))?;
+        let filling = Filling {
+            instance_id,
+            path,
+            used_percent: None,
+            fstype: alert.labels.get("fstype").cloned(),
+            source: "alertmanager",
+        };
+        results.push(grown(volume::grow(&api.deps, &filling).await)?);
+    }
+    Ok((StatusCode::OK, Json(json!({"results": results}))))
+}

@@ -1,0 +1,66 @@
+//! `volume-threshold`: grows an EBS volume before its filesystem fills up. A disk-usage alarm
+//! going into ALARM asks for the growth; EBS's `modifyVolume` notification says when the
+//! filesystem can grow (an SSM command does it); SSM's status says whether it did.
+
+use serde_json::{Value, json};
+use spotkeeper::event::EventError;
+use spotkeeper::event::{
+    self, ALARM_STATE_CHANGE, AlarmStateChange, COMMAND_STATUS, CommandStatus, Event, VOLUME_NOTIFICATION,
+    VolumeNotification,
+};
+use spotkeeper::volume::{self, Filling};
+use spotkeeper::{Deps, Error};
+
+/// The function's entry: a bare event or an SQS batch of them, of any of its three kinds.
+pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
+    match event::detail_type(&payload).as_deref() {
+        Some(ALARM_STATE_CHANGE) => event::dispatch(payload, ALARM_STATE_CHANGE, |e| alarm(deps, e)).await,
+        Some(VOLUME_NOTIFICATION) => event::dispatch(payload, VOLUME_NOTIFICATION, |e| modified(deps, e)).await,
+        Some(COMMAND_STATUS) => event::dispatch(payload, COMMAND_STATUS, |e| command(deps, e)).await,
+        _ => Err(event::unexpected(&payload, "CloudWatch Alarm State Change, EBS Volume Notification or EC2 Command Invocation Status-change Notification").into()),
+    }
+}
+
+async fn alarm(deps: &Deps, event: Event<AlarmStateChange>) -> Result<Value, Error> {
+    let alarm = &event.detail;
+    if alarm.state.value != "ALARM" {
+        return Ok(json!({"action": "ignored", "reason": format!("the alarm is {}", alarm.state.value)}));
+    }
+    let Some(metric) = alarm.disk_metric() else {
+        tracing::debug!(alarm = %alarm.alarm_name, "not a disk_used_percent alarm; ignored");
+        return Ok(json!({"action": "ignored", "reason": "not a disk_used_percent alarm"}));
+    };
+    let dimension = |name: &str| {
+        metric.dimensions.get(name).cloned().ok_or_else(|| {
+            EventError::Malformed(format!(
+                "alarm {}: the disk_used_percent metric has no {name} dimension",
+                alarm.alarm_name
+            ))
+        })
+    };
+    let filling = Filling {
+        instance_id: dimension("InstanceId")?,
+        path: dimension("path")?,
+        used_percent: alarm.latest_value(),
+        fstype: metric.dimensions.get("fstype").cloned(),
+        source: "alarm",
+    };
+    volume::grow(deps, &filling).await
+}
+
+async fn modified(deps: &Deps, event: Event<VolumeNotification>) -> Result<Value, Error> {
+    if event.detail.event != "modifyVolume" {
+        return Ok(json!({"action": "ignored", "reason": format!("EBS event {}", event.detail.event)}));
+    }
+    let volume_id = event
+        .resources
+        .iter()
+        .flatten()
+        .find_map(|arn| arn.rsplit_once("volume/").map(|(_, id)| id.to_string()))
+        .ok_or_else(|| EventError::Malformed("EBS Volume Notification names no volume in its resources".into()))?;
+    volume::modified(deps, &volume_id, &event.detail.result).await
+}
+
+async fn command(deps: &Deps, event: Event<CommandStatus>) -> Result<Value, Error> {
+    volume::command_finished(deps, &event.detail.command_id, &event.detail.status).await
+}
