@@ -258,6 +258,15 @@ pub mod defaults {
     pub fn min_interval() -> Duration {
         Duration::from_secs(6 * 3600)
     }
+    pub fn image_schedule() -> Duration {
+        Duration::from_secs(24 * 3600)
+    }
+    pub fn image_keep() -> u32 {
+        3
+    }
+    pub fn image_probation() -> Duration {
+        Duration::from_secs(15 * 60)
+    }
 }
 
 /// How a group's EBS volumes grow when their filesystems fill up.
@@ -301,6 +310,74 @@ impl Default for VolumePolicy {
     }
 }
 
+/// How a standalone group keeps a recent image of itself, so replacements come back as the
+/// instance was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePolicy {
+    #[serde(default)]
+    pub enabled: bool,
+    /// How often a new image is made.
+    #[serde(with = "humantime_serde", default = "defaults::image_schedule")]
+    pub schedule: std::time::Duration,
+    /// How many images to keep.
+    #[serde(default = "defaults::image_keep")]
+    pub keep: u32,
+    /// Reboot the instance for a consistent image (off: no downtime).
+    #[serde(default)]
+    pub reboot: bool,
+    /// A member launched from a new image that stops or dies this soon rolls the image back.
+    #[serde(with = "humantime_serde", default = "defaults::image_probation")]
+    pub probation: std::time::Duration,
+}
+
+impl Default for ImagePolicy {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            schedule: defaults::image_schedule(),
+            keep: defaults::image_keep(),
+            reboot: false,
+            probation: defaults::image_probation(),
+        }
+    }
+}
+
+/// Where one of a group's images stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageStage {
+    /// Being made.
+    Pending,
+    /// Made; the next run makes it the group's.
+    Ready,
+    /// The group's launch template version uses it.
+    Active,
+    /// Was active; kept for rollback.
+    Retired,
+    /// Rolled back: never activated again.
+    Bad,
+    /// Deregistered.
+    Pruned,
+}
+
+/// One image of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub image_id: String,
+    pub created_at: DateTime<Utc>,
+    pub source_instance: String,
+    pub stage: ImageStage,
+    /// The launch template version made for it, once active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_version: Option<String>,
+    /// The version it replaced: where a rollback goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 /// A group's behaviour, set at registration and changed with `PATCH /groups/{name}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
@@ -312,6 +389,8 @@ pub struct Policy {
     pub recovery: RecoveryPolicy,
     #[serde(default)]
     pub volumes: VolumePolicy,
+    #[serde(default)]
+    pub images: ImagePolicy,
 }
 
 impl Policy {
@@ -326,6 +405,7 @@ impl Policy {
             fallback: true,
             recovery: RecoveryPolicy::default(),
             volumes: VolumePolicy::default(),
+            images: ImagePolicy::default(),
         }
     }
 }
@@ -371,6 +451,9 @@ pub struct GroupStatus {
     /// The at-risk member a rebalance replacement is in flight for (at most one per group).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebalance_in_flight: Option<String>,
+    /// The group's images, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageRecord>,
 }
 
 /// A registered group: its configuration, policy, status and the version that guards every change.
@@ -436,6 +519,8 @@ pub enum Reason {
     Recovery,
     /// The instance vanished without an event; the scheduled reconcile noticed.
     Reconcile,
+    /// Its image was rolled back: the replacement comes from the previous one.
+    Rollback,
 }
 
 impl fmt::Display for Reason {
@@ -445,6 +530,7 @@ impl fmt::Display for Reason {
             Reason::Rebalance => "rebalance",
             Reason::Recovery => "recovery",
             Reason::Reconcile => "reconcile",
+            Reason::Rollback => "rollback",
         })
     }
 }
@@ -514,6 +600,7 @@ pub struct InstanceFacts {
     pub public_ip: Option<String>,
     pub tags: Vec<(String, String)>,
     pub root_device: Option<String>,
+    pub image_id: Option<String>,
     /// (device name, EBS volume id) of each attached volume.
     pub block_devices: Vec<(String, String)>,
 }

@@ -10,6 +10,7 @@ pub mod event;
 pub mod fleet;
 pub mod growth;
 pub mod history;
+pub mod images;
 pub mod intake;
 pub mod launch;
 pub mod notify;

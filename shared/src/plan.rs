@@ -237,6 +237,7 @@ mod tests {
             public_ip: None,
             tags: vec![],
             root_device: None,
+            image_id: None,
             block_devices: vec![],
         }
     }

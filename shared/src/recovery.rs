@@ -346,6 +346,7 @@ mod tests {
             public_ip: None,
             tags: vec![(crate::fleet::GROUP_TAG.into(), group.into())],
             root_device: None,
+            image_id: None,
             block_devices: vec![],
         }
     }

@@ -254,6 +254,13 @@ impl Harness {
             .expect("ListResourceRecordSets")
     }
 
+    /// Stamps an event with the test clock's time (as EventBridge stamps it with the real time).
+    pub fn now_on(&self, mut event: Value) -> Value {
+        let now = spotkeeper::clock::Clock::now(self.clock.as_ref());
+        event["time"] = Value::String(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        event
+    }
+
     /// Every instance in the emulator.
     pub async fn instance_count(&self) -> usize {
         let out = self.ec2().describe_instances().send().await.expect("DescribeInstances");

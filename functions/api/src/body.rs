@@ -9,7 +9,9 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use spotkeeper::fleet::{AddressKind, Group, GroupKind, GroupName, Policy, RebalancePolicy, VolumePolicy, Window};
+use spotkeeper::fleet::{
+    AddressKind, Group, GroupKind, GroupName, ImagePolicy, Policy, RebalancePolicy, VolumePolicy, Window,
+};
 use spotkeeper::recovery;
 
 use crate::reply::ApiError;
@@ -164,6 +166,8 @@ pub struct PolicyPatch {
     pub recovery: Option<RecoveryPatch>,
     /// Replaces the volume settings as a whole; fields left out take their defaults.
     pub volumes: Option<VolumePolicy>,
+    /// Replaces the image settings as a whole; fields left out take their defaults.
+    pub images: Option<ImagePolicy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,6 +241,24 @@ impl PolicyPatch {
                 }
                 r.windows = windows;
             }
+        }
+        if let Some(images) = self.images {
+            if matches!(group.kind, GroupKind::Asg(_)) && images.enabled {
+                return Err(ApiError::invalid(
+                    "images.enabled",
+                    "an asg group's images come from its launch template: spotkeeper refreshes standalone groups only",
+                ));
+            }
+            if images.schedule < Duration::from_secs(3600) {
+                return Err(ApiError::invalid("images.schedule", "must be at least 1h"));
+            }
+            if !(1..=20).contains(&images.keep) {
+                return Err(ApiError::invalid("images.keep", "must be 1-20"));
+            }
+            if !(SHORTEST..=Duration::from_secs(24 * 3600)).contains(&images.probation) {
+                return Err(ApiError::invalid("images.probation", "must be between 1m and 24h"));
+            }
+            policy.images = images;
         }
         if let Some(volumes) = self.volumes {
             check_volumes(&volumes)?;

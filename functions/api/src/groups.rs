@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use spotkeeper::Deps;
 use spotkeeper::fleet::{GROUP_TAG, Group, GroupKind, GroupName, Member, RebalancePolicy};
 use spotkeeper::history::History;
+use spotkeeper::images;
 use spotkeeper::online::bring_online;
 use spotkeeper::plan;
 
@@ -101,6 +102,36 @@ pub async fn change(
     );
     history.write(deps, &saved.name).await;
     Ok((StatusCode::OK, Json(view(&saved, &members))))
+}
+
+/// Rolls the group's image back on demand: the previous launch template version again, the
+/// image marked bad, and members launched from it replaced (each serves until its replacement does).
+pub async fn rollback(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Reply {
+    let deps = &api.deps;
+    let (group, members) = load(deps, name).await?;
+    let bad = images::rollback_target(&group.status.images).map(|(image, _)| image).map_err(ApiError::conflict)?;
+    let saved = images::rollback(deps, &group, &members, "rolled back by hand (POST /groups/{name}/rollback)")
+        .await
+        .map_err(|e| match e {
+            images::RollbackError::NoPrevious(message) => ApiError::conflict(message),
+            images::RollbackError::Failed(err) => err.into(),
+        })?;
+    let ids: Vec<String> = members.iter().filter(|m| m.is_serving()).map(|m| m.instance_id.clone()).collect();
+    let on_bad: Vec<String> = deps
+        .clients
+        .ec2
+        .instances(&ids)
+        .await?
+        .into_iter()
+        .filter(|i| i.image_id.as_deref() == Some(bad.as_str()))
+        .map(|i| i.instance_id)
+        .collect();
+    let olds: Vec<&Member> = members.iter().filter(|m| on_bad.contains(&m.instance_id)).collect();
+    let replacements = images::replace_from_previous(deps, &saved, &olds, true, deps.clock.now()).await?;
+    let mut view = view(&saved, &members);
+    view["rolled_back"] = json!(bad);
+    view["replacements"] = json!(replacements);
+    Ok((StatusCode::OK, Json(view)))
 }
 
 /// Stops managing a group. Its instances keep running; spotkeeper's tag comes off them.

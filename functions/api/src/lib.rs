@@ -92,6 +92,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/groups", get(groups::list).post(groups::register))
         .route("/groups/{name}", get(groups::show).patch(groups::change).delete(groups::remove))
         .route("/groups/{name}/instances", post(groups::adopt))
+        .route("/groups/{name}/rollback", post(groups::rollback))
         .route("/hooks/alertmanager", post(hooks::alertmanager))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token))
         // Signed instead of bearer: monitors that call it carry a shared secret, not our token.

@@ -12,7 +12,7 @@ use spotkeeper::fleet::{GroupKind, Reason, StandaloneSpec};
 use spotkeeper::history::History;
 use spotkeeper::notify::{Alert, Severity};
 use spotkeeper::online::{bring_online, move_volumes};
-use spotkeeper::{Deps, Error, recovery};
+use spotkeeper::{Deps, Error, images, recovery};
 
 /// The function's entry: a bare event or an SQS batch of them.
 pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
@@ -123,6 +123,39 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>) -> Result
                         .fact("still on On-Demand", left),
                     );
                 }
+            }
+        }
+        (Some(_), "stopped" | "terminated") if member.is_serving() => {
+            // A member from a new image that dies in probation, with no warning: the image is bad.
+            let image = deps
+                .clients
+                .ec2
+                .instances(std::slice::from_ref(instance_id))
+                .await?
+                .into_iter()
+                .next()
+                .and_then(|i| i.image_id);
+            if images::died_in_probation(&group, member, image.as_deref(), seen_at) {
+                let why = format!("{instance_id}, launched from it, {state} within the probation period");
+                let rolled = images::rollback(deps, &group, &members, &why).await.map_err(|e| match e {
+                    images::RollbackError::NoPrevious(m) => Error::Invalid(m),
+                    images::RollbackError::Failed(e) => e,
+                })?;
+                let new = images::replace_from_previous(deps, &rolled, &[member], false, seen_at).await?;
+                if state == "stopped" {
+                    deps.clients.ec2.terminate(std::slice::from_ref(instance_id)).await?;
+                }
+                deps.store.remove_member(&name, instance_id).await?;
+                history.note(
+                    Some(instance_id),
+                    "member-closed",
+                    format!(
+                        "{instance_id} {state} in probation; replaced by {} from the previous image",
+                        new.join(", ")
+                    ),
+                );
+                done["action"] = json!("rolled-back");
+                done["replacement"] = json!(new);
             }
         }
         (Some(spec), "stopped" | "terminated") => {

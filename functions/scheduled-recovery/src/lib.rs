@@ -1,5 +1,5 @@
-//! `scheduled-recovery`: every five minutes, the reconcile (table against EC2) and the way back
-//! to Spot; and, on `EC2 Instance Launch Unsuccessful` for lack of capacity, an Auto Scaling
+//! `scheduled-recovery`: every five minutes, the reconcile (table against EC2), the way back
+//! to Spot and the groups' images (made on their schedule, activated, pruned); and, on `EC2 Instance Launch Unsuccessful` for lack of capacity, an Auto Scaling
 //! group's fallback to On-Demand.
 
 use std::collections::HashSet;
@@ -14,7 +14,7 @@ use spotkeeper::history::History;
 use spotkeeper::notify::{Alert, Severity};
 use spotkeeper::recovery::{self, Drift, Step};
 use spotkeeper::replacement::{self, Old, Request};
-use spotkeeper::{Deps, Error, plan};
+use spotkeeper::{Deps, Error, images, plan};
 
 /// A member on its way back to Spot stays locked this long at most.
 const RECOVERY_LOCK_HOURS: i64 = 6;
@@ -57,8 +57,10 @@ pub async fn run(deps: &Deps) -> Result<Value, Error> {
         let reconciled = reconcile(deps, group, members, &drift, &health, now, &mut history, &mut alerts).await;
         let step = recovery::recovery_step(group, members, now);
         let recovered = recover(deps, group, members, &step, &health, now, &mut history, &mut alerts).await;
+        let imaged =
+            reported(images::refresh(deps, group, members, &known, now, &mut history, &mut alerts).await, group);
         history.write(deps, &group.name).await;
-        report.push(json!({"group": group.name, "reconcile": reconciled, "recovery": recovered}));
+        report.push(json!({"group": group.name, "reconcile": reconciled, "recovery": recovered, "images": imaged}));
     }
     deps.notifier.send(&alerts).await;
     Ok(json!({"groups": report}))

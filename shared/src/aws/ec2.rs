@@ -93,6 +93,7 @@ fn facts(instance: Instance) -> Option<InstanceFacts> {
             .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
             .collect(),
         root_device: instance.root_device_name,
+        image_id: instance.image_id,
         block_devices: instance
             .block_device_mappings
             .unwrap_or_default()
@@ -354,6 +355,119 @@ impl Ec2 {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(std::time::Duration::from_secs(2));
         }
+    }
+
+    /// Makes an image of an instance (without a reboot unless asked), tagged.
+    pub async fn create_image(
+        &self,
+        instance_id: &str,
+        name: &str,
+        reboot: bool,
+        tags: &[(String, String)],
+    ) -> Result<String, AwsError> {
+        // The image is tagged; its snapshots are found through it when it is deleted.
+        let tags = TagSpecification::builder()
+            .resource_type(ResourceType::Image)
+            .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+            .build();
+        let out = self
+            .client
+            .create_image()
+            .instance_id(instance_id)
+            .name(name)
+            .no_reboot(!reboot)
+            .tag_specifications(tags)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("CreateImage", e))?;
+        out.image_id.ok_or_else(|| AwsError::malformed("CreateImage", "the image id"))
+    }
+
+    /// The state of an image (`pending`, `available`, `failed`, ...) and its snapshots; `None`
+    /// when it no longer exists.
+    pub async fn image(&self, image_id: &str) -> Result<Option<(String, Vec<String>)>, AwsError> {
+        let out = match self.client.describe_images().image_ids(image_id).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let err = AwsError::from_sdk("DescribeImages", e);
+                return if err.is_not_found() { Ok(None) } else { Err(err) };
+            }
+        };
+        Ok(out.images.unwrap_or_default().into_iter().next().map(|i| {
+            let snapshots =
+                i.block_device_mappings.unwrap_or_default().into_iter().filter_map(|b| b.ebs?.snapshot_id).collect();
+            (i.state.map(|s| s.as_str().to_string()).unwrap_or_default(), snapshots)
+        }))
+    }
+
+    /// Deregisters an image and deletes its snapshots.
+    pub async fn delete_image(&self, image_id: &str) -> Result<(), AwsError> {
+        let snapshots = self.image(image_id).await?.map(|(_, s)| s).unwrap_or_default();
+        self.client
+            .deregister_image()
+            .image_id(image_id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DeregisterImage", e))?;
+        for snapshot in snapshots {
+            self.client
+                .delete_snapshot()
+                .snapshot_id(&snapshot)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("DeleteSnapshot", e))?;
+        }
+        Ok(())
+    }
+
+    /// The version number a template reference means now (`$Latest`, `$Default` resolved).
+    pub async fn template_version(&self, template: &LaunchTemplateRef) -> Result<String, AwsError> {
+        if template.version.parse::<u64>().is_ok() {
+            return Ok(template.version.clone());
+        }
+        let out = self
+            .client
+            .describe_launch_templates()
+            .set_launch_template_ids(template.id.clone().map(|id| vec![id]))
+            .set_launch_template_names(template.name.clone().map(|n| vec![n]))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DescribeLaunchTemplates", e))?;
+        let found = out
+            .launch_templates
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .ok_or_else(|| AwsError::malformed("DescribeLaunchTemplates", "the template"))?;
+        let number =
+            if template.version == "$Latest" { found.latest_version_number } else { found.default_version_number };
+        number
+            .map(|n| n.to_string())
+            .ok_or_else(|| AwsError::malformed("DescribeLaunchTemplates", "the version number"))
+    }
+
+    /// A new version of the template: `source` with its image replaced. Returns its number.
+    pub async fn template_version_with_image(
+        &self,
+        template: &LaunchTemplateRef,
+        source: &str,
+        image_id: &str,
+    ) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .create_launch_template_version()
+            .set_launch_template_id(template.id.clone())
+            .set_launch_template_name(template.name.clone())
+            .source_version(source)
+            .version_description(format!("spotkeeper: image {image_id}"))
+            .launch_template_data(aws_sdk_ec2::types::RequestLaunchTemplateData::builder().image_id(image_id).build())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("CreateLaunchTemplateVersion", e))?;
+        out.launch_template_version
+            .and_then(|v| v.version_number)
+            .map(|n| n.to_string())
+            .ok_or_else(|| AwsError::malformed("CreateLaunchTemplateVersion", "the version number"))
     }
 
     /// Asks EBS to grow a volume (it keeps serving while it grows).
