@@ -379,7 +379,7 @@ pub struct ImageRecord {
 }
 
 /// A group's behaviour, set at registration and changed with `PATCH /groups/{name}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
     pub rebalance: RebalancePolicy,
     /// Members that always stay On-Demand.
@@ -391,6 +391,9 @@ pub struct Policy {
     pub volumes: VolumePolicy,
     #[serde(default)]
     pub images: ImagePolicy,
+    /// On-Demand prices (USD per hour) by instance type, over the Price List API's.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub on_demand_prices: std::collections::BTreeMap<String, f64>,
 }
 
 impl Policy {
@@ -406,6 +409,7 @@ impl Policy {
             recovery: RecoveryPolicy::default(),
             volumes: VolumePolicy::default(),
             images: ImagePolicy::default(),
+            on_demand_prices: Default::default(),
         }
     }
 }
@@ -454,10 +458,13 @@ pub struct GroupStatus {
     /// The group's images, newest last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<ImageRecord>,
+    /// Until when the savings ledger has counted the group's hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accrued_at: Option<DateTime<Utc>>,
 }
 
 /// A registered group: its configuration, policy, status and the version that guards every change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Group {
     pub name: GroupName,
     #[serde(flatten)]

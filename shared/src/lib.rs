@@ -18,6 +18,7 @@ pub mod online;
 pub mod plan;
 pub mod recovery;
 pub mod replacement;
+pub mod savings;
 pub mod signature;
 pub mod store;
 pub mod telemetry;

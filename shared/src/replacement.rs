@@ -172,6 +172,12 @@ pub async fn record(
     if let Err(err) = deps.store.avoid_pools(&avoid, now + Duration::minutes(AVOID_POOL_MINUTES), health, now).await {
         tracing::error!(group = %group, error = %err, "could not record pool health");
     }
+    let day = now.format("%Y-%m-%d").to_string();
+    for _ in members.iter().filter(|m| m.fallen_back) {
+        if let Err(err) = deps.store.count(group, &day, crate::store::Counted::Fallback).await {
+            tracing::error!(group = %group, error = %err, "could not count a fallback in the ledger");
+        }
+    }
     if members.iter().any(|m| m.fallen_back) {
         let noted = deps
             .store

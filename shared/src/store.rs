@@ -9,6 +9,8 @@
 //! | event claim     | `DEDUP#<event id>` | `DEDUP`                | (TTL `expires_at`)     |
 //! | pool health     | `POOLS`            | `HEALTH`               |                        |
 //! | volume growth   | `VOLUME#<id>`      | `VOLUME`               | `VOLUMES` / id         |
+//! | savings ledger  | `SAVINGS#<group>`  | `DAY#<yyyy-mm-dd>`     |                        |
+//! | price cache     | `PRICE#on-demand`  | `<region>#<type>`      | (TTL `expires_at`)     |
 //!
 //! The instance lookup carries a snapshot of its group's configuration and the member's pool,
 //! and pool health is one item: so the interruption handler reads everything it needs to launch
@@ -82,6 +84,13 @@ const LOOKUP_SK: &str = "GROUP";
 const HEALTH_PK: &str = "POOLS";
 const HEALTH_SK: &str = "HEALTH";
 const POOL_PREFIX: &str = "pool:";
+
+/// What a ledger counts besides hours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    Interruption,
+    Fallback,
+}
 
 /// What the table knows of a managed instance: its group (as a snapshot) and its pool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -753,6 +762,119 @@ impl Store {
         }
     }
 
+    /// Adds a stretch of usage to a group's ledger for a day (atomic: concurrent runs add up).
+    pub async fn add_usage(
+        &self,
+        group: &GroupName,
+        day: &str,
+        usage: &crate::savings::Usage,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("SAVINGS#{group}")))
+            .key("sk", s(format!("DAY#{day}")))
+            .update_expression("SET #day = :day ADD spot_hours :s, on_demand_hours :o, cost :c, on_demand_cost :d")
+            .expression_attribute_names("#day", "day")
+            .expression_attribute_values(":day", s(day))
+            .expression_attribute_values(":s", AttributeValue::N(usage.spot_hours.to_string()))
+            .expression_attribute_values(":o", AttributeValue::N(usage.on_demand_hours.to_string()))
+            .expression_attribute_values(":c", AttributeValue::N(usage.cost.to_string()))
+            .expression_attribute_values(":d", AttributeValue::N(usage.on_demand_cost.to_string()))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// Counts an interruption or a fallback in a group's ledger for a day.
+    pub async fn count(&self, group: &GroupName, day: &str, what: Counted) -> Result<(), StoreError> {
+        let field = match what {
+            Counted::Interruption => "interruptions",
+            Counted::Fallback => "fallbacks",
+        };
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("SAVINGS#{group}")))
+            .key("sk", s(format!("DAY#{day}")))
+            .update_expression(format!("SET #day = :day ADD {field} :one"))
+            .expression_attribute_names("#day", "day")
+            .expression_attribute_values(":day", s(day))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// A group's ledger from one day to another (inclusive), in day order.
+    pub async fn ledger(
+        &self,
+        group: &GroupName,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<crate::savings::LedgerDay>, StoreError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+            .expression_attribute_values(":pk", s(format!("SAVINGS#{group}")))
+            .expression_attribute_values(":from", s(format!("DAY#{from}")))
+            .expression_attribute_values(":to", s(format!("DAY#{to}")))
+            .into_paginator()
+            .items()
+            .send();
+        let mut days = Vec::new();
+        while let Some(item) = pages.next().await {
+            days.push(parse(item.map_err(|e| AwsError::from_sdk("Query", e))?)?);
+        }
+        Ok(days)
+    }
+
+    /// A cached On-Demand price, if one was stored today.
+    pub async fn cached_price(&self, region: &str, instance_type: &str, day: &str) -> Result<Option<f64>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s("PRICE#on-demand"))
+            .key("sk", s(format!("{region}#{instance_type}")))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("GetItem", e))?;
+        let item = out.item.unwrap_or_default();
+        let fresh = matches!(item.get("day"), Some(AttributeValue::S(d)) if d == day);
+        Ok(match item.get("price") {
+            Some(AttributeValue::N(price)) if fresh => price.parse().ok(),
+            _ => None,
+        })
+    }
+
+    /// Caches an On-Demand price for the day.
+    pub async fn cache_price(
+        &self,
+        region: &str,
+        instance_type: &str,
+        day: &str,
+        price: f64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s("PRICE#on-demand"))
+            .item("sk", s(format!("{region}#{instance_type}")))
+            .item("day", s(day))
+            .item("price", AttributeValue::N(price.to_string()))
+            .item(TTL_ATTRIBUTE, AttributeValue::N((now + Duration::days(7)).timestamp().to_string()))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutItem", e))?;
+        Ok(())
+    }
+
     /// The group that manages an instance, if any.
     pub async fn group_of(&self, instance_id: &str) -> Result<Option<GroupName>, StoreError> {
         #[derive(Deserialize)]
@@ -831,6 +953,35 @@ impl Store {
             .await
             .map_err(|e| AwsError::from_sdk("PutItem", e))?;
         Ok(())
+    }
+
+    /// A page of a group's history, newest first, after the entry `after` (the sort key a previous
+    /// page ended at). Returns the entries and where the next page starts, if there is one.
+    pub async fn history_page(
+        &self,
+        group: &GroupName,
+        limit: i32,
+        after: Option<&str>,
+    ) -> Result<(Vec<HistoryEntry>, Option<String>), StoreError> {
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(group_pk(group)))
+            .expression_attribute_values(":prefix", s("EVENT#"))
+            .scan_index_forward(false)
+            .limit(limit);
+        if let Some(after) = after {
+            request = request.exclusive_start_key("pk", s(group_pk(group))).exclusive_start_key("sk", s(after));
+        }
+        let out = request.send().await.map_err(|e| AwsError::from_sdk("Query", e))?;
+        let next = out.last_evaluated_key.and_then(|k| match k.get("sk") {
+            Some(AttributeValue::S(sk)) => Some(sk.clone()),
+            _ => None,
+        });
+        let entries = out.items.unwrap_or_default().into_iter().map(parse).collect::<Result<Vec<_>, _>>()?;
+        Ok((entries, next))
     }
 
     /// The newest `limit` entries of a group's history, newest first.

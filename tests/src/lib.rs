@@ -48,6 +48,15 @@ pub struct Harness {
     pub clock: std::sync::Arc<clock::TestClock>,
 }
 
+/// A server the harness started; it stops on drop.
+pub struct ServerHandle(tokio::task::JoinHandle<()>);
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// An alert as an SNS subscriber receives it.
 #[derive(Debug, Clone)]
 pub struct SnsAlert {
@@ -197,6 +206,23 @@ impl Harness {
         (status, json)
     }
 
+    /// Serves the `api` function's router on a free port of 127.0.0.1 (for a browser); the
+    /// server stops when the handle drops.
+    pub async fn serve_api(&self) -> (String, ServerHandle) {
+        let api = api::Api {
+            deps: self.deps.clone(),
+            token: Secret::new(TOKEN),
+            webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port on 127.0.0.1");
+        let address = listener.local_addr().expect("the server's address");
+        let router = api::router(Arc::new(api));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        (format!("http://{address}"), ServerHandle(task))
+    }
+
     /// Sends an event to the `volume-threshold` function.
     pub async fn volume_threshold(&self, event: Value) -> Result<Value, spotkeeper::Error> {
         volume_threshold::handle(&self.deps, event).await
@@ -252,6 +278,12 @@ impl Harness {
             .a_record(&self.fleet.zone_id, "web.fleet.internal")
             .await
             .expect("ListResourceRecordSets")
+    }
+
+    /// Midnight (UTC) of the test clock's day.
+    pub fn clock_midnight(&self) -> chrono::DateTime<chrono::Utc> {
+        let now = spotkeeper::clock::Clock::now(self.clock.as_ref());
+        now.date_naive().and_hms_opt(0, 0, 0).map(|t| t.and_utc()).unwrap_or(now)
     }
 
     /// Stamps an event with the test clock's time (as EventBridge stamps it with the real time).

@@ -12,6 +12,7 @@ use spotkeeper::history::History;
 use spotkeeper::images;
 use spotkeeper::online::bring_online;
 use spotkeeper::plan;
+use spotkeeper::recovery;
 
 use crate::Api;
 use crate::body::{AdoptBody, PolicyPatch, Registration, Strict, check_instance_id};
@@ -84,6 +85,12 @@ pub async fn change(
     let (mut group, members) = load(deps, name).await?;
     let before = group.policy.clone();
     group.policy = patch.apply(&group)?;
+    // A new cooldown applies to the fallback under way, until its first attempt.
+    if let (Some(fallback), 0) = (&group.status.fallback, group.status.recovery.failed_attempts)
+        && before.recovery.cooldown != group.policy.recovery.cooldown
+    {
+        group.status.recovery.next_attempt_at = Some(recovery::next_attempt(&group.policy.recovery, 0, fallback.since));
+    }
     if let GroupKind::Asg(spec) = &group.kind
         && (before.rebalance == RebalancePolicy::Off) != (group.policy.rebalance == RebalancePolicy::Off)
     {

@@ -6,6 +6,7 @@ mod groups;
 mod hooks;
 mod register;
 pub mod reply;
+mod views;
 
 use std::sync::Arc;
 
@@ -94,10 +95,14 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/groups/{name}/instances", post(groups::adopt))
         .route("/groups/{name}/rollback", post(groups::rollback))
         .route("/hooks/alertmanager", post(hooks::alertmanager))
+        .route("/groups/{name}/events", get(views::events))
+        .route("/instances", get(views::instances))
+        .route("/savings", get(views::savings))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token))
         // Signed instead of bearer: monitors that call it carry a shared secret, not our token.
         .route("/hooks/volume", post(hooks::volume_hook))
         .route("/healthz", get(healthz))
+        .route("/", get(views::dashboard))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(body::MAX_BODY))

@@ -2,19 +2,20 @@
 //! to Spot and the groups' images (made on their schedule, activated, pruned); and, on `EC2 Instance Launch Unsuccessful` for lack of capacity, an Auto Scaling
 //! group's fallback to On-Demand.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use spotkeeper::event::{self, Event, LAUNCH_UNSUCCESSFUL, LaunchUnsuccessful, SCHEDULED_EVENT};
 use spotkeeper::fleet::{
-    GROUP_TAG, Group, GroupKind, Member, OnDemandShare, PoolHealth, Reason, Retiring, StandaloneSpec,
+    GROUP_TAG, Group, GroupKind, InstanceFacts, Member, OnDemandShare, PoolHealth, Reason, Retiring, StandaloneSpec,
 };
 use spotkeeper::history::History;
 use spotkeeper::notify::{Alert, Severity};
 use spotkeeper::recovery::{self, Drift, Step};
 use spotkeeper::replacement::{self, Old, Request};
-use spotkeeper::{Deps, Error, images, plan};
+use spotkeeper::store::Counted;
+use spotkeeper::{Deps, Error, images, plan, savings};
 
 /// A member on its way back to Spot stays locked this long at most.
 const RECOVERY_LOCK_HOURS: i64 = 6;
@@ -51,6 +52,13 @@ pub async fn run(deps: &Deps) -> Result<Value, Error> {
     }
     let mut report = Vec::new();
     let mut alerts = Vec::new();
+    let ledger = match savings(deps, &groups, &members, &known, now).await {
+        Ok(ledger) => ledger,
+        Err(err) => {
+            tracing::error!(error = %err, "savings not accrued this run; the next run counts the time");
+            json!({"error": err.to_string()})
+        }
+    };
     for (group, members) in groups.iter().zip(&members) {
         let mut history = History::new(deps);
         let drift = recovery::drift(group, members, &known, |id| managed.contains(id), recovery::owner_tag(group));
@@ -63,7 +71,70 @@ pub async fn run(deps: &Deps) -> Result<Value, Error> {
         report.push(json!({"group": group.name, "reconcile": reconciled, "recovery": recovered, "images": imaged}));
     }
     deps.notifier.send(&alerts).await;
-    Ok(json!({"groups": report}))
+    Ok(json!({"groups": report, "savings": ledger}))
+}
+
+/// On-Demand prices of these types: today's cached price, or the Price List API's, or (when it is
+/// out of reach) the list price shipped with spotkeeper; what is found is cached for the day, so a
+/// failing API is not asked again every run.
+async fn on_demand_prices(deps: &Deps, types: &[String], now: DateTime<Utc>) -> HashMap<String, f64> {
+    let day = now.format("%Y-%m-%d").to_string();
+    let region = &deps.clients.region;
+    let mut prices = HashMap::new();
+    for instance_type in types {
+        if let Some(price) = deps.store.cached_price(region, instance_type, &day).await.ok().flatten() {
+            prices.insert(instance_type.clone(), price);
+            continue;
+        }
+        let asked = deps.clients.pricing.on_demand_price(instance_type, region).await;
+        let price = match asked {
+            Ok(Some(price)) => Some(price),
+            Ok(None) => savings::list_price(instance_type),
+            Err(err) => {
+                tracing::info!(instance_type, error = %err, "the Price List API is out of reach; using the shipped list price");
+                savings::list_price(instance_type)
+            }
+        };
+        if let Some(price) = price {
+            if let Err(err) = deps.store.cache_price(region, instance_type, &day, price, now).await {
+                tracing::warn!(error = %err, "could not cache a price");
+            }
+            prices.insert(instance_type.clone(), price);
+        }
+    }
+    prices
+}
+
+/// Accrues every group's hours since the last run into its ledger for today: one Spot price
+/// call for all pools, On-Demand prices cached for the day.
+async fn savings(
+    deps: &Deps,
+    groups: &[Group],
+    members: &[Vec<Member>],
+    known: &[InstanceFacts],
+    now: DateTime<Utc>,
+) -> Result<Value, Error> {
+    let mut types: Vec<String> = members.iter().flatten().map(|m| m.instance_type.clone()).collect();
+    types.sort();
+    types.dedup();
+    let spot = deps.clients.ec2.spot_prices(&types, now).await.unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "no Spot prices this run: Spot hours are priced On-Demand (no saving claimed)");
+        HashMap::new()
+    });
+    let on_demand = on_demand_prices(deps, &types, now).await;
+    let day = now.format("%Y-%m-%d").to_string();
+    let mut accrued = Vec::new();
+    for (group, members) in groups.iter().zip(members) {
+        let since = group.status.accrued_at.unwrap_or(now);
+        let price = |t: &str| group.policy.on_demand_prices.get(t).or(on_demand.get(t)).copied();
+        let usage = savings::accrue(members, known, since, now, &spot, price);
+        if usage.spot_hours + usage.on_demand_hours > 0.0 {
+            deps.store.add_usage(&group.name, &day, &usage).await?;
+        }
+        deps.store.update_group(&group.name, |g| g.status.accrued_at = Some(now)).await?;
+        accrued.push(json!({"group": group.name, "day": day, "usage": usage}));
+    }
+    Ok(json!(accrued))
 }
 
 fn reported(result: Result<Value, Error>, group: &Group) -> Value {
@@ -404,6 +475,7 @@ async fn launch_failed(deps: &Deps, event: Event<LaunchUnsuccessful>) -> Result<
         deps.store
             .update_group(&group.name, |g| recovery::note_fallback(g, &detail.status_message, now, Some(share)))
             .await?;
+        deps.store.count(&group.name, &now.format("%Y-%m-%d").to_string(), Counted::Fallback).await?;
         let text =
             format!("On-Demand share raised to 100% above base {} (was {}%)", share.base, share.percent_above_base);
         history.note(None, "fallback", format!("no Spot capacity: {text}"));

@@ -15,6 +15,7 @@ use spotkeeper::intake::{Intake, intake, release, settle};
 use spotkeeper::notify::{Alert, Severity};
 use spotkeeper::plan::{self, Action, Warning};
 use spotkeeper::replacement::{self, Old, Request};
+use spotkeeper::store::Counted;
 use spotkeeper::{Deps, Error};
 
 /// How long a delivery holds an event and its instance before another delivery may take over:
@@ -113,12 +114,16 @@ async fn act(
             }
         }
     };
+    let day = now.format("%Y-%m-%d").to_string();
     for w in warnings {
         history.note(
             Some(&w.instance_id),
             "interrupted",
             format!("Spot interruption warning for {} in {}", w.instance_id, describe(w.lookup.pool.as_ref())),
         );
+        if let Err(err) = deps.store.count(&group, &day, Counted::Interruption).await {
+            tracing::error!(group = %group, error = %err, "could not count the interruption in the ledger");
+        }
     }
     history.write(deps, &group).await;
     (results, alerts)

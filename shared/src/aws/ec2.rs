@@ -357,6 +357,46 @@ impl Ec2 {
         }
     }
 
+    /// The latest Spot price of each (instance type, AZ) among `types`: one paginated call.
+    pub async fn spot_prices(
+        &self,
+        types: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<std::collections::HashMap<(String, String), f64>, AwsError> {
+        let mut prices = std::collections::HashMap::new();
+        if types.is_empty() {
+            return Ok(prices);
+        }
+        let mut pages = self
+            .client
+            .describe_spot_price_history()
+            .set_instance_types(Some(types.iter().map(|t| InstanceType::from(t.as_str())).collect()))
+            .product_descriptions("Linux/UNIX")
+            .start_time(aws_sdk_ec2::primitives::DateTime::from_secs(now.timestamp()))
+            .into_paginator()
+            .send();
+        let mut latest: std::collections::HashMap<(String, String), (i64, f64)> = std::collections::HashMap::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("DescribeSpotPriceHistory", e))?;
+            for entry in page.spot_price_history.unwrap_or_default() {
+                let (Some(t), Some(az), Some(price)) = (
+                    entry.instance_type,
+                    entry.availability_zone,
+                    entry.spot_price.and_then(|p| p.parse::<f64>().ok()),
+                ) else {
+                    continue;
+                };
+                let at = entry.timestamp.map(|t| t.secs()).unwrap_or_default();
+                let key = (t.as_str().to_string(), az);
+                if latest.get(&key).is_none_or(|(seen, _)| *seen <= at) {
+                    latest.insert(key, (at, price));
+                }
+            }
+        }
+        prices.extend(latest.into_iter().map(|(k, (_, p))| (k, p)));
+        Ok(prices)
+    }
+
     /// Makes an image of an instance (without a reboot unless asked), tagged.
     pub async fn create_image(
         &self,

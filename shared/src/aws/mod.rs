@@ -2,6 +2,7 @@
 
 pub mod autoscaling;
 pub mod ec2;
+pub mod pricing;
 pub mod route53;
 pub mod ssm;
 
@@ -51,8 +52,11 @@ pub struct Clients {
     pub autoscaling: autoscaling::AutoScaling,
     pub route53: route53::Route53,
     pub ssm: ssm::Ssm,
+    pub pricing: pricing::Pricing,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sns: aws_sdk_sns::Client,
+    /// The fleet's region (for prices and console links).
+    pub region: String,
 }
 
 impl Clients {
@@ -62,8 +66,13 @@ impl Clients {
             autoscaling: autoscaling::AutoScaling::new(aws_sdk_autoscaling::Client::new(sdk)),
             route53: route53::Route53::new(aws_sdk_route53::Client::new(sdk)),
             ssm: ssm::Ssm::new(aws_sdk_ssm::Client::new(sdk)),
+            // The Price List API answers in us-east-1 only (and a few others), for every region.
+            pricing: pricing::Pricing::new(aws_sdk_pricing::Client::from_conf(
+                aws_sdk_pricing::config::Builder::from(sdk).region(aws_config::Region::new("us-east-1")).build(),
+            )),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sns: aws_sdk_sns::Client::new(sdk),
+            region: sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".to_string()),
         }
     }
 }
