@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 CARGO  ?= cargo
 
-.PHONY: tools demo emulator test build lint deploy clean
+.PHONY: tools browser demo emulator test build lint deploy clean
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -16,6 +16,12 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 tools: $(VENV)/.installed
+
+# The dashboard's test drives a real browser: Debian's Chromium (as root, or through sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
 build:
 	$(CARGO) build --workspace --bins
@@ -27,7 +33,7 @@ emulator: tools build
 	$(CARGO) run --quiet -p spotkeeper-tests --bin demo -- --keep
 
 # cargo prints one result line per test binary; the last line here adds them up.
-test: tools build
+test: tools browser build
 	cfn-lint template.yaml
 	mkdir -p target
 	$(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
