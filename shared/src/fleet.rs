@@ -378,6 +378,24 @@ pub struct ImageRecord {
     pub note: Option<String>,
 }
 
+/// An outgoing webhook: lifecycle events POSTed as signed JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+    /// The HMAC key of the `Spotkeeper-Signature` header (never shown by the API).
+    pub secret: String,
+    /// The events to send (empty: all).
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Allow plain `http://` to a loopback address (for local use).
+    #[serde(default)]
+    pub allow_loopback_http: bool,
+    /// Allow private, link-local and metadata addresses.
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
 /// A group's behaviour, set at registration and changed with `PATCH /groups/{name}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
@@ -391,6 +409,8 @@ pub struct Policy {
     pub volumes: VolumePolicy,
     #[serde(default)]
     pub images: ImagePolicy,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<Webhook>,
     /// On-Demand prices (USD per hour) by instance type, over the Price List API's.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub on_demand_prices: std::collections::BTreeMap<String, f64>,
@@ -409,6 +429,7 @@ impl Policy {
             recovery: RecoveryPolicy::default(),
             volumes: VolumePolicy::default(),
             images: ImagePolicy::default(),
+            webhooks: Vec::new(),
             on_demand_prices: Default::default(),
         }
     }

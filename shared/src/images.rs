@@ -124,23 +124,24 @@ pub async fn refresh(
             let current = deps.clients.ec2.template_version(&spec.launch_template).await?;
             let version =
                 deps.clients.ec2.template_version_with_image(&spec.launch_template, &current, &image_id).await?;
-            let mut changed = group.clone();
-            if let GroupKind::Standalone(spec) = &mut changed.kind {
-                spec.launch_template.version = version.clone();
-            }
-            for image in &mut changed.status.images {
-                if image.stage == ImageStage::Active {
-                    image.stage = ImageStage::Retired;
-                }
-                if image.image_id == image_id {
-                    image.stage = ImageStage::Active;
-                    image.template_version = Some(version.clone());
-                    image.previous_version = Some(current.clone());
-                }
-            }
             // The launch template version is configuration: the member lookups carry it too.
-            let ids: Vec<String> = members.iter().map(|m| m.instance_id.clone()).collect();
-            deps.store.save_group(&changed, &ids).await?;
+            deps.store
+                .update_config(name, |g| {
+                    if let GroupKind::Standalone(spec) = &mut g.kind {
+                        spec.launch_template.version = version.clone();
+                    }
+                    for image in &mut g.status.images {
+                        if image.stage == ImageStage::Active {
+                            image.stage = ImageStage::Retired;
+                        }
+                        if image.image_id == image_id {
+                            image.stage = ImageStage::Active;
+                            image.template_version = Some(version.clone());
+                            image.previous_version = Some(current.clone());
+                        }
+                    }
+                })
+                .await?;
             history.note(
                 None,
                 "image-activated",
@@ -259,22 +260,25 @@ impl From<crate::store::StoreError> for RollbackError {
 
 /// Goes back to the launch template version before the active image, marks the image bad (never
 /// activated again), and says why. Returns the group as saved.
-pub async fn rollback(deps: &Deps, group: &Group, members: &[Member], why: &str) -> Result<Group, RollbackError> {
+pub async fn rollback(deps: &Deps, group: &Group, why: &str) -> Result<Group, RollbackError> {
     let (bad, previous) = rollback_target(&group.status.images).map_err(RollbackError::NoPrevious)?;
-    let mut changed = group.clone();
-    if let GroupKind::Standalone(spec) = &mut changed.kind {
-        spec.launch_template.version = previous.clone();
-    }
-    for image in &mut changed.status.images {
-        if image.image_id == bad {
-            image.stage = ImageStage::Bad;
-            image.note = Some(why.to_string());
-        } else if image.template_version.as_ref() == Some(&previous) && image.stage == ImageStage::Retired {
-            image.stage = ImageStage::Active;
-        }
-    }
-    let ids: Vec<String> = members.iter().map(|m| m.instance_id.clone()).collect();
-    let saved = deps.store.save_group(&changed, &ids).await?;
+    let saved = deps
+        .store
+        .update_config(&group.name, |g| {
+            if let GroupKind::Standalone(spec) = &mut g.kind {
+                spec.launch_template.version = previous.clone();
+            }
+            for image in &mut g.status.images {
+                if image.image_id == bad {
+                    image.stage = ImageStage::Bad;
+                    image.note = Some(why.to_string());
+                } else if image.template_version.as_ref() == Some(&previous) && image.stage == ImageStage::Retired {
+                    image.stage = ImageStage::Active;
+                }
+            }
+        })
+        .await?
+        .ok_or_else(|| RollbackError::NoPrevious(format!("group {} no longer exists", group.name)))?;
     let mut history = History::new(deps);
     history.note(
         None,
@@ -291,7 +295,7 @@ pub async fn rollback(deps: &Deps, group: &Group, members: &[Member], why: &str)
     .fact("image", &bad)
     .fact("why", why)
     .fact("template version", &previous);
-    deps.notifier.send(&[alert]).await;
+    deps.alert(&[alert]).await;
     Ok(saved)
 }
 

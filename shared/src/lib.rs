@@ -23,6 +23,7 @@ pub mod signature;
 pub mod store;
 pub mod telemetry;
 pub mod volume;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -52,12 +53,18 @@ impl Deps {
             None => None,
         };
         let store = Store::new(clients.dynamodb.clone(), &config.table);
-        let notifier = Notifier::new(clients.sns.clone(), config.topic_arn.clone(), slack);
+        let notifier = Notifier::new(clients.sns.clone(), config.topic_arn.clone(), slack, clients.region.clone());
         Ok(Self { clients, store, notifier, clock: Arc::new(SystemClock) })
     }
 
     pub fn with_clock(self, clock: SharedClock) -> Self {
         Self { clock, ..self }
+    }
+
+    /// Alerts: SNS, Slack and the groups' webhooks. After the action, never before it; a failed
+    /// alert is logged (or recorded, for webhooks), never a failed action.
+    pub async fn alert(&self, alerts: &[notify::Alert]) {
+        tokio::join!(self.notifier.send(alerts), webhooks::send(self, alerts));
     }
 }
 

@@ -77,12 +77,19 @@ pub struct Notifier {
     topic_arn: Option<String>,
     slack: Option<Secret>,
     http: reqwest::Client,
+    /// For console links in Slack messages.
+    region: String,
 }
 
 impl Notifier {
-    pub fn new(sns: aws_sdk_sns::Client, topic_arn: Option<String>, slack: Option<Secret>) -> Self {
+    pub fn new(sns: aws_sdk_sns::Client, topic_arn: Option<String>, slack: Option<Secret>, region: String) -> Self {
         let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().unwrap_or_default();
-        Self { sns, topic_arn, slack, http }
+        Self { sns, topic_arn, slack, http, region }
+    }
+
+    /// The HTTP client alerts and webhooks share (5-second timeout).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Sends every alert to every channel, concurrently; failures are logged.
@@ -123,11 +130,26 @@ impl Notifier {
             Severity::Critical => ":rotating_light:",
         };
         let facts: Vec<String> = alert.facts.iter().map(|(n, v)| format!("*{n}*: {v}")).collect();
+        // A link to the instance in the EC2 console, when the alert is about one.
+        let fact = |name: &str| alert.facts.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        let instance = fact("replacement").or(fact("instance"));
+        let console = match instance {
+            Some(id) => format!(
+                "<https://{r}.console.aws.amazon.com/ec2/home?region={r}#InstanceDetails:instanceId={id}|Open {id} in the EC2 console>",
+                r = self.region
+            ),
+            None => format!(
+                "<https://{r}.console.aws.amazon.com/ec2/home?region={r}#Instances:|Open the EC2 console>",
+                r = self.region
+            ),
+        };
         let payload = json!({
             "text": format!("{icon} {}", alert.headline),
             "blocks": [
-                {"type": "section", "text": {"type": "mrkdwn", "text": format!("{icon} *{}*", alert.headline)}},
+                {"type": "header", "text": {"type": "plain_text", "text": format!("{icon} {}", alert.severity.to_string().to_uppercase()), "emoji": true}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": format!("*{}*", alert.headline)}},
                 {"type": "section", "text": {"type": "mrkdwn", "text": format!("*group*: {}\n*event*: {}\n{}", alert.group, alert.event, facts.join("\n"))}},
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": console}]},
             ]
         });
         // The URL is a secret: errors name the status, never the URL.

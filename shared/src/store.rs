@@ -296,6 +296,27 @@ impl Store {
         Err(last.unwrap_or_else(|| StoreError::Conflict(format!("group {name}"))))
     }
 
+    /// Reads a group, changes its configuration and saves it with its members' lookups, reading
+    /// again when another writer got there first (a few times). `None` when there is no such group.
+    pub async fn update_config(
+        &self,
+        name: &GroupName,
+        change: impl Fn(&mut Group),
+    ) -> Result<Option<Group>, StoreError> {
+        let mut last = None;
+        for _ in 0..4 {
+            let Some(mut group) = self.group(name).await? else { return Ok(None) };
+            change(&mut group);
+            let ids: Vec<String> = self.members(name).await?.into_iter().map(|m| m.instance_id).collect();
+            match self.save_group(&group, &ids).await {
+                Ok(saved) => return Ok(Some(saved)),
+                Err(StoreError::Conflict(m)) => last = Some(StoreError::Conflict(m)),
+                Err(other) => return Err(other),
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::Conflict(format!("group {name}"))))
+    }
+
     pub async fn group(&self, name: &GroupName) -> Result<Option<Group>, StoreError> {
         let out = self
             .client

@@ -118,7 +118,7 @@ pub async fn grow(deps: &Deps, filling: &Filling) -> Result<Value, Error> {
     }
     .await;
     history.write(deps, &name).await;
-    deps.notifier.send(&alerts).await;
+    deps.alert(&alerts).await;
     outcome
 }
 
@@ -176,7 +176,7 @@ pub async fn modified(deps: &Deps, volume_id: &str, result: &str) -> Result<Valu
     }
     deps.store.save_volume(&record).await?;
     history.write(deps, &record.group).await;
-    deps.notifier.send(&alerts).await;
+    deps.alert(&alerts).await;
     Ok(done)
 }
 
@@ -206,7 +206,7 @@ pub async fn command_finished(deps: &Deps, command_id: &str, status: &str) -> Re
         .fact("volume", &record.volume_id)
         .fact("command", command_id)
         .fact("next", "run the command's script by hand; the volume itself has grown");
-        deps.notifier.send(&[alert]).await;
+        deps.alert(&[alert]).await;
     } else {
         history.note(
             Some(&record.instance_id),

@@ -293,6 +293,25 @@ impl Harness {
         event
     }
 
+    /// Starts an instance by hand (from the fleet's launch template, in subnet A), as an operator
+    /// would before adopting it.
+    pub async fn run_by_hand(&self) -> String {
+        let template = aws_sdk_ec2::types::LaunchTemplateSpecification::builder()
+            .launch_template_id(&self.fleet.template_id)
+            .build();
+        let run = self
+            .ec2()
+            .run_instances()
+            .launch_template(template)
+            .subnet_id(&self.fleet.subnet_a)
+            .min_count(1)
+            .max_count(1)
+            .send()
+            .await
+            .expect("RunInstances");
+        run.instances()[0].instance_id().expect("an instance id").to_string()
+    }
+
     /// Every instance in the emulator.
     pub async fn instance_count(&self) -> usize {
         let out = self.ec2().describe_instances().send().await.expect("DescribeInstances");

@@ -22,8 +22,20 @@ fn chromium() -> String {
 fn browse(url: &str, extra: &[&str]) -> String {
     let profile = std::env::temp_dir().join(format!("spotkeeper-chromium-{}-{}", std::process::id(), extra.len()));
     let out = Command::new(chromium())
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
-        .args(["--disable-component-update", "--disable-sync", "--virtual-time-budget=10000", "--window-size=1280,1800"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+        ])
+        .args([
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=10000",
+            "--window-size=1280,1800",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
         .arg(url)
@@ -39,7 +51,7 @@ fn dollars(amount: f64) -> String {
     let whole = (cents / 100).to_string();
     let mut grouped = String::new();
     for (i, c) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(c);
@@ -79,10 +91,21 @@ async fn the_dashboard_shows_the_fleet_the_timeline_and_the_savings() {
     for id in &ids {
         assert!(dom.contains(&format!("data-instance=\"{id}\"")), "the fleet shows {id}:\n{dom}");
     }
-    assert!(dom.contains("data-kind=\"instance-state\"") && dom.contains("data-kind=\"group-registered\""), "the timeline");
+    assert!(
+        dom.contains("data-kind=\"instance-state\"") && dom.contains("data-kind=\"group-registered\""),
+        "the timeline"
+    );
     let savings_total = dom.split("id=\"savings-total\"").nth(1).expect("a savings total");
-    assert!(savings_total[..savings_total.len().min(2000)].contains(&dollars(total)), "the savings figure {} is shown", dollars(total));
-    assert!(dom.contains("id=\"savings-chart\"") && dom.split("id=\"savings-chart\"").nth(1).is_some_and(|c| c.contains("<svg")), "a chart");
+    assert!(
+        savings_total[..savings_total.len().min(2000)].contains(&dollars(total)),
+        "the savings figure {} is shown",
+        dollars(total)
+    );
+    assert!(
+        dom.contains("id=\"savings-chart\"")
+            && dom.split("id=\"savings-chart\"").nth(1).is_some_and(|c| c.contains("<svg")),
+        "a chart"
+    );
     assert!(!dom.contains("id=\"login-box\" hidden=\"\"") || dom.contains("data-instance"), "signed in");
 
     // Without the token the page asks for it, and shows no data.

@@ -124,6 +124,11 @@ async fn a_standalone_member_is_replaced_and_dns_address_and_volume_follow() {
     for fact in [old.as_str(), new.as_str(), "m5a.large", "replaced"] {
         assert!(text.contains(fact), "{fact} missing from Slack: {text}");
     }
+    assert!(
+        text.contains(&format!("console.aws.amazon.com/ec2/home?region=us-east-1#InstanceDetails:instanceId={new}")),
+        "a console link: {text}"
+    );
+    assert_eq!(body["blocks"][0]["type"], "header", "Block Kit, headed by the severity");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

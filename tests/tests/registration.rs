@@ -171,19 +171,7 @@ async fn adopting_and_removing_a_group_terminates_nothing() {
     assert_eq!(status, StatusCode::CREATED, "{web}");
 
     // An instance started by hand in one of the group's subnets: adopted as the second member.
-    let run = h
-        .ec2()
-        .run_instances()
-        .launch_template(
-            aws_sdk_ec2::types::LaunchTemplateSpecification::builder().launch_template_id(&h.fleet.template_id).build(),
-        )
-        .subnet_id(&h.fleet.subnet_a)
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .unwrap();
-    let pet = run.instances()[0].instance_id().unwrap().to_string();
+    let pet = h.run_by_hand().await;
     let (status, full) =
         h.call(Method::POST, "/groups/web/instances", Some(TOKEN), Some(json!({"instance_id": pet}))).await;
     assert_eq!(status, StatusCode::CONFLICT, "the group is at capacity: {full}");

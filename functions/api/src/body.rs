@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use spotkeeper::fleet::{
-    AddressKind, Group, GroupKind, GroupName, ImagePolicy, Policy, RebalancePolicy, VolumePolicy, Window,
+    AddressKind, Group, GroupKind, GroupName, ImagePolicy, Policy, RebalancePolicy, VolumePolicy, Webhook, Window,
 };
 use spotkeeper::recovery;
 
@@ -19,14 +19,14 @@ use crate::reply::ApiError;
 /// The largest body any route takes.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// A JSON body parsed strictly: the error names the field that failed.
-pub struct Strict<T>(pub T);
+/// The raw body, within the size limit, refused with the API's JSON errors (413 over it).
+pub struct Raw(pub Bytes);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Strict<T> {
+impl<S: Send + Sync> FromRequest<S> for Raw {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        Bytes::from_request(req, state).await.map(Raw).map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -36,8 +36,40 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Strict<T> {
             } else {
                 ApiError::invalid("", rejection.body_text())
             }
-        })?;
+        })
+    }
+}
+
+/// A JSON body parsed strictly: the error names the field that failed.
+pub struct Strict<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Strict<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Raw(bytes) = Raw::from_request(req, state).await?;
         parse(&bytes).map(Strict)
+    }
+}
+
+/// Query parameters parsed strictly: an unknown or malformed one is a 400 in the API's shape.
+pub struct StrictQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for StrictQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(StrictQuery).map_err(|e| {
+            let message = e.inner().to_string();
+            let field = message
+                .strip_prefix("unknown field `")
+                .and_then(|m| m.split('`').next())
+                .unwrap_or_default()
+                .to_string();
+            ApiError::invalid(field, format!("bad query: {message}"))
+        })
     }
 }
 
@@ -168,6 +200,8 @@ pub struct PolicyPatch {
     pub volumes: Option<VolumePolicy>,
     /// Replaces the image settings as a whole; fields left out take their defaults.
     pub images: Option<ImagePolicy>,
+    /// Replaces the group's outgoing webhooks.
+    pub webhooks: Option<Vec<Webhook>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,6 +293,15 @@ impl PolicyPatch {
                 return Err(ApiError::invalid("images.probation", "must be between 1m and 24h"));
             }
             policy.images = images;
+        }
+        if let Some(webhooks) = self.webhooks {
+            if webhooks.len() > 10 {
+                return Err(ApiError::invalid("webhooks", "at most 10 webhooks a group"));
+            }
+            for (i, webhook) in webhooks.iter().enumerate() {
+                spotkeeper::webhooks::check(webhook).map_err(|m| ApiError::invalid(format!("webhooks[{i}]"), m))?;
+            }
+            policy.webhooks = webhooks;
         }
         if let Some(volumes) = self.volumes {
             check_volumes(&volumes)?;

@@ -23,6 +23,11 @@ type Reply = Result<(StatusCode, Json<Value>), ApiError>;
 
 fn view(group: &Group, members: &[Member]) -> Value {
     let mut view = serde_json::to_value(group).unwrap_or_else(|_| json!({"name": group.name}));
+    // Webhook secrets are kept, never shown.
+    let webhooks = view.get_mut("policy").and_then(|p| p.get_mut("webhooks")).and_then(Value::as_array_mut);
+    for webhook in webhooks.into_iter().flatten() {
+        webhook["secret"] = json!("***");
+    }
     if let GroupKind::Standalone(spec) = &group.kind {
         // The pools the group launches into: its types in its subnets, within its volumes' AZ.
         let pools = plan::pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
@@ -117,12 +122,12 @@ pub async fn rollback(State(api): State<Arc<Api>>, Path(name): Path<String>) -> 
     let deps = &api.deps;
     let (group, members) = load(deps, name).await?;
     let bad = images::rollback_target(&group.status.images).map(|(image, _)| image).map_err(ApiError::conflict)?;
-    let saved = images::rollback(deps, &group, &members, "rolled back by hand (POST /groups/{name}/rollback)")
-        .await
-        .map_err(|e| match e {
+    let saved = images::rollback(deps, &group, "rolled back by hand (POST /groups/{name}/rollback)").await.map_err(
+        |e| match e {
             images::RollbackError::NoPrevious(message) => ApiError::conflict(message),
             images::RollbackError::Failed(err) => err.into(),
-        })?;
+        },
+    )?;
     let ids: Vec<String> = members.iter().filter(|m| m.is_serving()).map(|m| m.instance_id.clone()).collect();
     let on_bad: Vec<String> = deps
         .clients

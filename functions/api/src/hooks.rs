@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -15,7 +14,7 @@ use spotkeeper::signature;
 use spotkeeper::volume::{self, Filling};
 
 use crate::Api;
-use crate::body::{self, check_instance_id};
+use crate::body::{self, Raw, check_instance_id};
 use crate::reply::ApiError;
 
 type Reply = Result<(StatusCode, Json<Value>), ApiError>;
@@ -41,7 +40,7 @@ fn check_filling(instance_id: &str, path: &str, field_prefix: &str) -> Result<()
     spotkeeper::growth::check_path(path).map_err(|m| ApiError::invalid(format!("{field_prefix}path"), m))
 }
 
-pub async fn volume_hook(State(api): State<Arc<Api>>, headers: HeaderMap, raw: Bytes) -> Reply {
+pub async fn volume_hook(State(api): State<Arc<Api>>, headers: HeaderMap, Raw(raw): Raw) -> Reply {
     let unauthorized = |message: String| ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", message);
     let Some(secret) = &api.webhook_secret else {
         return Err(unauthorized("inbound webhooks are off: set SPOTKEEPER_WEBHOOK_SECRET (or _PARAM)".into()));
@@ -78,7 +77,7 @@ pub struct AlertmanagerAlert {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
-pub async fn alertmanager(State(api): State<Arc<Api>>, raw: Bytes) -> Reply {
+pub async fn alertmanager(State(api): State<Arc<Api>>, Raw(raw): Raw) -> Reply {
     let payload: Alertmanager = body::parse(&raw)?;
     let mut results = Vec::new();
     for (i, alert) in payload.alerts.iter().enumerate().filter(|(_, a)| a.status == "firing") {

@@ -88,6 +88,25 @@ async fn wrong_method() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
 }
 
+/// Every route the API serves (method, path), as `openapi.yaml` documents them; a test checks
+/// the two match and that each route answers.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/healthz"),
+    ("GET", "/groups"),
+    ("POST", "/groups"),
+    ("GET", "/groups/{name}"),
+    ("PATCH", "/groups/{name}"),
+    ("DELETE", "/groups/{name}"),
+    ("POST", "/groups/{name}/instances"),
+    ("POST", "/groups/{name}/rollback"),
+    ("GET", "/groups/{name}/events"),
+    ("GET", "/instances"),
+    ("GET", "/savings"),
+    ("POST", "/hooks/volume"),
+    ("POST", "/hooks/alertmanager"),
+];
+
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/groups", get(groups::list).post(groups::register))

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Html;
 use base64::Engine;
@@ -17,6 +17,7 @@ use spotkeeper::fleet::GroupName;
 use spotkeeper::savings;
 
 use crate::Api;
+use crate::body::StrictQuery;
 use crate::reply::ApiError;
 
 type Reply = Result<(StatusCode, Json<Value>), ApiError>;
@@ -55,7 +56,11 @@ pub struct Page {
 }
 
 /// A group's history, newest first, a page at a time (`next_cursor` continues it).
-pub async fn events(State(api): State<Arc<Api>>, Path(name): Path<String>, Query(page): Query<Page>) -> Reply {
+pub async fn events(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    StrictQuery(page): StrictQuery<Page>,
+) -> Reply {
     let deps = &api.deps;
     let name =
         GroupName::try_from(name.clone()).map_err(|_| ApiError::not_found(format!("no group named {name:?}")))?;
@@ -99,7 +104,7 @@ fn day(field: &str, text: &str) -> Result<NaiveDate, ApiError> {
 
 /// Spot and On-Demand hours, cost, what On-Demand would have cost, savings, interruptions and
 /// fallbacks, per group and in total, and per day; by default the last 30 days.
-pub async fn savings(State(api): State<Arc<Api>>, Query(period): Query<Period>) -> Reply {
+pub async fn savings(State(api): State<Arc<Api>>, StrictQuery(period): StrictQuery<Period>) -> Reply {
     let deps = &api.deps;
     let today = deps.clock.now().date_naive();
     let to = period.to.as_deref().map(|t| day("to", t)).transpose()?.unwrap_or(today);

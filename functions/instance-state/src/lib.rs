@@ -137,7 +137,7 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>) -> Result
                 .and_then(|i| i.image_id);
             if images::died_in_probation(&group, member, image.as_deref(), seen_at) {
                 let why = format!("{instance_id}, launched from it, {state} within the probation period");
-                let rolled = images::rollback(deps, &group, &members, &why).await.map_err(|e| match e {
+                let rolled = images::rollback(deps, &group, &why).await.map_err(|e| match e {
                     images::RollbackError::NoPrevious(m) => Error::Invalid(m),
                     images::RollbackError::Failed(e) => e,
                 })?;
@@ -212,7 +212,7 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>) -> Result
         }
     }
     history.write(deps, &name).await;
-    deps.notifier.send(&alerts).await;
+    deps.alert(&alerts).await;
     Ok(done)
 }
 

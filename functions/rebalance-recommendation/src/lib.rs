@@ -35,7 +35,7 @@ pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
         history.write(deps, &recommendation.lookup.group).await;
         outcomes.push((recommendation.message, result));
     }
-    deps.notifier.send(&alerts).await;
+    deps.alert(&alerts).await;
     event::respond(outcomes)
 }
 

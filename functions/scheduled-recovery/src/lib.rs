@@ -70,7 +70,7 @@ pub async fn run(deps: &Deps) -> Result<Value, Error> {
         history.write(deps, &group.name).await;
         report.push(json!({"group": group.name, "reconcile": reconciled, "recovery": recovered, "images": imaged}));
     }
-    deps.notifier.send(&alerts).await;
+    deps.alert(&alerts).await;
     Ok(json!({"groups": report, "savings": ledger}))
 }
 
@@ -493,6 +493,6 @@ async fn launch_failed(deps: &Deps, event: Event<LaunchUnsuccessful>) -> Result<
         json!({"action": "fallback", "restore": share})
     };
     history.write(deps, &group.name).await;
-    deps.notifier.send(&alerts).await;
+    deps.alert(&alerts).await;
     Ok(outcome)
 }

@@ -48,7 +48,7 @@ pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
         alerts.extend(action_alerts);
         outcomes.extend(results.into_iter().map(|(event_id, result)| (messages.remove(&event_id).flatten(), result)));
     }
-    deps.notifier.send(&alerts).await;
+    deps.alert(&alerts).await;
     event::respond(outcomes)
 }
 

@@ -1,0 +1,212 @@
+//! Outgoing webhooks: each lifecycle event a group alerts on is POSTed as signed JSON to the
+//! group's webhooks that want it, retried with backoff, and each delivery's outcome recorded in
+//! the group's history.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::Deps;
+use crate::fleet::Webhook;
+use crate::history::History;
+use crate::notify::Alert;
+use crate::signature;
+
+/// Attempts per delivery.
+pub const ATTEMPTS: u32 = 3;
+
+/// The events a webhook may ask for.
+pub const EVENTS: &[&str] = &[
+    "interrupted",
+    "replaced",
+    "fallback",
+    "volume-moved",
+    "interruption-failed",
+    "rebalance-recommended",
+    "rebalance-replacing",
+    "rebalance-failed",
+    "recovery-started",
+    "recovered",
+    "recovery-failed",
+    "reconciled",
+    "no-capacity",
+    "volume-grown",
+    "volume-refused",
+    "image-created",
+    "image-activated",
+    "rollback",
+];
+
+/// An address a webhook may only reach with `allow_private`: loopback, private, link-local
+/// (the instance metadata service among them), unique-local, unspecified.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// Checks a webhook's URL (and, at delivery, the addresses its host resolves to).
+pub fn check(webhook: &Webhook) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(&webhook.url).map_err(|e| format!("{:?} is not a URL ({e})", webhook.url))?;
+    let host = url.host_str().ok_or_else(|| format!("{} has no host", webhook.url))?;
+    let loopback =
+        host == "localhost" || host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback && webhook.allow_loopback_http => {}
+        "http" if loopback => return Err("plain http:// goes to loopback only, with allow_loopback_http".into()),
+        _ => return Err("webhooks go to https:// URLs (plain http:// only to loopback, for local use)".into()),
+    }
+    let literal = host.trim_matches(['[', ']']).parse::<IpAddr>().ok();
+    let private = literal.is_some_and(is_private) || host == "localhost";
+    if private && !(webhook.allow_private || (loopback && webhook.allow_loopback_http)) {
+        return Err(format!(
+            "{host} is a private, loopback, link-local or metadata address: set allow_private to send there"
+        ));
+    }
+    if webhook.secret.len() < 16 || webhook.secret.len() > 256 {
+        return Err("the secret must be 16-256 characters".into());
+    }
+    if let Some(unknown) = webhook.events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+        return Err(format!("{unknown:?} is not an event (one of {})", EVENTS.join(", ")));
+    }
+    Ok(url)
+}
+
+/// Refuses a host that resolves to a private address, unless the webhook allows it: the URL's
+/// name is checked when it is set, its addresses when it is used.
+async fn resolves_safely(webhook: &Webhook, url: &reqwest::Url) -> Result<(), String> {
+    if webhook.allow_private {
+        return Ok(());
+    }
+    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addresses =
+        tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| format!("{host} does not resolve: {e}"))?;
+    for address in addresses {
+        if is_private(address.ip()) && !(address.ip().is_loopback() && webhook.allow_loopback_http) {
+            return Err(format!("{host} resolves to {}, a private address", address.ip()));
+        }
+    }
+    Ok(())
+}
+
+/// Delivers one payload: up to `ATTEMPTS` tries, backing off. Returns the last status or error.
+async fn deliver(
+    http: &reqwest::Client,
+    webhook: &Webhook,
+    body: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+) -> (bool, u32, String) {
+    let url = match check(webhook) {
+        Ok(url) => url,
+        Err(why) => return (false, 0, why),
+    };
+    if let Err(why) = resolves_safely(webhook, &url).await {
+        return (false, 0, why);
+    }
+    let mut last = String::new();
+    for attempt in 1..=ATTEMPTS {
+        let request = http
+            .post(url.clone())
+            .header("content-type", "application/json")
+            .header(signature::HEADER, signature::sign(webhook.secret.as_bytes(), now, body))
+            .body(body.to_vec());
+        match request.send().await {
+            Ok(response) if response.status().is_success() => return (true, attempt, response.status().to_string()),
+            Ok(response) => last = format!("answered {}", response.status()),
+            Err(err) => last = format!("unreachable: {}", err.without_url()),
+        }
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+        }
+    }
+    (false, ATTEMPTS, last)
+}
+
+/// Sends each alert to its group's webhooks that want it, and records each outcome.
+pub async fn send(deps: &Deps, alerts: &[Alert]) {
+    for alert in alerts {
+        let Ok(name) = crate::fleet::GroupName::try_from(alert.group.clone()) else { continue };
+        let Ok(Some(group)) = deps.store.group(&name).await else { continue };
+        let wanted: Vec<&Webhook> =
+            group.policy.webhooks.iter().filter(|w| w.events.is_empty() || w.events.contains(&alert.event)).collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let now = deps.clock.now();
+        let facts: serde_json::Map<String, serde_json::Value> =
+            alert.facts.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let payload = json!({
+            "id": format!("evt_{}", hex::encode(rand::random::<[u8; 12]>())),
+            "event": alert.event,
+            "group": alert.group,
+            "severity": alert.severity.to_string(),
+            "at": now,
+            "headline": alert.headline,
+            "facts": facts,
+        });
+        let body = payload.to_string().into_bytes();
+        let deliveries = wanted.iter().map(|w| deliver(deps.notifier.http(), w, &body, now));
+        let outcomes = futures::future::join_all(deliveries).await;
+        let mut history = History::new(deps);
+        for (webhook, (delivered, attempts, detail)) in wanted.iter().zip(outcomes) {
+            let host = reqwest::Url::parse(&webhook.url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_default();
+            let (kind, verb) =
+                if delivered { ("webhook-delivered", "delivered") } else { ("webhook-failed", "not delivered") };
+            history.note(None, kind, format!("{} {verb} to {host} after {attempts} attempt(s): {detail}", alert.event));
+        }
+        history.write(deps, &name).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(url: &str) -> Webhook {
+        Webhook {
+            url: url.into(),
+            secret: "0123456789abcdef".into(),
+            events: vec![],
+            allow_loopback_http: false,
+            allow_private: false,
+        }
+    }
+
+    #[test]
+    fn only_safe_addresses_pass() {
+        assert!(check(&hook("https://hooks.example.com/spotkeeper")).is_ok());
+        for bad in [
+            "http://hooks.example.com/x",
+            "https://169.254.169.254/latest",
+            "https://10.0.0.5/x",
+            "https://[fd00:ec2::254]/x",
+            "http://127.0.0.1:9000/x",
+            "ftp://x/y",
+            "not a url",
+        ] {
+            assert!(check(&hook(bad)).is_err(), "{bad}");
+        }
+        let local = Webhook { allow_loopback_http: true, ..hook("http://127.0.0.1:9000/x") };
+        assert!(check(&local).is_ok());
+        let private = Webhook { allow_private: true, ..hook("https://10.0.0.5/x") };
+        assert!(check(&private).is_ok());
+        assert!(check(&Webhook { secret: "short".into(), ..hook("https://hooks.example.com") }).is_err());
+        assert!(check(&Webhook { events: vec!["everything".into()], ..hook("https://hooks.example.com") }).is_err());
+    }
+}
