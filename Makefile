@@ -15,7 +15,13 @@ $(VENV)/.installed: requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-tools: $(VENV)/.installed
+# checkov lives in a venv of its own: its pins would fight the emulator's.
+.venv-checkov/.installed: requirements-checkov.txt
+	python3 -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+tools: $(VENV)/.installed .venv-checkov/.installed
 
 # The dashboard's test drives a real browser: Debian's Chromium (as root, or through sudo).
 browser:
@@ -35,6 +41,9 @@ emulator: tools build
 # cargo prints one result line per test binary; the last line here adds them up.
 test: tools browser build
 	cfn-lint template.yaml
+	sam validate --lint --region us-east-1
+	# --skip-download and BC_SKIP_MAPPING: checkov stays offline (no calls to its vendor).
+	BC_SKIP_MAPPING=TRUE .venv-checkov/bin/checkov --skip-download --compact -f template.yaml
 	mkdir -p target
 	$(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
@@ -48,5 +57,5 @@ deploy: tools
 	sam deploy --guided
 
 clean:
-	rm -rf $(VENV) .aws-sam
+	rm -rf $(VENV) .venv-checkov .aws-sam
 	$(CARGO) clean

@@ -28,6 +28,8 @@ pub mod webhooks;
 use std::sync::Arc;
 
 pub use error::Error;
+/// The metrics facade, for the functions' counters, gauges and histograms (emitted as EMF).
+pub use metrics;
 
 use aws::Clients;
 use clock::{SharedClock, SystemClock};
@@ -68,16 +70,24 @@ impl Deps {
     }
 }
 
-/// Runs an event function: logs, configuration and clients once at init, then `handler` for
-/// every invocation. A bad configuration stops init with a message that says what to fix.
+/// Runs an event function: logs, metrics, configuration and clients once at init, then
+/// `handler` for every invocation, its metrics flushed after each. A bad configuration stops init
+/// with a message that says what to fix.
 pub async fn serve(
+    function: &'static str,
     handler: impl AsyncFn(&Deps, serde_json::Value) -> Result<serde_json::Value, Error>,
 ) -> Result<(), lambda_runtime::Error> {
     telemetry::init();
+    let collector = telemetry::metrics(function);
     let config = Config::from_env()?;
     let deps = Deps::init(&config, &aws::sdk_config().await).await?;
-    lambda_runtime::run(lambda_runtime::service_fn(|event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-        handler(&deps, event.payload)
-    }))
-    .await
+    let handle = async |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+        let outcome = handler(&deps, event.payload).await;
+        if outcome.is_err() {
+            metrics::counter!("Errors").increment(1);
+        }
+        telemetry::flush(collector);
+        outcome
+    };
+    lambda_runtime::run(lambda_runtime::service_fn(handle)).await
 }

@@ -174,6 +174,7 @@ pub async fn record(
     }
     let day = now.format("%Y-%m-%d").to_string();
     for _ in members.iter().filter(|m| m.fallen_back) {
+        metrics::counter!("Fallbacks", "group" => group.to_string()).increment(1);
         if let Err(err) = deps.store.count(group, &day, crate::store::Counted::Fallback).await {
             tracing::error!(group = %group, error = %err, "could not count a fallback in the ledger");
         }

@@ -47,6 +47,7 @@ pub async fn grow(deps: &Deps, filling: &Filling) -> Result<Value, Error> {
             return Ok(ignored("the instance no longer exists"));
         };
         let refuse = |history: &mut History, alerts: &mut Vec<Alert>, kind: &str, why: String| {
+            metrics::counter!("VolumeRefusals", "group" => name.to_string()).increment(1);
             history.note(Some(&filling.instance_id), "volume-refused", format!("{} not grown: {why}", filling.path));
             alerts.push(
                 Alert::new("volume-refused", name.as_str(), Severity::Warning, format!("{name}: {} on {} not grown ({kind})", filling.path, filling.instance_id))
@@ -105,6 +106,7 @@ pub async fn grow(deps: &Deps, filling: &Filling) -> Result<Value, Error> {
             );
             return Err(err.into());
         }
+        metrics::counter!("VolumeGrowths", "group" => name.to_string()).increment(1);
         history.note(Some(&filling.instance_id), "volume-grown", format!("{volume_id} ({device}, {}) growing from {size} to {new_size} GiB", filling.path));
         alerts.push(
             Alert::new("volume-grown", name.as_str(), Severity::Info, format!("{name}: {} on {} growing to {new_size} GiB", filling.path, filling.instance_id))

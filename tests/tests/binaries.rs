@@ -122,3 +122,49 @@ async fn the_volume_binary_takes_its_three_kinds_of_event() {
     let err = volume.invoke(events::load("malformed/cloudwatch-alarm-no-dimensions.json")).await.unwrap_err();
     assert!(err.contains("InstanceId"), "{err}");
 }
+
+/// The EMF documents among a function's output lines.
+fn emf(output: &str) -> Vec<Value> {
+    output.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.get("_aws").is_some()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_emit_metrics_as_embedded_metric_format_lines() {
+    let h = Harness::start().await;
+    let body = json!({
+        "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
+        "instance_types": ["m5.large", "m5a.large"], "subnets": [h.fleet.subnet_a],
+    });
+    let (status, web) = h.call(axum::http::Method::POST, "/groups", Some(spotkeeper_tests::TOKEN), Some(body)).await;
+    assert_eq!(status.as_u16(), 201, "{web}");
+    let id = web["members"][0]["instance_id"].as_str().unwrap().to_string();
+    h.instance_state(events::state_change(&id, "running")).await.unwrap();
+
+    let mut spot = Function::start("spot-interruption", &h.function_env()).await.unwrap();
+    let out = spot.invoke(events::spot_warning(&id)).await.unwrap();
+    assert_eq!(out["action"], "replaced", "{out}");
+    let documents = emf(&spot.output());
+    let named = |name: &str| {
+        documents.iter().find(|d| d["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().is_some_and(|m| m.iter().any(|x| x["Name"] == name))).cloned()
+    };
+    let handled = named("InterruptionsHandled").unwrap_or_else(|| panic!("no InterruptionsHandled in {documents:?}"));
+    let directive = &handled["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "spotkeeper");
+    let dimensions: Vec<&str> = directive["Dimensions"][0].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+    assert!(dimensions.contains(&"function") && dimensions.contains(&"group"), "{dimensions:?}");
+    assert_eq!((handled["function"].as_str(), handled["group"].as_str()), (Some("spot-interruption"), Some("web")));
+    assert_eq!(handled["InterruptionsHandled"], 1);
+    assert!(handled["_aws"]["Timestamp"].is_u64());
+    let latency = named("LaunchRequestLatencyMs").expect("the launch latency");
+    assert!(latency["LaunchRequestLatencyMs"].is_number() || latency["LaunchRequestLatencyMs"].is_object() || latency["LaunchRequestLatencyMs"].is_array(), "{latency}");
+
+    // A failed invocation is counted.
+    spot.invoke(events::load("malformed/spot-interruption-no-instance-id.json")).await.unwrap_err();
+    let errors = emf(&spot.output()).into_iter().find(|d| d.get("Errors").is_some()).expect("an Errors metric");
+    assert_eq!(errors["function"], "spot-interruption");
+
+    let mut recovery = Function::start("scheduled-recovery", &h.function_env()).await.unwrap();
+    recovery.invoke(events::load("scheduled-event.json")).await.unwrap();
+    let gauges = emf(&recovery.output());
+    assert!(gauges.iter().any(|d| d.get("FallbacksActive").is_some() && d.get("LongestFallbackMinutes").is_some()), "{gauges:?}");
+}

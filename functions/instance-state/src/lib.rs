@@ -12,7 +12,7 @@ use spotkeeper::fleet::{GroupKind, Reason, StandaloneSpec};
 use spotkeeper::history::History;
 use spotkeeper::notify::{Alert, Severity};
 use spotkeeper::online::{bring_online, move_volumes};
-use spotkeeper::{Deps, Error, images, recovery};
+use spotkeeper::{Deps, Error, images, metrics, recovery};
 
 /// The function's entry: a bare event or an SQS batch of them.
 pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
@@ -75,6 +75,7 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>) -> Result
                     ),
                 );
                 done["replaced_in_seconds"] = json!(seconds);
+                metrics::histogram!("WarningToSwitchSeconds", "group" => name.to_string(), "reason" => replaced.reason.to_string()).record(seconds);
                 let mut alert = Alert::new(
                     "replaced",
                     name.as_str(),
@@ -106,6 +107,7 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>) -> Result
                         .filter(|m| m.instance_id != replaced.instance_id)
                         .count();
                     deps.store.update_group(&name, |g| recovery::note_recovered(g, left, now)).await?;
+                    metrics::counter!("Recoveries", "group" => name.to_string()).increment(1);
                     history.note(
                         Some(instance_id),
                         "recovered",

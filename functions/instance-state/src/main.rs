@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    spotkeeper::serve(instance_state::handle).await
+    spotkeeper::serve("instance-state", instance_state::handle).await
 }

@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    spotkeeper::serve(rebalance_recommendation::handle).await
+    spotkeeper::serve("rebalance-recommendation", rebalance_recommendation::handle).await
 }

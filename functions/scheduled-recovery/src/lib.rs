@@ -15,7 +15,7 @@ use spotkeeper::notify::{Alert, Severity};
 use spotkeeper::recovery::{self, Drift, Step};
 use spotkeeper::replacement::{self, Old, Request};
 use spotkeeper::store::Counted;
-use spotkeeper::{Deps, Error, images, plan, savings};
+use spotkeeper::{Deps, Error, images, metrics, plan, savings};
 
 /// A member on its way back to Spot stays locked this long at most.
 const RECOVERY_LOCK_HOURS: i64 = 6;
@@ -70,6 +70,11 @@ pub async fn run(deps: &Deps) -> Result<Value, Error> {
         history.write(deps, &group.name).await;
         report.push(json!({"group": group.name, "reconcile": reconciled, "recovery": recovered, "images": imaged}));
     }
+    // What the fallback alarm watches: how many groups are on On-Demand, and for how long.
+    let fallen: Vec<i64> =
+        groups.iter().filter_map(|g| g.status.fallback.as_ref()).map(|f| (now - f.since).num_minutes()).collect();
+    metrics::gauge!("FallbacksActive").set(fallen.len() as f64);
+    metrics::gauge!("LongestFallbackMinutes").set(fallen.iter().copied().max().unwrap_or(0) as f64);
     deps.alert(&alerts).await;
     Ok(json!({"groups": report, "savings": ledger}))
 }
@@ -422,6 +427,7 @@ async fn restore(
     };
     deps.clients.autoscaling.set_on_demand_share(&asg, share).await?;
     deps.store.update_group(&group.name, |g| recovery::note_recovered(g, 0, now)).await?;
+    metrics::counter!("Recoveries", "group" => group.name.to_string()).increment(1);
     let text = format!("On-Demand share restored to base {} + {}% above it", share.base, share.percent_above_base);
     history.note(None, "recovered", text.clone());
     alerts.push(

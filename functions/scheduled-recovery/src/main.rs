@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    spotkeeper::serve(scheduled_recovery::handle).await
+    spotkeeper::serve("scheduled-recovery", scheduled_recovery::handle).await
 }

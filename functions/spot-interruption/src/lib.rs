@@ -16,7 +16,7 @@ use spotkeeper::notify::{Alert, Severity};
 use spotkeeper::plan::{self, Action, Warning};
 use spotkeeper::replacement::{self, Old, Request};
 use spotkeeper::store::Counted;
-use spotkeeper::{Deps, Error};
+use spotkeeper::{Deps, Error, metrics};
 
 /// How long a delivery holds an event and its instance before another delivery may take over:
 /// longer than the function's timeout, shorter than the queue's visibility timeout.
@@ -105,7 +105,15 @@ async fn act(
                 token: replacement::token(warnings.iter().map(|w| w.event_id.as_str())),
             };
             let launched = replacement::launch_for(deps, &request).await;
-            tracing::info!(group = %group, elapsed_ms = arrived.elapsed().as_millis() as u64, "launch request sent");
+            let elapsed = arrived.elapsed();
+            tracing::info!(group = %group, elapsed_ms = elapsed.as_millis() as u64, "launch request sent");
+            let label = group.to_string();
+            metrics::histogram!("LaunchRequestLatencyMs", "group" => label.clone())
+                .record(elapsed.as_secs_f64() * 1000.0);
+            for w in warnings {
+                let since_warning = (now - w.warned_at).num_milliseconds().max(0) as f64 / 1000.0;
+                metrics::histogram!("WarningToLaunchSeconds", "group" => label.clone()).record(since_warning);
+            }
             match launched {
                 Ok(launched) => {
                     replaced(deps, &request, warnings, &launched, health, now, &mut history, &mut alerts).await
@@ -115,6 +123,7 @@ async fn act(
         }
     };
     let day = now.format("%Y-%m-%d").to_string();
+    metrics::counter!("InterruptionsHandled", "group" => group.to_string()).increment(warnings.len() as u64);
     for w in warnings {
         history.note(
             Some(&w.instance_id),

@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    spotkeeper::serve(spot_interruption::handle).await
+    spotkeeper::serve("spot-interruption", spot_interruption::handle).await
 }

@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    spotkeeper::serve(volume_threshold::handle).await
+    spotkeeper::serve("volume-threshold", volume_threshold::handle).await
 }
