@@ -324,3 +324,83 @@ mod tests {
         assert_eq!(out, json!({"batchItemFailures": [{"itemIdentifier": "m-bad"}]}));
     }
 }
+
+/// Bad input, generated: parsing never panics, and every refusal says what is wrong.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Any JSON value, a few levels deep, with the field names events use mixed in.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,40}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            let key = prop_oneof![
+                Just("detail-type".to_string()),
+                Just("detail".to_string()),
+                Just("id".to_string()),
+                Just("source".to_string()),
+                Just("time".to_string()),
+                Just("Records".to_string()),
+                Just("body".to_string()),
+                Just("messageId".to_string()),
+                Just("instance-id".to_string()),
+                Just("instance-action".to_string()),
+                "[a-z-]{1,12}",
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(key, inner, 0..8).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn explained(err: &EventError) -> bool {
+        !err.to_string().trim().is_empty()
+    }
+
+    proptest! {
+        // 400 cases in `make test`; `make fuzz` runs many more (PROPTEST_CASES).
+        #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(400), ..ProptestConfig::default() })]
+
+        #[test]
+        fn bare_events_never_panic(value in json()) {
+            if let Err(err) = parse::<SpotInterruptionWarning>(value.clone(), SPOT_INTERRUPTION_WARNING) {
+                prop_assert!(explained(&err));
+            }
+            if let Err(err) = parse::<InstanceStateChange>(value, INSTANCE_STATE_CHANGE) {
+                prop_assert!(explained(&err));
+            }
+        }
+
+        #[test]
+        fn sqs_batches_never_panic(bodies in prop::collection::vec(prop_oneof![json().prop_map(|v| v.to_string()), ".{0,80}"], 0..10)) {
+            let records: Vec<Value> = bodies.iter().enumerate().map(|(i, b)| serde_json::json!({"messageId": format!("m-{i}"), "body": b})).collect();
+            match Batch::<SpotInterruptionWarning>::open(serde_json::json!({"Records": records}), SPOT_INTERRUPTION_WARNING) {
+                Ok(batch) => {
+                    prop_assert_eq!(batch.items.len(), bodies.len());
+                    for (_, item) in &batch.items {
+                        if let Err(err) = item {
+                            prop_assert!(explained(err));
+                        }
+                    }
+                }
+                Err(err) => prop_assert!(explained(&err)),
+            }
+        }
+
+        #[test]
+        fn sqs_shaped_garbage_never_panics(value in json()) {
+            let wrapped = serde_json::json!({"Records": value});
+            if let Err(err) = Batch::<RebalanceRecommendation>::open(wrapped, REBALANCE_RECOMMENDATION) {
+                prop_assert!(explained(&err));
+            }
+        }
+    }
+}

@@ -145,18 +145,31 @@ async fn handlers_emit_metrics_as_embedded_metric_format_lines() {
     assert_eq!(out["action"], "replaced", "{out}");
     let documents = emf(&spot.output());
     let named = |name: &str| {
-        documents.iter().find(|d| d["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().is_some_and(|m| m.iter().any(|x| x["Name"] == name))).cloned()
+        documents
+            .iter()
+            .find(|d| {
+                d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|x| x["Name"] == name))
+            })
+            .cloned()
     };
     let handled = named("InterruptionsHandled").unwrap_or_else(|| panic!("no InterruptionsHandled in {documents:?}"));
     let directive = &handled["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(directive["Namespace"], "spotkeeper");
-    let dimensions: Vec<&str> = directive["Dimensions"][0].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+    let dimensions: Vec<&str> =
+        directive["Dimensions"][0].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
     assert!(dimensions.contains(&"function") && dimensions.contains(&"group"), "{dimensions:?}");
     assert_eq!((handled["function"].as_str(), handled["group"].as_str()), (Some("spot-interruption"), Some("web")));
     assert_eq!(handled["InterruptionsHandled"], 1);
     assert!(handled["_aws"]["Timestamp"].is_u64());
     let latency = named("LaunchRequestLatencyMs").expect("the launch latency");
-    assert!(latency["LaunchRequestLatencyMs"].is_number() || latency["LaunchRequestLatencyMs"].is_object() || latency["LaunchRequestLatencyMs"].is_array(), "{latency}");
+    assert!(
+        latency["LaunchRequestLatencyMs"].is_number()
+            || latency["LaunchRequestLatencyMs"].is_object()
+            || latency["LaunchRequestLatencyMs"].is_array(),
+        "{latency}"
+    );
 
     // A failed invocation is counted.
     spot.invoke(events::load("malformed/spot-interruption-no-instance-id.json")).await.unwrap_err();
@@ -166,5 +179,8 @@ async fn handlers_emit_metrics_as_embedded_metric_format_lines() {
     let mut recovery = Function::start("scheduled-recovery", &h.function_env()).await.unwrap();
     recovery.invoke(events::load("scheduled-event.json")).await.unwrap();
     let gauges = emf(&recovery.output());
-    assert!(gauges.iter().any(|d| d.get("FallbacksActive").is_some() && d.get("LongestFallbackMinutes").is_some()), "{gauges:?}");
+    assert!(
+        gauges.iter().any(|d| d.get("FallbacksActive").is_some() && d.get("LongestFallbackMinutes").is_some()),
+        "{gauges:?}"
+    );
 }

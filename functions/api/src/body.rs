@@ -571,3 +571,99 @@ mod tests {
         assert_eq!(err.field.as_deref(), Some("instance_id"));
     }
 }
+
+/// Bad bodies, generated: parsing never panics, and every refusal names what is wrong.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,30}".prop_map(Value::String),
+            Just(Value::String("standalone".into())),
+            Just(Value::String("asg".into())),
+            Just(Value::String("subnet-1".into())),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            let key = prop_oneof![
+                Just("name".to_string()),
+                Just("kind".to_string()),
+                Just("asg_name".to_string()),
+                Just("launch_template".to_string()),
+                Just("instance_types".to_string()),
+                Just("subnets".to_string()),
+                Just("capacity".to_string()),
+                Just("dns".to_string()),
+                Just("data_volumes".to_string()),
+                Just("rebalance".to_string()),
+                Just("recovery".to_string()),
+                Just("volumes".to_string()),
+                Just("webhooks".to_string()),
+                "[a-z_]{1,12}",
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::btree_map(key, inner, 0..10).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn explained(err: &ApiError) -> bool {
+        !err.message.trim().is_empty() && err.status.is_client_error()
+    }
+
+    proptest! {
+        // 400 cases in `make test`; `make fuzz` runs many more (PROPTEST_CASES).
+        #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(400), ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_bytes_are_refused_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            if let Err(err) = parse::<Value>(&bytes) {
+                prop_assert!(explained(&err));
+            }
+            if let Err(err) = parse::<AdoptBody>(&bytes) {
+                prop_assert!(explained(&err));
+            }
+        }
+
+        #[test]
+        fn registrations_never_panic(value in json()) {
+            match Registration::from_json(value) {
+                Ok(Registration::Standalone(body)) => {
+                    if let Err(err) = body.check() {
+                        prop_assert!(explained(&err));
+                    }
+                }
+                Ok(Registration::Asg(body)) => {
+                    if let Err(err) = body.check() {
+                        prop_assert!(explained(&err));
+                    }
+                }
+                Err(err) => prop_assert!(explained(&err)),
+            }
+        }
+
+        #[test]
+        fn policy_patches_never_panic(value in json()) {
+            let group = Group::new(
+                GroupName::try_from("web".to_string()).unwrap(),
+                GroupKind::Asg(spotkeeper::fleet::AsgSpec { asg_name: "workers".into() }),
+                chrono::Utc::now(),
+            );
+            match from_value::<PolicyPatch>(value) {
+                Ok(patch) => {
+                    if let Err(err) = patch.apply(&group) {
+                        prop_assert!(explained(&err));
+                    }
+                }
+                Err(err) => prop_assert!(explained(&err)),
+            }
+        }
+    }
+}
