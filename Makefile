@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 CARGO  ?= cargo
 
-.PHONY: tools browser demo emulator test build lint fuzz deploy clean
+.PHONY: tools browser demo emulator test build lint fuzz bench deploy clean
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -47,6 +47,11 @@ test: tools browser build
 	mkdir -p target
 	$(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
+
+# Speed and memory of the release binaries: writes BENCHMARKS.md.
+bench: tools
+	$(CARGO) build --release --workspace --bins
+	SPOTKEEPER_BIN_DIR=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/release $(CARGO) run --release -p spotkeeper-tests --bin bench
 
 # The property tests of event parsing and API bodies, far longer than in `make test`.
 fuzz:

@@ -22,6 +22,8 @@ pub struct Call {
     /// The request body (form parameters or JSON).
     pub body: String,
     pub at: Instant,
+    /// When its answer went back (for counting sequential rounds).
+    pub answered: Option<Instant>,
     /// Answered by a rule instead of the emulator.
     pub faulted: bool,
 }
@@ -76,13 +78,26 @@ async fn forward(
     let text = String::from_utf8_lossy(&bytes).to_string();
     let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
     let (service, op) = operation(&parts.headers, parts.method.as_str(), parts.uri.path(), &text);
-    let mut call = Call { service, operation: op, body: text, at: Instant::now(), faulted: false };
+    let mut call = Call { service, operation: op, body: text, at: Instant::now(), answered: None, faulted: false };
     let fault = shared.rules.lock().ok().and_then(|rules| rules.iter().find_map(|rule| rule(&call)));
     call.faulted = fault.is_some();
-    if let Ok(mut calls) = shared.calls.lock() {
-        calls.push(call);
-    }
+    let index = shared
+        .calls
+        .lock()
+        .map(|mut calls| {
+            calls.push(call);
+            calls.len() - 1
+        })
+        .ok();
+    let answered = |shared: &Shared| {
+        if let (Some(index), Ok(mut calls)) = (index, shared.calls.lock())
+            && let Some(call) = calls.get_mut(index)
+        {
+            call.answered = Some(Instant::now());
+        }
+    };
     if let Some(fault) = fault {
+        answered(&shared);
         let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return (status, [("content-type", fault.content_type)], fault.body).into_response();
     }
@@ -93,7 +108,9 @@ async fn forward(
             upstream_request = upstream_request.header(name, value);
         }
     }
-    match upstream_request.send().await {
+    let result = upstream_request.send().await;
+    answered(&shared);
+    match result {
         Ok(answer) => {
             let status = answer.status();
             let headers = answer.headers().clone();
@@ -146,6 +163,24 @@ impl FaultProxy {
         if let Ok(mut calls) = self.shared.calls.lock() {
             calls.clear();
         }
+    }
+
+    /// The sequential rounds of calls before the first call of `operation`: a call opens a new
+    /// round when it arrives after every call of the current round was answered.
+    pub fn rounds_before(&self, operation: &str) -> Option<usize> {
+        let calls = self.calls();
+        let target = calls.iter().position(|c| c.operation == operation)?;
+        let mut rounds = 0;
+        let mut round_end: Option<Instant> = None;
+        for call in &calls[..target] {
+            if round_end.is_none_or(|end| call.at >= end) {
+                rounds += 1;
+                round_end = call.answered;
+            } else if let (Some(end), Some(answered)) = (round_end, call.answered) {
+                round_end = Some(end.max(answered));
+            }
+        }
+        Some(rounds)
     }
 
     /// How many calls of `operation` were made.

@@ -63,6 +63,11 @@ async fn a_standalone_member_is_replaced_and_dns_address_and_volume_follow() {
     let after: Vec<&str> = calls[launch_at..].iter().map(|c| c.operation.as_str()).collect();
     assert!(after.contains(&"Publish"), "the alert is published, after the launch request: {after:?}");
     assert!(!before.contains(&"Publish"), "no alert before the launch request");
+    assert_eq!(
+        h.proxy.rounds_before("CreateFleet"),
+        Some(1),
+        "the claim and the lookup go together: one round, then the launch"
+    );
 
     // A tagged Spot replacement in the other pool of the volume's AZ.
     let web = member(&h, &old).await.expect("the old member is still listed until it is gone");
