@@ -299,6 +299,44 @@ pub async fn rollback(deps: &Deps, group: &Group, why: &str) -> Result<Group, Ro
     Ok(saved)
 }
 
+/// Members launched from the active image that are still in probation and fail their EC2 status
+/// checks: the image is bad. One `DescribeInstanceStatus` call, and only when some member is in
+/// probation.
+pub async fn probation(
+    deps: &Deps,
+    group: &Group,
+    members: &[Member],
+    instances: &[InstanceFacts],
+    now: DateTime<Utc>,
+) -> Result<Value, Error> {
+    let Some(active) = group.status.images.iter().rev().find(|i| i.stage == ImageStage::Active) else {
+        return Ok(json!({"checked": 0}));
+    };
+    let probation = Duration::from_std(group.policy.images.probation).unwrap_or(Duration::MAX);
+    let on_trial: Vec<String> = members
+        .iter()
+        .filter(|m| m.is_serving() && m.launched_at.is_some_and(|at| now - at <= probation))
+        .filter(|m| {
+            instances
+                .iter()
+                .any(|i| i.instance_id == m.instance_id && i.image_id.as_deref() == Some(active.image_id.as_str()))
+        })
+        .map(|m| m.instance_id.clone())
+        .collect();
+    let impaired = deps.clients.ec2.impaired(&on_trial).await?;
+    let Some(first) = impaired.first() else { return Ok(json!({"checked": on_trial.len()})) };
+    let why = format!("{first}, launched from it, failed its EC2 status checks within the probation period");
+    let rolled = rollback(deps, group, &why).await.map_err(|e| match e {
+        RollbackError::NoPrevious(m) => Error::Invalid(m),
+        RollbackError::Failed(e) => e,
+    })?;
+    let olds: Vec<&Member> = members.iter().filter(|m| impaired.contains(&m.instance_id)).collect();
+    let replacements = replace_from_previous(deps, &rolled, &olds, true, now).await?;
+    Ok(
+        json!({"checked": on_trial.len(), "impaired": impaired, "rolled_back": active.image_id, "replacements": replacements}),
+    )
+}
+
 /// Replaces members from the group's (rolled back) launch template: one request. With
 /// `retire`, each old member serves until its replacement does (launch before terminate).
 pub async fn replace_from_previous(

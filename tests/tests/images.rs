@@ -199,3 +199,35 @@ async fn manual_rollback_works_and_without_a_previous_version_is_a_conflict() {
         h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(json!({"images": {"enabled": true, "keep": 0}}))).await;
     assert_eq!((status, err["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("images.keep")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_failing_its_status_checks_in_probation_rolls_the_image_back() {
+    let h = Harness::start().await;
+    let member = web(&h, json!({"enabled": true})).await;
+    let original = image_of(&h, &member).await;
+    images_step(&h).await;
+    images_step(&h).await;
+    let new_image = images_step(&h).await["image"].as_str().unwrap().to_string();
+    let replacement = interrupt(&h, &member).await;
+    assert_eq!(image_of(&h, &replacement).await, new_image);
+    // EC2 says its status checks fail (the emulator cannot).
+    let id = replacement.clone();
+    h.proxy.on(move |call| {
+        (call.operation == "DescribeInstanceStatus").then(|| spotkeeper_tests::proxy::Fault {
+            status: 200,
+            content_type: "text/xml",
+            body: format!(
+                "<DescribeInstanceStatusResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d</requestId><instanceStatusSet><item><instanceId>{id}</instanceId><availabilityZone>us-east-1a</availabilityZone><instanceState><code>16</code><name>running</name></instanceState><systemStatus><status>ok</status><details><item><name>reachability</name><status>passed</status></item></details></systemStatus><instanceStatus><status>impaired</status><details><item><name>reachability</name><status>failed</status></item></details></instanceStatus></item></instanceStatusSet></DescribeInstanceStatusResponse>"
+            ),
+        })
+    });
+    h.clock.advance(Duration::minutes(2));
+    let run = h.scheduled(None).await.unwrap();
+    let probation = &run["groups"][0]["probation"];
+    assert_eq!(probation["rolled_back"], new_image.as_str(), "{run}");
+    let next = probation["replacements"][0].as_str().unwrap().to_string();
+    assert_eq!(image_of(&h, &next).await, original, "replaced from the previous image");
+    let web = group(&h).await;
+    assert_eq!(web["status"]["images"][0]["stage"], "bad");
+    assert!(web["status"]["images"][0]["note"].as_str().unwrap().contains("status checks"));
+}

@@ -67,8 +67,13 @@ pub async fn run(deps: &Deps) -> Result<Value, Error> {
         let recovered = recover(deps, group, members, &step, &health, now, &mut history, &mut alerts).await;
         let imaged =
             reported(images::refresh(deps, group, members, &known, now, &mut history, &mut alerts).await, group);
+        let probation = reported(images::probation(deps, group, members, &known, now).await, group);
+        let activities = asg_activities(deps, group, now, &mut history, &mut alerts).await;
         history.write(deps, &group.name).await;
-        report.push(json!({"group": group.name, "reconcile": reconciled, "recovery": recovered, "images": imaged}));
+        report.push(json!({
+            "group": group.name, "reconcile": reconciled, "recovery": recovered, "images": imaged,
+            "probation": probation, "scaling_activities": activities,
+        }));
     }
     // What the fallback alarm watches: how many groups are on On-Demand, and for how long.
     let fallen: Vec<i64> =
@@ -437,8 +442,7 @@ async fn restore(
     Ok(json!({"step": "restored", "on_demand_share": share}))
 }
 
-/// Auto Scaling could not launch: for lack of Spot capacity, raise the On-Demand share so
-/// desired capacity is met, and record the share to restore.
+/// Auto Scaling could not launch (its `EC2 Instance Launch Unsuccessful` event).
 async fn launch_failed(deps: &Deps, event: Event<LaunchUnsuccessful>) -> Result<Value, Error> {
     let now = deps.clock.now();
     let detail = &event.detail;
@@ -450,10 +454,29 @@ async fn launch_failed(deps: &Deps, event: Event<LaunchUnsuccessful>) -> Result<
     };
     let mut history = History::new(deps);
     let mut alerts = Vec::new();
-    let outcome = if !plan::mentions_capacity(&detail.status_message) {
-        history.note(None, "launch-failed", format!("{} could not launch: {}", detail.asg_name, detail.status_message));
-        json!({"action": "recorded", "reason": "not a capacity failure"})
-    } else if !group.policy.fallback {
+    let outcome =
+        asg_fallback(deps, group, &detail.asg_name, &detail.status_message, now, &mut history, &mut alerts).await;
+    history.write(deps, &group.name).await;
+    deps.alert(&alerts).await;
+    outcome
+}
+
+/// An Auto Scaling group failed to launch: for lack of Spot capacity, raise the On-Demand share so
+/// desired capacity is met, and record the share to restore.
+async fn asg_fallback(
+    deps: &Deps,
+    group: &Group,
+    asg_name: &str,
+    message: &str,
+    now: DateTime<Utc>,
+    history: &mut History,
+    alerts: &mut Vec<Alert>,
+) -> Result<Value, Error> {
+    if !plan::mentions_capacity(message) {
+        history.note(None, "launch-failed", format!("{asg_name} could not launch: {message}"));
+        return Ok(json!({"action": "recorded", "reason": "not a capacity failure"}));
+    }
+    if !group.policy.fallback {
         alerts.push(
             Alert::new(
                 "no-capacity",
@@ -461,44 +484,71 @@ async fn launch_failed(deps: &Deps, event: Event<LaunchUnsuccessful>) -> Result<
                 Severity::Warning,
                 format!("{}: no Spot capacity; fallback is off", group.name),
             )
-            .fact("message", &detail.status_message),
+            .fact("message", message),
         );
-        json!({"action": "notified", "reason": "fallback is off"})
-    } else if group.status.fallback.is_some() {
-        json!({"action": "none", "reason": "already on On-Demand"})
-    } else {
-        let asg = deps
+        return Ok(json!({"action": "notified", "reason": "fallback is off"}));
+    }
+    if group.status.fallback.is_some() {
+        return Ok(json!({"action": "none", "reason": "already on On-Demand"}));
+    }
+    let asg = deps
+        .clients
+        .autoscaling
+        .group(asg_name)
+        .await?
+        .ok_or_else(|| Error::Retry(format!("Auto Scaling group {asg_name} is gone")))?;
+    let share = asg
+        .on_demand_share()
+        .ok_or_else(|| Error::Retry(format!("Auto Scaling group {asg_name} has no mixed instances policy")))?;
+    let raised = OnDemandShare { base: share.base, percent_above_base: 100 };
+    deps.clients.autoscaling.set_on_demand_share(&asg, raised).await?;
+    deps.store.update_group(&group.name, |g| recovery::note_fallback(g, message, now, Some(share))).await?;
+    deps.store.count(&group.name, &now.format("%Y-%m-%d").to_string(), Counted::Fallback).await?;
+    metrics::counter!("Fallbacks", "group" => group.name.to_string()).increment(1);
+    let text = format!("On-Demand share raised to 100% above base {} (was {}%)", share.base, share.percent_above_base);
+    history.note(None, "fallback", format!("no Spot capacity: {text}"));
+    alerts.push(
+        Alert::new(
+            "fallback",
+            group.name.as_str(),
+            Severity::Warning,
+            format!("{}: no Spot capacity, {text}", group.name),
+        )
+        .fact("asg", asg_name)
+        .fact("message", message)
+        .fact("restore", format!("base {} + {}%", share.base, share.percent_above_base)),
+    );
+    Ok(json!({"action": "fallback", "restore": share}))
+}
+
+/// How far back a scheduled run looks for failed scaling activities: a little more than the
+/// schedule, so none falls between two runs.
+const ACTIVITY_WINDOW_MINUTES: i64 = 10;
+
+/// An asg group's scaling activities that failed for lack of capacity since the last runs: the
+/// same fallback as the launch-failure event (which a missed or filtered rule may not bring).
+async fn asg_activities(
+    deps: &Deps,
+    group: &Group,
+    now: DateTime<Utc>,
+    history: &mut History,
+    alerts: &mut Vec<Alert>,
+) -> Value {
+    let GroupKind::Asg(spec) = &group.kind else { return json!({"checked": false}) };
+    if group.status.fallback.is_some() {
+        return json!({"checked": false, "reason": "already on On-Demand"});
+    }
+    let result = async {
+        let failures = deps
             .clients
             .autoscaling
-            .group(&detail.asg_name)
-            .await?
-            .ok_or_else(|| Error::Retry(format!("Auto Scaling group {} is gone", detail.asg_name)))?;
-        let share = asg.on_demand_share().ok_or_else(|| {
-            Error::Retry(format!("Auto Scaling group {} has no mixed instances policy", detail.asg_name))
-        })?;
-        let raised = OnDemandShare { base: share.base, percent_above_base: 100 };
-        deps.clients.autoscaling.set_on_demand_share(&asg, raised).await?;
-        deps.store
-            .update_group(&group.name, |g| recovery::note_fallback(g, &detail.status_message, now, Some(share)))
+            .failed_activities(&spec.asg_name, now - Duration::minutes(ACTIVITY_WINDOW_MINUTES))
             .await?;
-        deps.store.count(&group.name, &now.format("%Y-%m-%d").to_string(), Counted::Fallback).await?;
-        let text =
-            format!("On-Demand share raised to 100% above base {} (was {}%)", share.base, share.percent_above_base);
-        history.note(None, "fallback", format!("no Spot capacity: {text}"));
-        alerts.push(
-            Alert::new(
-                "fallback",
-                group.name.as_str(),
-                Severity::Warning,
-                format!("{}: no Spot capacity, {text}", group.name),
-            )
-            .fact("asg", &detail.asg_name)
-            .fact("message", &detail.status_message)
-            .fact("restore", format!("base {} + {}%", share.base, share.percent_above_base)),
-        );
-        json!({"action": "fallback", "restore": share})
-    };
-    history.write(deps, &group.name).await;
-    deps.alert(&alerts).await;
-    Ok(outcome)
+        match failures.iter().find(|m| plan::mentions_capacity(m)) {
+            Some(message) => asg_fallback(deps, group, &spec.asg_name, message, now, history, alerts).await,
+            None => Ok(json!({"checked": true, "failures": failures.len()})),
+        }
+    }
+    .await;
+    reported(result, group)
 }

@@ -118,6 +118,30 @@ impl AutoScaling {
         Ok(())
     }
 
+    /// The status messages of the group's scaling activities that failed since `since`.
+    pub async fn failed_activities(
+        &self,
+        asg_name: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<String>, AwsError> {
+        let out = self
+            .client
+            .describe_scaling_activities()
+            .auto_scaling_group_name(asg_name)
+            .max_records(20)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DescribeScalingActivities", e))?;
+        Ok(out
+            .activities
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.status_code == Some(aws_sdk_autoscaling::types::ScalingActivityStatusCode::Failed))
+            .filter(|a| a.start_time.as_ref().is_some_and(|t| t.secs() >= since.timestamp()))
+            .filter_map(|a| a.status_message.or(a.description))
+            .collect())
+    }
+
     /// Detaches instances without decrementing desired capacity, so the group launches their
     /// replacements at once while they drain: 20 ids a call (the API's limit), calls concurrent.
     pub async fn detach(&self, asg_name: &str, instance_ids: &[String]) -> Result<(), AwsError> {

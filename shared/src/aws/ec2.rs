@@ -397,6 +397,30 @@ impl Ec2 {
         Ok(prices)
     }
 
+    /// The instances among `ids` whose EC2 status checks (instance or system) say impaired.
+    pub async fn impaired(&self, ids: &[String]) -> Result<Vec<String>, AwsError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .client
+            .describe_instance_status()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DescribeInstanceStatus", e))?;
+        let bad = |s: Option<&aws_sdk_ec2::types::InstanceStatusSummary>| {
+            s.and_then(|s| s.status.as_ref()) == Some(&aws_sdk_ec2::types::SummaryStatus::Impaired)
+        };
+        Ok(out
+            .instance_statuses
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| bad(s.instance_status.as_ref()) || bad(s.system_status.as_ref()))
+            .filter_map(|s| s.instance_id)
+            .collect())
+    }
+
     /// Makes an image of an instance (without a reboot unless asked), tagged.
     pub async fn create_image(
         &self,

@@ -272,7 +272,10 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     story.step("Drive the functions by hand");
     if keep {
         let (url, _server) = h.serve_api().await;
-        story.say(format!("The dashboard, served by the api router against the emulator: {url}/#token={}", spotkeeper_tests::TOKEN));
+        story.say(format!(
+            "The dashboard, served by the api router against the emulator: {url}/#token={}",
+            spotkeeper_tests::TOKEN
+        ));
         story.say("The emulator keeps running with this fleet. In another shell:");
         story.say(format!(
             "export AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing",
