@@ -7,6 +7,8 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod event;
+#[cfg(test)]
+mod fixtures;
 pub mod fleet;
 pub mod growth;
 pub mod history;

@@ -208,7 +208,7 @@ pub fn interruption_actions(warnings: Vec<Warning>, health: &PoolHealth, now: Da
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::{AsgSpec, LaunchTemplateRef, Market, StandaloneSpec};
+    use crate::fleet::{AsgSpec, LaunchTemplateRef, StandaloneSpec};
 
     fn subnet(id: &str, zone: &str) -> Subnet {
         Subnet { id: id.into(), availability_zone: zone.into() }
@@ -226,19 +226,10 @@ mod tests {
 
     fn instance(id: &str, zone: &str, state: &str, ip: &str) -> InstanceFacts {
         InstanceFacts {
-            instance_id: id.into(),
-            market: Market::Spot,
-            instance_type: "m5.large".into(),
             availability_zone: zone.into(),
-            subnet_id: None,
             state: state.into(),
-            launched_at: None,
             private_ip: Some(ip.into()),
-            public_ip: None,
-            tags: vec![],
-            root_device: None,
-            image_id: None,
-            block_devices: vec![],
+            ..crate::fixtures::instance(id)
         }
     }
 

@@ -264,21 +264,8 @@ mod tests {
     }
 
     fn member(id: &str, fallen_back: bool) -> Member {
-        Member {
-            instance_id: id.into(),
-            market: if fallen_back { Market::OnDemand } else { Market::Spot },
-            instance_type: "m5.large".into(),
-            availability_zone: "us-east-1a".into(),
-            subnet_id: Some("subnet-a".into()),
-            state: "running".into(),
-            state_at: None,
-            launched_at: None,
-            fallen_back,
-            replaces: None,
-            interrupted: None,
-            retiring: None,
-            version: 0,
-        }
+        let market = if fallen_back { Market::OnDemand } else { Market::Spot };
+        Member { market, fallen_back, ..crate::fixtures::member(id) }
     }
 
     fn standalone(capacity: u32) -> Group {
@@ -335,19 +322,9 @@ mod tests {
 
     fn facts(id: &str, state: &str, group: &str) -> InstanceFacts {
         InstanceFacts {
-            instance_id: id.into(),
-            market: Market::Spot,
-            instance_type: "m5.large".into(),
-            availability_zone: "us-east-1a".into(),
-            subnet_id: None,
             state: state.into(),
-            launched_at: None,
-            private_ip: None,
-            public_ip: None,
             tags: vec![(crate::fleet::GROUP_TAG.into(), group.into())],
-            root_device: None,
-            image_id: None,
-            block_devices: vec![],
+            ..crate::fixtures::instance(id)
         }
     }
 

@@ -232,39 +232,12 @@ mod tests {
     }
 
     fn member(id: &str, market: Market, hours_ago: i64, now: DateTime<Utc>) -> Member {
-        Member {
-            instance_id: id.into(),
-            market,
-            instance_type: "m5.large".into(),
-            availability_zone: "us-east-1a".into(),
-            subnet_id: None,
-            state: "running".into(),
-            state_at: None,
-            launched_at: Some(now - chrono::Duration::hours(hours_ago)),
-            fallen_back: market == Market::OnDemand,
-            replaces: None,
-            interrupted: None,
-            retiring: None,
-            version: 0,
-        }
+        let launched_at = Some(now - chrono::Duration::hours(hours_ago));
+        Member { market, launched_at, fallen_back: market == Market::OnDemand, ..crate::fixtures::member(id) }
     }
 
     fn running(id: &str) -> InstanceFacts {
-        InstanceFacts {
-            instance_id: id.into(),
-            market: Market::Spot,
-            instance_type: "m5.large".into(),
-            availability_zone: "us-east-1a".into(),
-            subnet_id: None,
-            state: "running".into(),
-            launched_at: None,
-            private_ip: None,
-            public_ip: None,
-            tags: vec![],
-            root_device: None,
-            image_id: None,
-            block_devices: vec![],
-        }
+        crate::fixtures::instance(id)
     }
 
     #[test]

@@ -283,11 +283,27 @@ impl Store {
         name: &GroupName,
         change: impl Fn(&mut Group),
     ) -> Result<Option<Group>, StoreError> {
+        self.change_group(name, false, change).await
+    }
+
+    /// Read, change, save conditionally on the version; again (a few times) on a conflict. With
+    /// `lookups`, the members' lookups take the new configuration in the same transaction.
+    async fn change_group(
+        &self,
+        name: &GroupName,
+        lookups: bool,
+        change: impl Fn(&mut Group),
+    ) -> Result<Option<Group>, StoreError> {
         let mut last = None;
         for _ in 0..4 {
             let Some(mut group) = self.group(name).await? else { return Ok(None) };
             change(&mut group);
-            match self.save_group(&group, &[]).await {
+            let ids: Vec<String> = if lookups {
+                self.members(name).await?.into_iter().map(|m| m.instance_id).collect()
+            } else {
+                Vec::new()
+            };
+            match self.save_group(&group, &ids).await {
                 Ok(saved) => return Ok(Some(saved)),
                 Err(StoreError::Conflict(m)) => last = Some(StoreError::Conflict(m)),
                 Err(other) => return Err(other),
@@ -303,18 +319,7 @@ impl Store {
         name: &GroupName,
         change: impl Fn(&mut Group),
     ) -> Result<Option<Group>, StoreError> {
-        let mut last = None;
-        for _ in 0..4 {
-            let Some(mut group) = self.group(name).await? else { return Ok(None) };
-            change(&mut group);
-            let ids: Vec<String> = self.members(name).await?.into_iter().map(|m| m.instance_id).collect();
-            match self.save_group(&group, &ids).await {
-                Ok(saved) => return Ok(Some(saved)),
-                Err(StoreError::Conflict(m)) => last = Some(StoreError::Conflict(m)),
-                Err(other) => return Err(other),
-            }
-        }
-        Err(last.unwrap_or_else(|| StoreError::Conflict(format!("group {name}"))))
+        self.change_group(name, true, change).await
     }
 
     pub async fn group(&self, name: &GroupName) -> Result<Option<Group>, StoreError> {
