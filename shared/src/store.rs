@@ -459,14 +459,21 @@ impl Store {
     ) -> Result<Claim, StoreError> {
         let now_ms = AttributeValue::N(now.timestamp_millis().to_string());
         let until_ms = AttributeValue::N((now + lease).timestamp_millis().to_string());
+        // Who claims: one value per call, so the SDK's retry of a claim whose answer was lost finds
+        // its own claim and goes on, instead of standing aside for itself.
+        let holder = hex::encode(rand::random::<[u8; 12]>());
         let mut claim = Put::builder()
             .table_name(&self.table)
             .item("state", s("acting"))
+            .item("holder", s(&holder))
             .item("lease_until", until_ms.clone())
             .item(TTL_ATTRIBUTE, AttributeValue::N((now + Duration::days(CLAIM_DAYS)).timestamp().to_string()))
-            .condition_expression("attribute_not_exists(pk) OR (#state = :acting AND lease_until < :now)")
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#state = :acting AND (lease_until < :now OR holder = :holder))",
+            )
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":acting", s("acting"))
+            .expression_attribute_values(":holder", s(&holder))
             .expression_attribute_values(":now", now_ms.clone());
         for (name, value) in claim_key(event_id) {
             claim = claim.item(name, value);

@@ -139,6 +139,7 @@ impl Harness {
             proxy::is_spot_fleet(call).then(|| proxy::Fault {
                 status: 200,
                 content_type: "text/xml",
+                after_forwarding: false,
                 body: proxy::fleet_without_capacity(
                     &pools.iter().map(|(t, s)| (*t, s.as_str())).collect::<Vec<_>>(),
                     "spot",

@@ -34,6 +34,15 @@ pub struct Fault {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
+    /// Let the emulator do the work first, then answer with the fault: the caller never learns
+    /// it succeeded (a lost answer).
+    pub after_forwarding: bool,
+}
+
+impl Fault {
+    pub fn answer(status: u16, content_type: &'static str, body: String) -> Self {
+        Self { status, content_type, body, after_forwarding: false }
+    }
 }
 
 type Rule = Box<dyn Fn(&Call) -> Option<Fault> + Send + Sync>;
@@ -96,10 +105,11 @@ async fn forward(
             call.answered = Some(Instant::now());
         }
     };
-    if let Some(fault) = fault {
+    let fault_now = fault.as_ref().is_some_and(|f| !f.after_forwarding);
+    if let (Some(fault), true) = (&fault, fault_now) {
         answered(&shared);
         let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return (status, [("content-type", fault.content_type)], fault.body).into_response();
+        return (status, [("content-type", fault.content_type)], fault.body.clone()).into_response();
     }
     let mut upstream_request =
         client.request(parts.method.clone(), format!("{upstream}{path}")).body(Bytes::from(bytes.to_vec()));
@@ -110,6 +120,10 @@ async fn forward(
     }
     let result = upstream_request.send().await;
     answered(&shared);
+    if let Some(fault) = fault {
+        let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, [("content-type", fault.content_type)], fault.body).into_response();
+    }
     match result {
         Ok(answer) => {
             let status = answer.status();

@@ -63,11 +63,8 @@ async fn a_standalone_member_is_replaced_and_dns_address_and_volume_follow() {
     let after: Vec<&str> = calls[launch_at..].iter().map(|c| c.operation.as_str()).collect();
     assert!(after.contains(&"Publish"), "the alert is published, after the launch request: {after:?}");
     assert!(!before.contains(&"Publish"), "no alert before the launch request");
-    assert_eq!(
-        h.proxy.rounds_before("CreateFleet"),
-        Some(1),
-        "the claim and the lookup go together: one round, then the launch"
-    );
+    // How many sequential rounds that makes is timing, measured by `make bench` (BENCHMARKS.md):
+    // the two are sent together, so under load one may be answered before the other leaves.
 
     // A tagged Spot replacement in the other pool of the volume's AZ.
     let web = member(&h, &old).await.expect("the old member is still listed until it is gone");
@@ -180,6 +177,7 @@ async fn no_spot_capacity_anywhere_means_an_on_demand_replacement_marked_fallen_
         is_spot_fleet(call).then(|| Fault {
             status: 500,
             content_type: "text/xml",
+            after_forwarding: false,
             body: ec2_error("InsufficientInstanceCapacity", "We currently do not have sufficient capacity."),
         })
     });
@@ -304,4 +302,33 @@ async fn several_warnings_for_one_group_share_one_launch_request() {
             "each replacement names its own"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_to_the_claim_does_not_lose_the_warning() {
+    let h = Harness::start().await;
+    let old = register_web(&h, false).await;
+    // The claim reaches the table, but its answer is lost: the SDK tries again, and that retry
+    // must find its own claim, not stand aside as if another delivery held it.
+    let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let once = lost.clone();
+    h.proxy.on(move |call| {
+        let first = call.operation == "TransactWriteItems" && !once.swap(true, std::sync::atomic::Ordering::SeqCst);
+        first.then(|| Fault {
+            status: 500,
+            content_type: "application/x-amz-json-1.0",
+            after_forwarding: true,
+            body:
+                r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error"}"#
+                    .into(),
+        })
+    });
+    let before = h.instance_count().await;
+    let out = h.spot_interruption(events::spot_warning(&old)).await.unwrap();
+    assert!(lost.load(std::sync::atomic::Ordering::SeqCst), "the first claim's answer was lost");
+    assert_eq!(out["action"], "replaced", "{out}");
+    assert_eq!(h.instance_count().await, before + 1, "one replacement, not none");
+    let claims =
+        h.proxy.calls().iter().filter(|c| c.operation == "TransactWriteItems" && c.body.contains("DEDUP#")).count();
+    assert_eq!(claims, 2, "the SDK retried the claim once");
 }

@@ -53,7 +53,12 @@ async fn a_day_of_spot_and_on_demand_is_in_the_ledger_and_the_savings() {
         (call.operation == "GetProducts").then(|| {
             let asked = instance_type_asked(&call.body).unwrap_or_default();
             let usd = od.iter().find(|(t, _)| *t == asked).map(|(_, p)| *p).unwrap_or(1.0);
-            Fault { status: 200, content_type: "application/x-amz-json-1.1", body: price_list(&asked, usd) }
+            Fault {
+                status: 200,
+                content_type: "application/x-amz-json-1.1",
+                after_forwarding: false,
+                body: price_list(&asked, usd),
+            }
         })
     });
     let body = json!({
@@ -76,7 +81,12 @@ async fn a_day_of_spot_and_on_demand_is_in_the_ledger_and_the_savings() {
         (call.operation == "GetProducts").then(|| {
             let asked = instance_type_asked(&call.body).unwrap_or_default();
             let usd = od.iter().find(|(t, _)| *t == asked).map(|(_, p)| *p).unwrap_or(1.0);
-            Fault { status: 200, content_type: "application/x-amz-json-1.1", body: price_list(&asked, usd) }
+            Fault {
+                status: 200,
+                content_type: "application/x-amz-json-1.1",
+                after_forwarding: false,
+                body: price_list(&asked, usd),
+            }
         })
     });
     h.instance_state(events::state_change(&on_demand, "running")).await.unwrap();
