@@ -235,6 +235,20 @@ impl Harness {
         self.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await
     }
 
+    /// The member ids of a group view (as the API answers it), each sent its `running` event.
+    pub async fn all_running(&self, group: &Value) -> Vec<String> {
+        let ids: Vec<String> = group["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["instance_id"].as_str().map(str::to_string))
+            .collect();
+        for id in &ids {
+            self.instance_state(events::state_change(id, "running")).await.expect("the running event");
+        }
+        ids
+    }
+
     /// Sends an event to the `instance-state` function.
     pub async fn instance_state(&self, event: Value) -> Result<Value, spotkeeper::Error> {
         instance_state::handle(&self.deps, event).await

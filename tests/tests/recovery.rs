@@ -21,12 +21,7 @@ async fn register_web(h: &Harness, capacity: u32, with_volume: bool) -> Vec<Stri
     }
     let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{web}");
-    let ids: Vec<String> =
-        web["members"].as_array().unwrap().iter().map(|m| m["instance_id"].as_str().unwrap().to_string()).collect();
-    for id in &ids {
-        h.instance_state(events::state_change(id, "running")).await.unwrap();
-    }
-    ids
+    h.all_running(&web).await
 }
 
 async fn state(h: &Harness, id: &str) -> String {

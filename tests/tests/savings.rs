@@ -20,6 +20,17 @@ fn price_list(instance_type: &str, usd: f64) -> String {
     json!({"FormatVersion": "aws_v1", "PriceList": [entry.to_string()]}).to_string()
 }
 
+/// The Price List API answers through the proxy, with these On-Demand prices.
+fn answer_prices(h: &Harness, od: [(&'static str, f64); 2]) {
+    h.proxy.on(move |call| {
+        (call.operation == "GetProducts").then(|| {
+            let asked = instance_type_asked(&call.body).unwrap_or_default();
+            let usd = od.iter().find(|(t, _)| *t == asked).map(|(_, p)| *p).unwrap_or(1.0);
+            Fault::answer(200, "application/x-amz-json-1.1", price_list(&asked, usd))
+        })
+    });
+}
+
 fn instance_type_asked(body: &str) -> Option<String> {
     let request: Value = serde_json::from_str(body).ok()?;
     request["Filters"].as_array()?.iter().find(|f| f["Field"] == "instanceType")?["Value"].as_str().map(str::to_string)
@@ -49,46 +60,20 @@ async fn a_day_of_spot_and_on_demand_is_in_the_ledger_and_the_savings() {
     let h = Harness::start().await;
     // The Price List API (out of the emulator's reach) answers through the proxy.
     let od = [("m5.large", 0.096), ("m5a.large", 0.086)];
-    h.proxy.on(move |call| {
-        (call.operation == "GetProducts").then(|| {
-            let asked = instance_type_asked(&call.body).unwrap_or_default();
-            let usd = od.iter().find(|(t, _)| *t == asked).map(|(_, p)| *p).unwrap_or(1.0);
-            Fault {
-                status: 200,
-                content_type: "application/x-amz-json-1.1",
-                after_forwarding: false,
-                body: price_list(&asked, usd),
-            }
-        })
-    });
+    answer_prices(&h, od);
     let body = json!({
         "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
         "instance_types": ["m5.large", "m5a.large"], "subnets": [h.fleet.subnet_a], "capacity": 2,
     });
     let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{web}");
-    let ids: Vec<String> =
-        web["members"].as_array().unwrap().iter().map(|m| m["instance_id"].as_str().unwrap().to_string()).collect();
-    for id in &ids {
-        h.instance_state(events::state_change(id, "running")).await.unwrap();
-    }
+    let ids = h.all_running(&web).await;
     // One member falls back to On-Demand: an interruption with no Spot capacity anywhere.
     h.no_spot_capacity();
     let out = h.spot_interruption(events::spot_warning(&ids[0])).await.unwrap();
     let on_demand = out["replacement"].as_str().unwrap().to_string();
     h.proxy.clear_rules();
-    h.proxy.on(move |call| {
-        (call.operation == "GetProducts").then(|| {
-            let asked = instance_type_asked(&call.body).unwrap_or_default();
-            let usd = od.iter().find(|(t, _)| *t == asked).map(|(_, p)| *p).unwrap_or(1.0);
-            Fault {
-                status: 200,
-                content_type: "application/x-amz-json-1.1",
-                after_forwarding: false,
-                body: price_list(&asked, usd),
-            }
-        })
-    });
+    answer_prices(&h, od);
     h.instance_state(events::state_change(&on_demand, "running")).await.unwrap();
     h.ec2().terminate_instances().instance_ids(&ids[0]).send().await.unwrap();
     h.instance_state(events::state_change(&ids[0], "terminated")).await.unwrap();
