@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 CARGO  ?= cargo
 
-.PHONY: tools browser demo emulator test build lint fuzz bench deploy clean
+.PHONY: tools browser demo emulator test build lint fuzz bench bench-profiles deploy clean
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -52,6 +52,14 @@ test: tools browser build
 bench: tools
 	$(CARGO) build --release --workspace --bins
 	SPOTKEEPER_BIN_DIR=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/release $(CARGO) run --release -p spotkeeper-tests --bin bench
+
+# The release profile against its candidates in Cargo.toml, built alike and measured in turn:
+# writes BENCHMARKS.md's "Release profile" section (make bench keeps it).
+PROFILES := release release-s release-z
+bench-profiles: tools
+	for p in $(PROFILES); do $(CARGO) build --profile $$p --workspace --bins; done
+	dir=$${CARGO_TARGET_DIR:-$(CURDIR)/target}; \
+	$(CARGO) run --release -p spotkeeper-tests --bin bench -- $(foreach p,$(PROFILES),$(p)=$$dir/$(p))
 
 # The property tests of event parsing and API bodies, far longer than in `make test`.
 fuzz:

@@ -37,9 +37,10 @@ pub struct Intake<D: Serialize + DeserializeOwned> {
     pub health: PoolHealth,
 }
 
-/// Gives a claim and its lock back, so the event's next delivery acts.
-pub async fn release(deps: &Deps, event_id: &str, instance_id: &str) {
-    if let Err(err) = deps.store.release(event_id, instance_id).await {
+/// Gives a claim and its lock back, so the event's next delivery acts (sending `attempt`, a launch
+/// whose outcome is unknown, again).
+pub async fn release(deps: &Deps, event_id: &str, instance_id: &str, attempt: Option<&str>) {
+    if let Err(err) = deps.store.release(event_id, instance_id, attempt).await {
         tracing::error!(event_id, instance_id, error = %err, "could not release the event's claim; it frees itself when its lease runs out");
     }
 }
@@ -79,7 +80,7 @@ pub async fn intake<D: Serialize + DeserializeOwned>(
             let reason = err.to_string();
             for ((message, event), claim) in events.iter().zip(&claims) {
                 if matches!(claim, Ok(Claim::Won)) {
-                    release(deps, event.id.as_deref().unwrap_or_default(), instance_of(&event.detail)).await;
+                    release(deps, event.id.as_deref().unwrap_or_default(), instance_of(&event.detail), None).await;
                 }
                 outcomes
                     .push((message.clone(), Err(Error::Retry(format!("could not read the fleet table: {reason}")))));
@@ -112,7 +113,7 @@ pub async fn intake<D: Serialize + DeserializeOwned>(
             }
             (Ok(Claim::Won), None) => {
                 // The group let go of it between the lock and the read: give the claim back.
-                release(deps, &event_id, &instance_id).await;
+                release(deps, &event_id, &instance_id, None).await;
                 outcomes.push((message, Ok(json!({"action": "ignored", "reason": "no group manages this instance"}))));
             }
             (Ok(Claim::Won), Some(lookup)) => {

@@ -65,10 +65,12 @@ impl Deps {
         Self { clock, ..self }
     }
 
-    /// Alerts: SNS, Slack and the groups' webhooks. After the action, never before it; a failed
-    /// alert is logged (or recorded, for webhooks), never a failed action.
+    /// Alerts: SNS, Slack and the groups' webhooks, a flood of one kind folded into a digest.
+    /// After the action, never before it; a failed alert is logged (or recorded, for webhooks),
+    /// never a failed action.
     pub async fn alert(&self, alerts: &[notify::Alert]) {
-        tokio::join!(self.notifier.send(alerts), webhooks::send(self, alerts));
+        let alerts = notify::digest(alerts, notify::DIGEST_OVER);
+        tokio::join!(self.notifier.send(&alerts), webhooks::send(self, &alerts));
     }
 }
 

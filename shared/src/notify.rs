@@ -70,6 +70,61 @@ impl Alert {
     }
 }
 
+/// Above this many alerts of one kind for one group at once, they go out as one digest.
+pub const DIGEST_OVER: usize = 5;
+/// The values a digest lists of one fact before it only counts the rest.
+const DIGEST_VALUES: usize = 20;
+
+/// Folds each run of more than `most` alerts of one event, group and severity into one digest:
+/// a mass interruption is one message with the count and the instances, not a thousand messages
+/// (Slack would throttle them, and nobody reads them).
+pub fn digest(alerts: &[Alert], most: usize) -> Vec<Alert> {
+    let mut kinds: Vec<(&str, &str, Severity, Vec<&Alert>)> = Vec::new();
+    for alert in alerts {
+        match kinds.iter_mut().find(|(e, g, s, _)| *e == alert.event && *g == alert.group && *s == alert.severity) {
+            Some((_, _, _, same)) => same.push(alert),
+            None => kinds.push((&alert.event, &alert.group, alert.severity, vec![alert])),
+        }
+    }
+    let mut out = Vec::new();
+    for (event, group, severity, same) in kinds {
+        let [first, ..] = same.as_slice() else { continue };
+        if same.len() <= most {
+            out.extend(same.into_iter().cloned());
+            continue;
+        }
+        let mut digest = Alert::new(
+            event,
+            group,
+            severity,
+            format!("{group}: {} {event} alerts — the first: {}", same.len(), first.headline),
+        )
+        .fact("count", same.len());
+        let mut names: Vec<&str> = Vec::new();
+        for (name, _) in same.iter().flat_map(|a| &a.facts) {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+        for name in names {
+            let mut values: Vec<&str> = Vec::new();
+            for (_, value) in same.iter().flat_map(|a| &a.facts).filter(|(n, _)| n == name) {
+                if !values.contains(&value.as_str()) {
+                    values.push(value);
+                }
+            }
+            let listed = values.iter().take(DIGEST_VALUES).copied().collect::<Vec<_>>().join(", ");
+            let value = match values.len().checked_sub(DIGEST_VALUES) {
+                Some(more) if more > 0 => format!("{listed} and {more} more"),
+                _ => listed,
+            };
+            digest = digest.fact(name, value);
+        }
+        out.push(digest);
+    }
+    out
+}
+
 /// Where alerts go. Without a topic or a Slack URL, alerts are only logged.
 #[derive(Clone, Debug)]
 pub struct Notifier {
@@ -167,6 +222,30 @@ impl Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_one_kind_becomes_one_digest_and_the_rest_stays_as_it_is() {
+        let interrupted = |i: usize| {
+            Alert::new("interrupted", "web", Severity::Warning, format!("web: i-{i} interrupted"))
+                .fact("instance", format!("i-{i}"))
+                .fact("action", "replaced")
+        };
+        let mut alerts: Vec<Alert> = (0..30).map(interrupted).collect();
+        alerts.push(Alert::new("fallback", "web", Severity::Warning, "web: no Spot capacity"));
+        alerts.push(Alert { group: "api".into(), ..interrupted(99) });
+        let out = digest(&alerts, DIGEST_OVER);
+        assert_eq!(out.len(), 3, "{out:#?}");
+        let folded = &out[0];
+        assert_eq!(folded.headline, "web: 30 interrupted alerts — the first: web: i-0 interrupted");
+        let fact = |name: &str| folded.facts.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        assert_eq!(fact("count"), Some("30"));
+        assert_eq!(fact("action"), Some("replaced"), "one value, said once");
+        let instances = fact("instance").unwrap();
+        assert!(instances.starts_with("i-0, i-1, ") && instances.ends_with("i-19 and 10 more"), "{instances}");
+        assert_eq!(out[1].event, "fallback");
+        assert_eq!(out[2].group, "api", "another group's alert is its own");
+        assert_eq!(digest(&alerts[..5], DIGEST_OVER), alerts[..5].to_vec(), "a few go out as they are");
+    }
 
     #[test]
     fn the_subject_fits_email() {

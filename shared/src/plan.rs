@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::fleet::{AddressKind, DataVolume, Group, GroupKind, GroupName, InstanceFacts, Pool, PoolHealth, Subnet};
+use crate::replacement::Attempt;
 use crate::store::Lookup;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -143,6 +144,8 @@ pub struct Warning {
     pub instance_id: String,
     pub warned_at: DateTime<Utc>,
     pub lookup: Lookup,
+    /// This delivery holds the event's claim (not so for the other events of a launch sent again).
+    pub held: bool,
 }
 
 /// What to do about a batch of warnings: one request per Auto Scaling group or standalone group.
@@ -153,12 +156,17 @@ pub enum Action {
     Detach { group: GroupName, asg_name: String, warnings: Vec<Warning> },
     /// Launch one replacement per warning, in one request over these pools.
     Replace { group: Box<Group>, pools: Vec<Pool>, warnings: Vec<Warning> },
+    /// Send a launch whose outcome is unknown again, as it was: one warning per instance it
+    /// replaces, held here or not.
+    Replay { group: Box<Group>, attempt: Box<Attempt>, warnings: Vec<Warning> },
 }
 
 impl Action {
     pub fn warnings(&self) -> &[Warning] {
         match self {
-            Action::Detach { warnings, .. } | Action::Replace { warnings, .. } => warnings,
+            Action::Detach { warnings, .. } | Action::Replace { warnings, .. } | Action::Replay { warnings, .. } => {
+                warnings
+            }
         }
     }
 }
@@ -180,29 +188,66 @@ pub fn replacement_pools(all: &[Pool], interrupted: &[Pool], health: &PoolHealth
 /// Groups the warnings of one batch into as few requests as the APIs allow: one detach per
 /// Auto Scaling group (the API takes 20 ids a call; the adapter splits), one launch per
 /// standalone group.
-pub fn interruption_actions(warnings: Vec<Warning>, health: &PoolHealth, now: DateTime<Utc>) -> Vec<Action> {
+pub fn interruption_actions(
+    warnings: Vec<Warning>,
+    attempts: &[Attempt],
+    health: &PoolHealth,
+    now: DateTime<Utc>,
+) -> Vec<Action> {
+    let attempt_of = |w: &Warning| {
+        attempts.iter().find(|a| {
+            w.lookup.attempt.as_deref() == Some(a.token.as_str())
+                && a.olds.iter().any(|o| o.instance_id == w.instance_id)
+        })
+    };
+    let (again, fresh): (Vec<Warning>, Vec<Warning>) = warnings.into_iter().partition(|w| attempt_of(w).is_some());
+    let mut replays: BTreeMap<String, (&Attempt, Vec<Warning>)> = BTreeMap::new();
+    for warning in again {
+        if let Some(attempt) = attempt_of(&warning) {
+            replays.entry(attempt.token.clone()).or_insert_with(|| (attempt, Vec::new())).1.push(warning);
+        }
+    }
+    let mut actions: Vec<Action> = replays.into_values().filter_map(|(attempt, held)| replay(attempt, held)).collect();
+
     let mut by_group: BTreeMap<GroupName, Vec<Warning>> = BTreeMap::new();
-    for warning in warnings {
+    for warning in fresh {
         by_group.entry(warning.lookup.group.clone()).or_default().push(warning);
     }
-    by_group
-        .into_values()
-        .filter_map(|warnings| {
-            let group = warnings.first()?.lookup.config.clone();
-            Some(match &group.kind {
-                GroupKind::Asg(spec) => {
-                    Action::Detach { group: group.name.clone(), asg_name: spec.asg_name.clone(), warnings }
-                }
-                GroupKind::Standalone(spec) => {
-                    let all =
-                        pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
-                    let interrupted: Vec<Pool> = warnings.iter().filter_map(|w| w.lookup.pool.clone()).collect();
-                    let pools = replacement_pools(&all, &interrupted, health, now);
-                    Action::Replace { group: Box::new(group), pools, warnings }
-                }
+    actions.extend(by_group.into_values().filter_map(|warnings| {
+        let group = warnings.first()?.lookup.config.clone();
+        Some(match &group.kind {
+            GroupKind::Asg(spec) => {
+                Action::Detach { group: group.name.clone(), asg_name: spec.asg_name.clone(), warnings }
+            }
+            GroupKind::Standalone(spec) => {
+                let all = pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
+                let interrupted: Vec<Pool> = warnings.iter().filter_map(|w| w.lookup.pool.clone()).collect();
+                let pools = replacement_pools(&all, &interrupted, health, now);
+                Action::Replace { group: Box::new(group), pools, warnings }
+            }
+        })
+    }));
+    actions
+}
+
+/// A launch sent again: a warning for every instance it replaces, the held ones as they came.
+fn replay(attempt: &Attempt, held: Vec<Warning>) -> Option<Action> {
+    let first = held.first()?.lookup.clone();
+    let warnings = attempt
+        .olds
+        .iter()
+        .zip(&attempt.events)
+        .map(|(old, event_id)| {
+            held.iter().find(|w| w.instance_id == old.instance_id).cloned().unwrap_or_else(|| Warning {
+                event_id: event_id.clone(),
+                instance_id: old.instance_id.clone(),
+                warned_at: old.since,
+                lookup: Lookup { pool: old.pool.clone(), ..first.clone() },
+                held: false,
             })
         })
-        .collect()
+        .collect();
+    Some(Action::Replay { group: Box::new(first.config), attempt: Box::new(attempt.clone()), warnings })
 }
 
 #[cfg(test)]
@@ -341,11 +386,18 @@ mod tests {
             group: name.clone(),
             config: Group { name, kind, policy, status: Default::default(), created_at: Utc::now(), version: 3 },
             pool,
+            attempt: None,
         }
     }
 
     fn warning(id: &str, lookup: &Lookup) -> Warning {
-        Warning { event_id: format!("e-{id}"), instance_id: id.into(), warned_at: Utc::now(), lookup: lookup.clone() }
+        Warning {
+            event_id: format!("e-{id}"),
+            instance_id: id.into(),
+            warned_at: Utc::now(),
+            lookup: lookup.clone(),
+            held: true,
+        }
     }
 
     #[test]
@@ -365,6 +417,7 @@ mod tests {
         let web_2 = lookup("web", GroupKind::Standalone(Box::new(spec)), Some(pool("m6", "b")));
         let actions = interruption_actions(
             vec![warning("i-1", &asg), warning("i-2", &web_1), warning("i-3", &asg), warning("i-4", &web_2)],
+            &[],
             &PoolHealth::default(),
             Utc::now(),
         );
@@ -380,6 +433,66 @@ mod tests {
             Action::Detach { asg_name, warnings, .. } => {
                 assert_eq!(asg_name, "workers-asg");
                 assert_eq!(warnings.iter().map(|w| w.instance_id.as_str()).collect::<Vec<_>>(), vec!["i-1", "i-3"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_launch_whose_answer_was_lost_is_sent_again_whole_whichever_warning_comes_back() {
+        let spec = StandaloneSpec {
+            launch_template: LaunchTemplateRef { id: Some("lt-1".into()), name: None, version: "3".into() },
+            instance_types: vec!["m5".into(), "m6".into()],
+            subnets: vec![subnet("a", "zone-a"), subnet("b", "zone-b")],
+            capacity: 4,
+            dns: None,
+            elastic_ip_allocation_id: None,
+            data_volumes: vec![],
+            volume_zone: None,
+        };
+        let attempt = Attempt {
+            token: "t-1".into(),
+            group: GroupName::try_from("web".to_string()).unwrap(),
+            spec: spec.clone(),
+            pools: vec![pool("m6", "b")],
+            olds: ["i-5", "i-6", "i-7"]
+                .iter()
+                .map(|id| crate::replacement::Old {
+                    instance_id: id.to_string(),
+                    since: Utc::now(),
+                    pool: Some(pool("m5", "a")),
+                })
+                .collect(),
+            events: vec!["e-i-5".into(), "e-i-6".into(), "e-i-7".into()],
+            extra: 0,
+            reason: crate::fleet::Reason::Interruption,
+            on_demand: 0,
+            fallback: true,
+        };
+        let mut tried = lookup("web", GroupKind::Standalone(Box::new(spec.clone())), Some(pool("m5", "a")));
+        tried.attempt = Some("t-1".into());
+        let mut expired = tried.clone();
+        expired.attempt = Some("t-gone".into());
+        let fresh = lookup("web", GroupKind::Standalone(Box::new(spec)), Some(pool("m5", "a")));
+        let actions = interruption_actions(
+            vec![warning("i-6", &tried), warning("i-8", &fresh), warning("i-9", &expired)],
+            std::slice::from_ref(&attempt),
+            &PoolHealth::default(),
+            Utc::now(),
+        );
+        assert_eq!(actions.len(), 2, "{actions:?}");
+        match &actions[0] {
+            Action::Replay { attempt: again, warnings, .. } => {
+                assert_eq!(**again, attempt, "the very same request");
+                let held: Vec<(&str, bool)> = warnings.iter().map(|w| (w.event_id.as_str(), w.held)).collect();
+                assert_eq!(held, vec![("e-i-5", false), ("e-i-6", true), ("e-i-7", false)]);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &actions[1] {
+            Action::Replace { warnings, .. } => {
+                let ids: Vec<&str> = warnings.iter().map(|w| w.instance_id.as_str()).collect();
+                assert_eq!(ids, vec!["i-8", "i-9"], "a kept launch that expired is launched anew");
             }
             other => panic!("{other:?}"),
         }

@@ -3,18 +3,21 @@
 //! `replaces` tags, pool health and the group's fallback.
 
 use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::Deps;
 use crate::Error;
 use crate::aws::ec2::LaunchedInstance;
-use crate::fleet::{GROUP_TAG, Group, Member, Pool, PoolHealth, REPLACES_TAG, Reason, Replaced, StandaloneSpec};
+use crate::fleet::{
+    GROUP_TAG, Group, GroupName, Member, Pool, PoolHealth, REPLACES_TAG, Reason, Replaced, StandaloneSpec,
+};
 use crate::launch::{Launch, Order, launch};
 use crate::plan::{self, AVOID_POOL_MINUTES};
 use crate::recovery;
 
 /// An instance being replaced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Old {
     pub instance_id: String,
     /// When its replacement was called for (the warning's time for an interruption).
@@ -38,6 +41,58 @@ pub struct Request<'a> {
     pub fallback: bool,
     /// Same work, same token: a retried request launches nothing twice.
     pub token: String,
+}
+
+/// A launch whose answer never came: EC2 may or may not have launched. The next delivery of any
+/// of its events sends the very same request again (same client token, same parameters), and EC2
+/// answers with what the first one launched instead of launching twice — whichever batch that
+/// delivery arrives in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub token: String,
+    pub group: GroupName,
+    pub spec: StandaloneSpec,
+    pub pools: Vec<Pool>,
+    pub olds: Vec<Old>,
+    /// The event behind each of `olds`, in the same order.
+    pub events: Vec<String>,
+    pub extra: u32,
+    pub reason: Reason,
+    pub on_demand: u32,
+    pub fallback: bool,
+}
+
+impl Attempt {
+    pub fn of(request: &Request<'_>, events: Vec<String>) -> Self {
+        Self {
+            token: request.token.clone(),
+            group: request.group.name.clone(),
+            spec: request.spec.clone(),
+            pools: request.pools.clone(),
+            olds: request.olds.clone(),
+            events,
+            extra: request.extra,
+            reason: request.reason,
+            on_demand: request.on_demand,
+            fallback: request.fallback,
+        }
+    }
+
+    /// The same request again, for `group` (its current configuration; the launch itself
+    /// uses the attempt's own).
+    pub fn request<'a>(&'a self, group: &'a Group) -> Request<'a> {
+        Request {
+            group,
+            spec: &self.spec,
+            pools: self.pools.clone(),
+            olds: self.olds.clone(),
+            extra: self.extra,
+            reason: self.reason,
+            on_demand: self.on_demand,
+            fallback: self.fallback,
+            token: self.token.clone(),
+        }
+    }
 }
 
 /// What a launch produced, paired up.
@@ -64,8 +119,9 @@ pub async fn launch_for(deps: &Deps, request: &Request<'_>) -> Result<Launch, Er
         (GROUP_TAG.to_string(), request.group.name.to_string()),
         ("Name".to_string(), format!("spotkeeper-{}", request.group.name)),
     ];
-    // One request can carry many instances but only one set of tags: with several
-    // replacements, each gets its `replaces` tag right after the request.
+    // One request can carry many instances but only one set of tags: a lone replacement is
+    // tagged with what it replaces; several are paired in the table only (a tag call each would
+    // spend EC2's mutating-call budget just when a mass interruption needs it).
     if let ([only], 0) = (request.olds.as_slice(), request.extra) {
         tags.push((REPLACES_TAG.to_string(), only.instance_id.clone()));
     }
@@ -144,17 +200,6 @@ pub async fn record(
     if let Err(err) = deps.store.add_members(request.group, &members).await {
         tracing::error!(group = %group, error = %err, "could not record the new members; the next reconcile adopts them by tag");
     }
-    if recorded.pairs.len() > 1 || (!recorded.pairs.is_empty() && request.extra > 0) {
-        let tagging = recorded
-            .pairs
-            .iter()
-            .map(|(old, m)| deps.clients.ec2.tag(std::slice::from_ref(&m.instance_id), REPLACES_TAG, &old.instance_id));
-        for result in futures::future::join_all(tagging).await {
-            if let Err(err) = result {
-                tracing::error!(group = %group, error = %err, "could not tag a replacement with the instance it replaces");
-            }
-        }
-    }
     // Avoid the pools being left, and those that had no capacity, for a while.
     let leaving_risky_pools = matches!(request.reason, Reason::Interruption | Reason::Rebalance);
     let mut avoid: Vec<Pool> =
@@ -173,10 +218,11 @@ pub async fn record(
         tracing::error!(group = %group, error = %err, "could not record pool health");
     }
     let day = now.format("%Y-%m-%d").to_string();
-    for _ in members.iter().filter(|m| m.fallen_back) {
-        metrics::counter!("Fallbacks", "group" => group.to_string()).increment(1);
-        if let Err(err) = deps.store.count(group, &day, crate::store::Counted::Fallback).await {
-            tracing::error!(group = %group, error = %err, "could not count a fallback in the ledger");
+    let fell_back = members.iter().filter(|m| m.fallen_back).count() as u64;
+    if fell_back > 0 {
+        metrics::counter!("Fallbacks", "group" => group.to_string()).increment(fell_back);
+        if let Err(err) = deps.store.count(group, &day, crate::store::Counted::Fallback, fell_back).await {
+            tracing::error!(group = %group, error = %err, "could not count the fallbacks in the ledger");
         }
     }
     if members.iter().any(|m| m.fallen_back) {

@@ -7,6 +7,7 @@
 //! | instance lookup | `INSTANCE#<id>`    | `GROUP`                |                        |
 //! | history         | `GROUP#<name>`     | `EVENT#<time>#<id>`    | (TTL `expires_at`)     |
 //! | event claim     | `DEDUP#<event id>` | `DEDUP`                | (TTL `expires_at`)     |
+//! | unknown launch  | `ATTEMPT#<token>`  | `ATTEMPT`              | (TTL `expires_at`)     |
 //! | pool health     | `POOLS`            | `HEALTH`               |                        |
 //! | volume growth   | `VOLUME#<id>`      | `VOLUME`               | `VOLUMES` / id         |
 //! | savings ledger  | `SAVINGS#<group>`  | `DAY#<yyyy-mm-dd>`     |                        |
@@ -81,6 +82,15 @@ fn lookup_pk(instance_id: &str) -> String {
 
 const GROUP_SK: &str = "CONFIG";
 const LOOKUP_SK: &str = "GROUP";
+
+fn attempt_pk(token: &str) -> String {
+    format!("ATTEMPT#{token}")
+}
+
+const ATTEMPT_SK: &str = "ATTEMPT";
+
+/// A table item, or just its key.
+type Key = HashMap<String, AttributeValue>;
 const HEALTH_PK: &str = "POOLS";
 const HEALTH_SK: &str = "HEALTH";
 const POOL_PREFIX: &str = "pool:";
@@ -99,6 +109,9 @@ pub struct Lookup {
     pub config: Group,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<Pool>,
+    /// The client token of a launch for this instance whose outcome is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<String>,
 }
 
 /// The outcome of claiming an event for an instance.
@@ -405,7 +418,8 @@ impl Store {
         for chunk in members.chunks(50) {
             let mut writes = Vec::with_capacity(chunk.len() * 2);
             for member in chunk {
-                let lookup = Lookup { group: group.name.clone(), config: group.clone(), pool: member.pool() };
+                let lookup =
+                    Lookup { group: group.name.clone(), config: group.clone(), pool: member.pool(), attempt: None };
                 let lookup = item(&lookup, &[("pk", lookup_pk(&member.instance_id)), ("sk", LOOKUP_SK.to_string())])?;
                 for item in [Self::member_item(&group.name, member)?, lookup] {
                     let put = Put::builder()
@@ -562,32 +576,38 @@ impl Store {
     }
 
     /// Gives a claim and its instance lock back after a failure, so the event's next delivery acts.
-    pub async fn release(&self, event_id: &str, instance_id: &str) -> Result<(), StoreError> {
+    /// With `attempt`, the instance's lookup keeps the token of a launch whose outcome is unknown:
+    /// the next delivery sends that launch again instead of a new one.
+    pub async fn release(&self, event_id: &str, instance_id: &str, attempt: Option<&str>) -> Result<(), StoreError> {
         let mut request = self.client.delete_item().table_name(&self.table);
         for (name, value) in claim_key(event_id) {
             request = request.key(name, value);
         }
-        let (deleted, unlocked) = tokio::join!(request.send(), self.unlock_instance(instance_id, event_id));
+        let mut unlock = self
+            .lookup_update(instance_id)
+            .condition_expression("replacing = :holder")
+            .expression_attribute_values(":holder", s(event_id));
+        unlock = match attempt {
+            Some(token) => unlock
+                .update_expression("REMOVE replacing, replacing_until SET attempt = :attempt")
+                .expression_attribute_values(":attempt", s(token)),
+            None => unlock.update_expression("REMOVE replacing, replacing_until"),
+        };
+        let (deleted, unlocked) = tokio::join!(request.send(), conditional(unlock));
         deleted.map_err(|e| AwsError::from_sdk("DeleteItem", e))?;
-        unlocked
+        unlocked.map(|_| ())
     }
 
-    /// The lookups of these instances and the pool health, in one `BatchGetItem`.
-    pub async fn lookups(&self, instance_ids: &[String]) -> Result<(HashMap<String, Lookup>, PoolHealth), StoreError> {
-        let mut ids: Vec<&String> = instance_ids.iter().collect();
-        ids.sort();
-        ids.dedup();
-        let key = |pk: String, sk: &str| HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))]);
-        let mut keys: Vec<HashMap<String, AttributeValue>> =
-            ids.iter().map(|id| key(lookup_pk(id), LOOKUP_SK)).collect();
-        keys.push(key(HEALTH_PK.to_string(), HEALTH_SK));
-        let mut found = Vec::new();
-        for chunk in keys.chunks(100) {
+    /// These items, read consistently: 100 keys a `BatchGetItem` (the API's limit), the calls
+    /// concurrent.
+    async fn batch_get(&self, keys: Vec<Key>) -> Result<Vec<Key>, StoreError> {
+        let calls = keys.chunks(100).map(|chunk| async move {
             let mut pending = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
                 .set_keys(Some(chunk.to_vec()))
                 .consistent_read(true)
                 .build()
                 .map_err(build_error("BatchGetItem"))?;
+            let mut found = Vec::new();
             // Keys come back unprocessed under throttling: ask again, a bounded number of times.
             for attempt in 0..8u32 {
                 let out = self
@@ -611,7 +631,68 @@ impl Store {
                     _ => break,
                 }
             }
-        }
+            Ok::<_, StoreError>(found)
+        });
+        Ok(futures::future::try_join_all(calls).await?.into_iter().flatten().collect())
+    }
+
+    /// Keeps a launch whose outcome is unknown, under its client token, for a day.
+    pub async fn keep_attempt<T: Serialize>(
+        &self,
+        token: &str,
+        attempt: &T,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let item = item(attempt, &[("pk", attempt_pk(token)), ("sk", ATTEMPT_SK.to_string())])?;
+        self.put_expiring(item, (now + Duration::days(1)).timestamp()).await
+    }
+
+    /// Writes an item that the table's TTL deletes after `expires` (epoch seconds).
+    async fn put_expiring(&self, mut item: Key, expires: i64) -> Result<(), StoreError> {
+        item.insert(TTL_ATTRIBUTE.to_string(), AttributeValue::N(expires.to_string()));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutItem", e))?;
+        Ok(())
+    }
+
+    /// The kept launches with these tokens (those not found have expired or were never kept).
+    pub async fn attempts<T: for<'de> Deserialize<'de>>(&self, tokens: &[String]) -> Result<Vec<T>, StoreError> {
+        let mut tokens: Vec<&String> = tokens.iter().collect();
+        tokens.sort();
+        tokens.dedup();
+        let keys = tokens
+            .iter()
+            .map(|t| HashMap::from([("pk".to_string(), s(attempt_pk(t))), ("sk".to_string(), s(ATTEMPT_SK))]))
+            .collect();
+        let found = self.batch_get(keys).await?.into_iter().map(parse).collect::<Result<Vec<T>, _>>()?;
+        Ok(found)
+    }
+
+    /// Forgets an instance's unknown launch once it is known (nothing if another took its place).
+    pub async fn forget_attempt(&self, instance_id: &str, token: &str) -> Result<(), StoreError> {
+        let request = self
+            .lookup_update(instance_id)
+            .update_expression("REMOVE attempt")
+            .condition_expression("attempt = :attempt")
+            .expression_attribute_values(":attempt", s(token));
+        conditional(request).await.map(|_| ())
+    }
+
+    /// The lookups of these instances and the pool health, in one `BatchGetItem`.
+    pub async fn lookups(&self, instance_ids: &[String]) -> Result<(HashMap<String, Lookup>, PoolHealth), StoreError> {
+        let mut ids: Vec<&String> = instance_ids.iter().collect();
+        ids.sort();
+        ids.dedup();
+        let key = |pk: String, sk: &str| HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))]);
+        let mut keys: Vec<HashMap<String, AttributeValue>> =
+            ids.iter().map(|id| key(lookup_pk(id), LOOKUP_SK)).collect();
+        keys.push(key(HEALTH_PK.to_string(), HEALTH_SK));
+        let found = self.batch_get(keys).await?;
         let mut lookups = HashMap::new();
         let mut health = PoolHealth::default();
         for item in found {
@@ -821,7 +902,7 @@ impl Store {
     }
 
     /// Counts an interruption or a fallback in a group's ledger for a day.
-    pub async fn count(&self, group: &GroupName, day: &str, what: Counted) -> Result<(), StoreError> {
+    pub async fn count(&self, group: &GroupName, day: &str, what: Counted, by: u64) -> Result<(), StoreError> {
         let field = match what {
             Counted::Interruption => "interruptions",
             Counted::Fallback => "fallbacks",
@@ -831,10 +912,10 @@ impl Store {
             .table_name(&self.table)
             .key("pk", s(format!("SAVINGS#{group}")))
             .key("sk", s(format!("DAY#{day}")))
-            .update_expression(format!("SET #day = :day ADD {field} :one"))
+            .update_expression(format!("SET #day = :day ADD {field} :by"))
             .expression_attribute_names("#day", "day")
             .expression_attribute_values(":day", s(day))
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":by", AttributeValue::N(by.to_string()))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("UpdateItem", e))?;
@@ -976,16 +1057,7 @@ impl Store {
         let unique = rand::random::<u32>();
         let sk = format!("EVENT#{}#{unique:08x}", entry.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
         let expires = (entry.at + Duration::days(HISTORY_DAYS)).timestamp();
-        let mut item = item(entry, &[("pk", group_pk(group)), ("sk", sk)])?;
-        item.insert(TTL_ATTRIBUTE.to_string(), AttributeValue::N(expires.to_string()));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("PutItem", e))?;
-        Ok(())
+        self.put_expiring(item(entry, &[("pk", group_pk(group)), ("sk", sk)])?, expires).await
     }
 
     /// A page of a group's history, newest first, after the entry `after` (the sort key a previous

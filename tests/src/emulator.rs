@@ -1,8 +1,8 @@
-//! The local AWS emulator: moto in server mode on a free port of 127.0.0.1, stopped on drop.
+//! The local AWS emulator: moto in server mode on a port of 127.0.0.1, stopped on drop.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
@@ -20,59 +20,51 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn moto_server() -> PathBuf {
-    if let Ok(path) = std::env::var("MOTO_SERVER") {
-        return PathBuf::from(path);
-    }
-    let venv = workspace_root().join(".venv/bin/moto_server");
-    if venv.exists() { venv } else { PathBuf::from("moto_server") }
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
+/// The line the launcher prints once it listens, followed by its address.
+const LISTENING: &str = "moto listening on ";
 
 impl Emulator {
-    /// Starts moto and waits until it answers. Panics with a clear message when it cannot.
+    /// Starts moto (through `tests/emulator/moto_server.py`, which repairs two of its
+    /// concurrency faults) on a port of 127.0.0.1 the system picks, and waits until it says which.
+    /// Panics with a clear message when it cannot.
     pub fn start() -> Self {
-        let server = moto_server();
-        for _ in 0..5 {
-            let port = free_port().expect("a free port on 127.0.0.1");
-            let log = std::env::temp_dir().join(format!("spotkeeper-moto-{port}.log"));
-            let log_file = std::fs::File::create(&log).expect("a log file for moto");
-            let err_file = log_file.try_clone().expect("a log file for moto");
-            let child = Command::new(&server)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(log_file)
-                .stderr(err_file)
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("cannot start {} ({e}): run `make test`, which installs it into .venv", server.display())
-                });
-            let mut emulator = Self { child, endpoint: format!("http://127.0.0.1:{port}"), log };
-            if emulator.wait_ready() {
-                return emulator;
-            }
-            // Another process took the port between our probe and moto's bind: try another.
-            let _ = emulator.child.kill();
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let log = std::env::temp_dir().join(format!("spotkeeper-moto-{}-{n}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).expect("a log file for moto");
+        let err_file = log_file.try_clone().expect("a log file for moto");
+        let venv = workspace_root().join(".venv/bin/python3");
+        let python = if venv.exists() { venv } else { PathBuf::from("python3") };
+        let child = Command::new(&python)
+            .arg(workspace_root().join("tests/emulator/moto_server.py"))
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(err_file)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {} ({e}): run `make test`, which installs moto into .venv", python.display())
+            });
+        let mut emulator = Self { child, endpoint: String::new(), log };
+        match emulator.wait_listening() {
+            Some(endpoint) => emulator.endpoint = endpoint,
+            None => panic!("moto did not start; its log: {}", emulator.log.display()),
         }
-        panic!("moto_server did not start; see the spotkeeper-moto-*.log files in {}", std::env::temp_dir().display());
+        emulator
     }
 
-    fn wait_ready(&mut self) -> bool {
+    fn wait_listening(&mut self) -> Option<String> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = self.endpoint.trim_start_matches("http://").to_string();
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
+                return None;
             }
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                return true;
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(endpoint) = text.lines().find_map(|l| l.strip_prefix(LISTENING)) {
+                return Some(endpoint.trim().to_string());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        false
+        None
     }
 
     /// SDK configuration pointing every client at the emulator, with the SDK's standard retry as

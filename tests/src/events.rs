@@ -58,14 +58,20 @@ pub fn spot_warning(instance_id: &str) -> Value {
 
 /// An SQS batch (as the queue delivers it) of these events, message ids `m-0`, `m-1`, ...
 pub fn sqs_batch(events: &[Value]) -> Value {
+    let messages: Vec<(String, Value)> =
+        events.iter().enumerate().map(|(i, e)| (format!("m-{i}"), e.clone())).collect();
+    sqs_messages(&messages)
+}
+
+/// An SQS batch of these (message id, event) pairs.
+pub fn sqs_messages(messages: &[(String, Value)]) -> Value {
     let mut batch = load("sqs-spot-interruption-batch.json");
     let template = batch["Records"][0].clone();
-    let records: Vec<Value> = events
+    let records: Vec<Value> = messages
         .iter()
-        .enumerate()
-        .map(|(i, event)| {
+        .map(|(id, event)| {
             let mut record = template.clone();
-            record["messageId"] = Value::String(format!("m-{i}"));
+            record["messageId"] = Value::String(id.clone());
             record["body"] = Value::String(event.to_string());
             record
         })

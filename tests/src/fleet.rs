@@ -43,7 +43,7 @@ impl LocalFleet {
             .and_then(|v| v.vpc_id)
             .ok_or_else(|| missing("the VPC id"))?;
         let mut subnets = Vec::new();
-        for (cidr, zone) in [("10.0.1.0/24", ZONE_A), ("10.0.2.0/24", ZONE_B)] {
+        for (cidr, zone) in [("10.0.0.0/20", ZONE_A), ("10.0.16.0/20", ZONE_B)] {
             subnets.push(
                 ec2.create_subnet()
                     .vpc_id(&vpc_id)
@@ -85,39 +85,7 @@ impl LocalFleet {
             .and_then(|t| t.launch_template_id)
             .ok_or_else(|| missing("the launch template id"))?;
         let asg_name = "workers".to_string();
-        let autoscaling = aws_sdk_autoscaling::Client::new(sdk);
-        let policy = MixedInstancesPolicy::builder()
-            .launch_template(
-                LaunchTemplate::builder()
-                    .launch_template_specification(
-                        LaunchTemplateSpecification::builder()
-                            .launch_template_id(&template_id)
-                            .version("$Latest")
-                            .build(),
-                    )
-                    .overrides(LaunchTemplateOverrides::builder().instance_type("m5.large").build())
-                    .overrides(LaunchTemplateOverrides::builder().instance_type("m5a.large").build())
-                    .build(),
-            )
-            .instances_distribution(
-                InstancesDistribution::builder()
-                    .on_demand_base_capacity(0)
-                    .on_demand_percentage_above_base_capacity(0)
-                    .spot_allocation_strategy("price-capacity-optimized")
-                    .build(),
-            )
-            .build();
-        autoscaling
-            .create_auto_scaling_group()
-            .auto_scaling_group_name(&asg_name)
-            .min_size(2)
-            .max_size(4)
-            .desired_capacity(2)
-            .vpc_zone_identifier(subnets.join(","))
-            .mixed_instances_policy(policy)
-            .send()
-            .await
-            .map_err(|e| err("CreateAutoScalingGroup", &e))?;
+        create_asg(sdk, &asg_name, &template_id, &subnets, &["m5.large", "m5a.large"], 2).await?;
         let zone_name = "fleet.internal".to_string();
         let zone_id = aws_sdk_route53::Client::new(sdk)
             .create_hosted_zone()
@@ -162,4 +130,46 @@ impl LocalFleet {
             volume_id,
         })
     }
+}
+
+/// An Auto Scaling group of `size` Spot instances over `types` in `subnets` (a mixed instances
+/// policy, price-capacity-optimized), room to grow to twice that.
+pub async fn create_asg(
+    sdk: &SdkConfig,
+    name: &str,
+    template_id: &str,
+    subnets: &[String],
+    types: &[&str],
+    size: i32,
+) -> Result<(), String> {
+    let template = LaunchTemplate::builder()
+        .launch_template_specification(
+            LaunchTemplateSpecification::builder().launch_template_id(template_id).version("$Latest").build(),
+        )
+        .set_overrides(Some(
+            types.iter().map(|t| LaunchTemplateOverrides::builder().instance_type(*t).build()).collect(),
+        ))
+        .build();
+    let policy = MixedInstancesPolicy::builder()
+        .launch_template(template)
+        .instances_distribution(
+            InstancesDistribution::builder()
+                .on_demand_base_capacity(0)
+                .on_demand_percentage_above_base_capacity(0)
+                .spot_allocation_strategy("price-capacity-optimized")
+                .build(),
+        )
+        .build();
+    aws_sdk_autoscaling::Client::new(sdk)
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .min_size(size.min(2))
+        .max_size(size * 2)
+        .desired_capacity(size)
+        .vpc_zone_identifier(subnets.join(","))
+        .mixed_instances_policy(policy)
+        .send()
+        .await
+        .map_err(|e| format!("CreateAutoScalingGroup: {e:?}"))?;
+    Ok(())
 }

@@ -5,7 +5,9 @@ pub mod clock;
 pub mod emulator;
 pub mod events;
 pub mod fleet;
+pub mod mass;
 pub mod proxy;
+pub mod queue;
 pub mod receiver;
 pub mod runtime;
 pub mod table;
@@ -136,14 +138,15 @@ impl Harness {
     pub fn no_spot_capacity(&self) {
         let pools = [("m5.large", self.fleet.subnet_a.clone()), ("m5a.large", self.fleet.subnet_b.clone())];
         self.proxy.on(move |call| {
-            proxy::is_spot_fleet(call).then(|| proxy::Fault {
-                status: 200,
-                content_type: "text/xml",
-                after_forwarding: false,
-                body: proxy::fleet_without_capacity(
-                    &pools.iter().map(|(t, s)| (*t, s.as_str())).collect::<Vec<_>>(),
-                    "spot",
-                ),
+            proxy::is_spot_fleet(call).then(|| {
+                proxy::Fault::answer(
+                    200,
+                    "text/xml",
+                    proxy::fleet_without_capacity(
+                        &pools.iter().map(|(t, s)| (*t, s.as_str())).collect::<Vec<_>>(),
+                        "spot",
+                    ),
+                )
             })
         });
     }
@@ -237,12 +240,7 @@ impl Harness {
 
     /// The member ids of a group view (as the API answers it), each sent its `running` event.
     pub async fn all_running(&self, group: &Value) -> Vec<String> {
-        let ids: Vec<String> = group["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m["instance_id"].as_str().map(str::to_string))
-            .collect();
+        let ids = member_ids(group);
         for id in &ids {
             self.instance_state(events::state_change(id, "running")).await.expect("the running event");
         }
@@ -332,6 +330,16 @@ impl Harness {
         let out = self.ec2().describe_instances().send().await.expect("DescribeInstances");
         out.reservations.unwrap_or_default().iter().map(|r| r.instances().len()).sum()
     }
+}
+
+/// The member ids of a group view, as the API answers it.
+pub fn member_ids(group: &Value) -> Vec<String> {
+    group["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["instance_id"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// An SNS topic for alerts with an SQS queue subscribed to it, as an e-mail subscriber would be.

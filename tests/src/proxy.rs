@@ -2,12 +2,13 @@
 //! one (service, operation, order), and answers for the emulator when a rule says so: the
 //! failures moto cannot produce (capacity errors, throttling) come from here.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,33 +25,100 @@ pub struct Call {
     pub at: Instant,
     /// When its answer went back (for counting sequential rounds).
     pub answered: Option<Instant>,
-    /// Answered by a rule instead of the emulator.
-    pub faulted: bool,
+    /// The fault a rule put on it, if any.
+    pub fault: Option<&'static str>,
 }
 
-/// What the proxy answers instead of the emulator.
+/// What the proxy does instead of (or besides) forwarding a call to the emulator.
 #[derive(Debug, Clone)]
-pub struct Fault {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: String,
-    /// Let the emulator do the work first, then answer with the fault: the caller never learns
-    /// it succeeded (a lost answer).
-    pub after_forwarding: bool,
+pub enum Fault {
+    /// Answer with this; after the emulator did the work when `after_forwarding` (the caller
+    /// never learns it succeeded: a lost answer).
+    Answer { status: u16, content_type: &'static str, body: String, after_forwarding: bool },
+    /// Close the connection without an answer, before or after the emulator did the work.
+    Drop { after_forwarding: bool },
+    /// Forward, but answer this late.
+    Slow(Duration),
 }
 
 impl Fault {
     pub fn answer(status: u16, content_type: &'static str, body: String) -> Self {
-        Self { status, content_type, body, after_forwarding: false }
+        Self::Answer { status, content_type, body, after_forwarding: false }
+    }
+
+    /// The emulator does the work, the caller gets this answer instead of its own.
+    pub fn lost(status: u16, content_type: &'static str, body: String) -> Self {
+        Self::Answer { status, content_type, body, after_forwarding: true }
+    }
+
+    /// The same fault, after the emulator did the work.
+    pub fn after_the_work(self) -> Self {
+        match self {
+            Self::Answer { status, content_type, body, .. } => Self::lost(status, content_type, body),
+            Self::Drop { .. } => Self::Drop { after_forwarding: true },
+            slow => slow,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Answer { after_forwarding: false, .. } => "answer",
+            Self::Answer { after_forwarding: true, .. } => "lost answer",
+            Self::Drop { after_forwarding: false } => "dropped",
+            Self::Drop { after_forwarding: true } => "dropped after the work",
+            Self::Slow(_) => "slow",
+        }
+    }
+
+    fn after_forwarding(&self) -> bool {
+        matches!(self, Self::Answer { after_forwarding: true, .. } | Self::Drop { after_forwarding: true })
+    }
+
+    fn respond(self) -> Response {
+        match self {
+            Self::Answer { status, content_type, body, .. } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                (status, [("content-type", content_type)], body).into_response()
+            }
+            // Headers promise a body that never comes: the connection closes mid-answer.
+            Self::Drop { .. } | Self::Slow(_) => {
+                let broken = futures::stream::once(async { Err::<Bytes, _>(std::io::Error::other("dropped")) });
+                (StatusCode::OK, [("content-length", "512")], Body::from_stream(broken)).into_response()
+            }
+        }
     }
 }
 
 type Rule = Box<dyn Fn(&Call) -> Option<Fault> + Send + Sync>;
 
+/// The emulator's answer, kept whole so it can be given again.
+#[derive(Debug, Clone)]
+struct Upstream {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Upstream {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, self.body).into_response();
+        for (name, value) in &self.headers {
+            if name != "content-length" && name != "transfer-encoding" && name != "connection" {
+                response.headers_mut().insert(name, value.clone());
+            }
+        }
+        response
+    }
+}
+
+/// An idempotent request's first body and answer, by client token.
+type Firsts = tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<(String, Upstream)>>>>>;
+
 #[derive(Default)]
 struct Shared {
     calls: Mutex<Vec<Call>>,
     rules: Mutex<Vec<Rule>>,
+    firsts: Firsts,
 }
 
 pub struct FaultProxy {
@@ -68,7 +136,7 @@ fn operation(headers: &HeaderMap, method: &str, path: &str, body: &str) -> (Stri
         .unwrap_or("unknown")
         .to_string();
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).and_then(|t| t.rsplit('.').next());
-    let action = body.split('&').find_map(|kv| kv.strip_prefix("Action="));
+    let action = form_value(body, "Action");
     let op = match (target, action) {
         (Some(op), _) | (None, Some(op)) => op.to_string(),
         (None, None) => format!("{method} {path}"),
@@ -76,20 +144,90 @@ fn operation(headers: &HeaderMap, method: &str, path: &str, body: &str) -> (Stri
     (service, op)
 }
 
-async fn forward(
-    State((shared, upstream, client)): State<(Arc<Shared>, String, reqwest::Client)>,
-    request: Request,
-) -> Response {
+fn form_value<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    body.split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+type Upstreaming = (Arc<Shared>, String, reqwest::Client);
+
+async fn send_upstream(
+    (_, upstream, client): &Upstreaming,
+    parts: &axum::http::request::Parts,
+    bytes: Bytes,
+) -> Result<Upstream, String> {
+    let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let mut request = client.request(parts.method.clone(), format!("{upstream}{path}")).body(bytes);
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            request = request.header(name, value);
+        }
+    }
+    let answer = request.send().await.map_err(|e| e.to_string())?;
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let body = answer.bytes().await.map_err(|e| e.to_string())?;
+    Ok(Upstream { status, headers, body })
+}
+
+/// The client token that makes a call idempotent in AWS (the emulator ignores them): EC2's
+/// launches, DynamoDB's write transactions.
+fn client_token(call: &Call) -> Option<String> {
+    match (call.service.as_str(), call.operation.as_str()) {
+        ("ec2", "CreateFleet" | "RunInstances") => form_value(&call.body, "ClientToken").map(str::to_string),
+        ("dynamodb", "TransactWriteItems") => serde_json::from_str::<serde_json::Value>(&call.body)
+            .ok()?
+            .get("ClientRequestToken")?
+            .as_str()
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
+/// AWS does the work at most once per client token, whatever the retries: a repeated request
+/// gets the first one's answer, a different request with the same token
+/// `IdempotentParameterMismatch`. Concurrent repeats wait for the first.
+async fn once(
+    state: &Upstreaming,
+    parts: &axum::http::request::Parts,
+    bytes: Bytes,
+    service: &str,
+    token: &str,
+) -> Result<Upstream, String> {
+    let body = String::from_utf8_lossy(&bytes).to_string();
+    let entry = state.0.firsts.lock().await.entry(format!("{service}/{token}")).or_default().clone();
+    let mut first = entry.lock().await;
+    if let Some((first_body, answer)) = first.as_ref() {
+        if *first_body == body {
+            return Ok(answer.clone());
+        }
+        let message = "The client token was used with other parameters.";
+        let body = match service {
+            "ec2" => ec2_error("IdempotentParameterMismatch", message),
+            _ => format!(
+                r#"{{"__type":"com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException","message":"{message}"}}"#
+            ),
+        };
+        return Ok(Upstream { status: StatusCode::BAD_REQUEST, headers: HeaderMap::new(), body: body.into() });
+    }
+    let answer = send_upstream(state, parts, bytes).await?;
+    if answer.status.is_success() {
+        *first = Some((body, answer.clone()));
+    }
+    Ok(answer)
+}
+
+async fn forward(State(state): State<Upstreaming>, request: Request) -> Response {
+    let shared = state.0.clone();
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 64 << 20).await else {
         return StatusCode::BAD_REQUEST.into_response();
     };
     let text = String::from_utf8_lossy(&bytes).to_string();
-    let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
     let (service, op) = operation(&parts.headers, parts.method.as_str(), parts.uri.path(), &text);
-    let mut call = Call { service, operation: op, body: text, at: Instant::now(), answered: None, faulted: false };
+    let mut call = Call { service, operation: op, body: text, at: Instant::now(), answered: None, fault: None };
     let fault = shared.rules.lock().ok().and_then(|rules| rules.iter().find_map(|rule| rule(&call)));
-    call.faulted = fault.is_some();
+    call.fault = fault.as_ref().map(Fault::kind);
+    let token = client_token(&call).map(|token| (call.service.clone(), token));
     let index = shared
         .calls
         .lock()
@@ -98,46 +236,30 @@ async fn forward(
             calls.len() - 1
         })
         .ok();
-    let answered = |shared: &Shared| {
+    let answered = || {
         if let (Some(index), Ok(mut calls)) = (index, shared.calls.lock())
             && let Some(call) = calls.get_mut(index)
         {
             call.answered = Some(Instant::now());
         }
     };
-    let fault_now = fault.as_ref().is_some_and(|f| !f.after_forwarding);
-    if let (Some(fault), true) = (&fault, fault_now) {
-        answered(&shared);
-        let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return (status, [("content-type", fault.content_type)], fault.body.clone()).into_response();
-    }
-    let mut upstream_request =
-        client.request(parts.method.clone(), format!("{upstream}{path}")).body(Bytes::from(bytes.to_vec()));
-    for (name, value) in &parts.headers {
-        if name != "host" && name != "content-length" {
-            upstream_request = upstream_request.header(name, value);
+    match fault {
+        Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
+        Some(fault) if !fault.after_forwarding() => {
+            answered();
+            return fault.respond();
         }
+        _ => {}
     }
-    let result = upstream_request.send().await;
-    answered(&shared);
-    if let Some(fault) = fault {
-        let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return (status, [("content-type", fault.content_type)], fault.body).into_response();
-    }
-    match result {
-        Ok(answer) => {
-            let status = answer.status();
-            let headers = answer.headers().clone();
-            let body = answer.bytes().await.unwrap_or_default();
-            let mut response = (status, body).into_response();
-            for (name, value) in &headers {
-                if name != "content-length" && name != "transfer-encoding" && name != "connection" {
-                    response.headers_mut().insert(name, value.clone());
-                }
-            }
-            response
-        }
-        Err(err) => (StatusCode::BAD_GATEWAY, err.to_string()).into_response(),
+    let result = match &token {
+        Some((service, token)) => once(&state, &parts, bytes, service, token).await,
+        None => send_upstream(&state, &parts, bytes).await,
+    };
+    answered();
+    match (fault, result) {
+        (Some(fault), _) if fault.after_forwarding() => fault.respond(),
+        (_, Ok(answer)) => answer.into_response(),
+        (_, Err(err)) => (StatusCode::BAD_GATEWAY, err).into_response(),
     }
 }
 
@@ -146,7 +268,8 @@ impl FaultProxy {
     pub async fn start(upstream: &str) -> Self {
         let shared = Arc::new(Shared::default());
         let client = reqwest::Client::new();
-        let app = Router::new().fallback(forward).with_state((shared.clone(), upstream.to_string(), client));
+        let state: Upstreaming = (shared.clone(), upstream.to_string(), client);
+        let app = Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port on 127.0.0.1");
         let address: SocketAddr = listener.local_addr().expect("the proxy's address");
         let server = tokio::spawn(async move {
@@ -200,6 +323,135 @@ impl FaultProxy {
     /// How many calls of `operation` were made.
     pub fn count(&self, operation: &str) -> usize {
         self.calls().iter().filter(|c| c.operation == operation).count()
+    }
+}
+
+/// Takes from a token bucket: `capacity` tokens, refilled at `refill` a second.
+struct Bucket {
+    capacity: f64,
+    refill: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(capacity: u32, refill: u32) -> Self {
+        let capacity = f64::from(capacity);
+        Self { capacity, refill: f64::from(refill), tokens: capacity, at: Instant::now() }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.refill).min(self.capacity);
+        self.at = now;
+        let taken = self.tokens >= 1.0;
+        if taken {
+            self.tokens -= 1.0;
+        }
+        taken
+    }
+}
+
+/// splitmix64: a seeded sequence of draws, one per call.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// What can go wrong on AWS's side of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trouble {
+    /// HTTP 500.
+    InternalError,
+    /// HTTP 503.
+    Unavailable,
+    /// The account's request rate is exceeded.
+    Throttled,
+}
+
+/// What a service answers for `trouble`: each protocol's own status, code and body.
+pub fn service_error(service: &str, trouble: Trouble) -> Fault {
+    let (status, code, message) = match (service, trouble) {
+        ("ec2", Trouble::InternalError) => (500, "InternalError", "An internal error has occurred."),
+        ("ec2", Trouble::Unavailable) => (503, "Unavailable", "The server is overloaded and can't handle the request."),
+        // EC2 throttles with a 503, the others with a 400.
+        ("ec2", Trouble::Throttled) => (503, "RequestLimitExceeded", "Request limit exceeded."),
+        ("dynamodb", Trouble::InternalError) => (500, "InternalServerError", "Internal server error"),
+        ("dynamodb", Trouble::Unavailable) => (503, "ServiceUnavailable", "Service unavailable"),
+        ("dynamodb", Trouble::Throttled) => {
+            (400, "ThrottlingException", "Rate of requests exceeds the allowed throughput.")
+        }
+        (_, Trouble::InternalError) => (500, "InternalFailure", "An internal error occurred."),
+        (_, Trouble::Unavailable) => (503, "ServiceUnavailable", "Service is unavailable."),
+        (_, Trouble::Throttled) => (400, "Throttling", "Rate exceeded"),
+    };
+    let sender = if status < 500 { "Sender" } else { "Receiver" };
+    match service {
+        "ec2" => Fault::answer(status, "text/xml", ec2_error(code, message)),
+        "dynamodb" => Fault::answer(
+            status,
+            "application/x-amz-json-1.0",
+            format!(r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"{message}"}}"#),
+        ),
+        "ssm" | "pricing" => Fault::answer(
+            status,
+            "application/x-amz-json-1.1",
+            format!(r#"{{"__type":"{code}","message":"{message}"}}"#),
+        ),
+        _ => Fault::answer(
+            status,
+            "text/xml",
+            format!(
+                "<ErrorResponse><Error><Type>{sender}</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>5f2f6c4e-0c8e-4bd5-9d4f-1f2e3d4c5b6a</RequestId></ErrorResponse>"
+            ),
+        ),
+    }
+}
+
+impl FaultProxy {
+    /// Faults `rate` of all calls, drawn from `seed`: 500s, 503s, throttling, slow answers,
+    /// connections dropped before or after the emulator did the work, and lost answers. The
+    /// draws follow the order calls arrive in, so concurrent runs differ in which call gets which.
+    pub fn chaos(&self, rate: f64, seed: u64) {
+        let drawn = std::sync::atomic::AtomicU64::new(0);
+        self.on(move |call| {
+            let draw = mix(seed ^ drawn.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            if (draw >> 11) as f64 / (1u64 << 53) as f64 >= rate {
+                return None;
+            }
+            let pick = mix(draw);
+            Some(match pick % 7 {
+                0 => service_error(&call.service, Trouble::InternalError),
+                1 => service_error(&call.service, Trouble::Unavailable),
+                2 => service_error(&call.service, Trouble::Throttled),
+                3 => Fault::Slow(Duration::from_millis(100 + (pick >> 8) % 500)),
+                4 => Fault::Drop { after_forwarding: false },
+                5 => Fault::Drop { after_forwarding: false }.after_the_work(),
+                _ => service_error(&call.service, Trouble::InternalError).after_the_work(),
+            })
+        });
+    }
+
+    /// EC2's request rate limits, as token buckets per category: launches (`RunInstances`,
+    /// `CreateFleet`) and other mutating calls; a call finding its bucket empty is throttled
+    /// with `RequestLimitExceeded`. Reads are not limited here.
+    pub fn ec2_rate_limits(&self, launches: (u32, u32), mutating: (u32, u32)) {
+        let buckets = Mutex::new((Bucket::new(launches.0, launches.1), Bucket::new(mutating.0, mutating.1)));
+        self.on(move |call| {
+            if call.service != "ec2" {
+                return None;
+            }
+            let reads = ["Describe", "Get", "List"];
+            let mut buckets = buckets.lock().ok()?;
+            let taken = match call.operation.as_str() {
+                "RunInstances" | "CreateFleet" => buckets.0.take(),
+                op if reads.iter().any(|r| op.starts_with(r)) => true,
+                _ => buckets.1.take(),
+            };
+            (!taken).then(|| service_error("ec2", Trouble::Throttled))
+        });
     }
 }
 

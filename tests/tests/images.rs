@@ -213,13 +213,10 @@ async fn a_replacement_failing_its_status_checks_in_probation_rolls_the_image_ba
     // EC2 says its status checks fail (the emulator cannot).
     let id = replacement.clone();
     h.proxy.on(move |call| {
-        (call.operation == "DescribeInstanceStatus").then(|| spotkeeper_tests::proxy::Fault {
-            status: 200,
-            content_type: "text/xml", after_forwarding: false,
-            body: format!(
+        (call.operation == "DescribeInstanceStatus").then(|| spotkeeper_tests::proxy::Fault::answer(200, "text/xml", format!(
                 "<DescribeInstanceStatusResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d</requestId><instanceStatusSet><item><instanceId>{id}</instanceId><availabilityZone>us-east-1a</availabilityZone><instanceState><code>16</code><name>running</name></instanceState><systemStatus><status>ok</status><details><item><name>reachability</name><status>passed</status></item></details></systemStatus><instanceStatus><status>impaired</status><details><item><name>reachability</name><status>failed</status></item></details></instanceStatus></item></instanceStatusSet></DescribeInstanceStatusResponse>"
             ),
-        })
+        ))
     });
     h.clock.advance(Duration::minutes(2));
     let run = h.scheduled(None).await.unwrap();

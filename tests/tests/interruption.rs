@@ -6,6 +6,9 @@ use serde_json::{Value, json};
 use spotkeeper_tests::proxy::{Fault, ec2_error, is_spot_fleet};
 use spotkeeper_tests::{Harness, TOKEN, events};
 
+const DYNAMODB_500: &str =
+    r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error"}"#;
+
 async fn register_web(h: &Harness, with_volume: bool) -> String {
     let mut body = json!({
         "name": "web", "kind": "standalone",
@@ -174,11 +177,12 @@ async fn no_spot_capacity_anywhere_means_an_on_demand_replacement_marked_fallen_
     // The same through an API error (as RunInstances-style calls report it).
     h.proxy.clear_rules();
     h.proxy.on(|call| {
-        is_spot_fleet(call).then(|| Fault {
-            status: 500,
-            content_type: "text/xml",
-            after_forwarding: false,
-            body: ec2_error("InsufficientInstanceCapacity", "We currently do not have sufficient capacity."),
+        is_spot_fleet(call).then(|| {
+            Fault::answer(
+                500,
+                "text/xml",
+                ec2_error("InsufficientInstanceCapacity", "We currently do not have sufficient capacity."),
+            )
         })
     });
     h.instance_state(events::state_change(&new, "running")).await.unwrap();
@@ -213,6 +217,48 @@ async fn asg_members_are_detached_without_decrement_in_one_call() {
         workers["members"].as_array().unwrap().iter().all(|m| m["interrupted"]["action"] == "detached"),
         "{workers}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detach_sent_again_skips_the_instances_already_out_of_the_group() {
+    let h = Harness::start().await;
+    let (_, asg) = h.register_workers().await;
+    let ids = spotkeeper_tests::member_ids(&asg);
+    let autoscaling = aws_sdk_autoscaling::Client::new(&h.sdk);
+    // The first detach went through, its answer lost: the first instance is out already.
+    autoscaling
+        .detach_instances()
+        .auto_scaling_group_name(&h.fleet.asg_name)
+        .instance_ids(&ids[0])
+        .should_decrement_desired_capacity(false)
+        .send()
+        .await
+        .unwrap();
+    // AWS refuses a detach naming an instance that is not in the group (the emulator does not).
+    let (gone, asg_name) = (ids[0].clone(), h.fleet.asg_name.clone());
+    h.proxy.on(move |call| {
+        let refused = call.operation == "DetachInstances" && call.body.contains(&gone);
+        refused.then(|| {
+            Fault::answer(
+                400,
+                "text/xml",
+                format!("<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>The instance {gone} is not part of Auto Scaling group {asg_name}.</Message></Error><RequestId>5f2f6c4e-0c8e-4bd5-9d4f-1f2e3d4c5b6a</RequestId></ErrorResponse>"),
+            )
+        })
+    });
+    h.proxy.forget_calls();
+    let batch = events::sqs_batch(&ids.iter().map(|id| events::spot_warning(id)).collect::<Vec<_>>());
+    let out = h.spot_interruption(batch).await.unwrap();
+    assert_eq!(out, json!({"batchItemFailures": []}), "both warnings done");
+    let calls = h.proxy.calls();
+    let detaches: Vec<&str> =
+        calls.iter().filter(|c| c.operation == "DetachInstances").map(|c| c.body.as_str()).collect();
+    assert_eq!(detaches.len(), 2, "refused, then sent again without the instance already out");
+    assert!(!detaches[1].contains(&ids[0]) && detaches[1].contains(&ids[1]), "{detaches:?}");
+    let group =
+        autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(&h.fleet.asg_name).send().await.unwrap();
+    let now: Vec<&str> = group.auto_scaling_groups()[0].instances().iter().filter_map(|i| i.instance_id()).collect();
+    assert!(ids.iter().all(|id| !now.contains(&id.as_str())), "both out of the group: {now:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,6 +334,7 @@ async fn several_warnings_for_one_group_share_one_launch_request() {
         .unwrap();
     assert_eq!(out, json!({"batchItemFailures": []}));
     assert_eq!(h.proxy.count("CreateFleet"), 1, "three replacements, one request");
+    assert_eq!(h.proxy.count("CreateTags"), 0, "and no tag call per replacement");
     let (_, web) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
     let members = web["members"].as_array().unwrap();
     assert_eq!(members.len(), 6, "{web}");
@@ -296,11 +343,9 @@ async fn several_warnings_for_one_group_share_one_launch_request() {
             .as_str()
             .unwrap()
             .to_string();
-        assert_eq!(
-            tag(&instance(&h, &new).await, "spotkeeper:replaces"),
-            Some(old.as_str()),
-            "each replacement names its own"
-        );
+        let replacement = members.iter().find(|m| m["instance_id"] == new.as_str()).unwrap();
+        assert_eq!(replacement["replaces"]["instance_id"], old.as_str(), "each replacement names its own");
+        assert_eq!(tag(&instance(&h, &new).await, "spotkeeper:group"), Some("web"));
     }
 }
 
@@ -314,14 +359,7 @@ async fn a_lost_answer_to_the_claim_does_not_lose_the_warning() {
     let once = lost.clone();
     h.proxy.on(move |call| {
         let first = call.operation == "TransactWriteItems" && !once.swap(true, std::sync::atomic::Ordering::SeqCst);
-        first.then(|| Fault {
-            status: 500,
-            content_type: "application/x-amz-json-1.0",
-            after_forwarding: true,
-            body:
-                r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error"}"#
-                    .into(),
-        })
+        first.then(|| Fault::lost(500, "application/x-amz-json-1.0", DYNAMODB_500.into()))
     });
     let before = h.instance_count().await;
     let out = h.spot_interruption(events::spot_warning(&old)).await.unwrap();

@@ -367,13 +367,10 @@ async fn failed_scaling_activities_make_an_asg_fall_back_too() {
     let at = spotkeeper::clock::Clock::now(h.clock.as_ref()).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let asg = h.fleet.asg_name.clone();
     h.proxy.on(move |call| {
-        (call.operation == "DescribeScalingActivities").then(|| spotkeeper_tests::proxy::Fault {
-            status: 200,
-            content_type: "text/xml", after_forwarding: false,
-            body: format!(
+        (call.operation == "DescribeScalingActivities").then(|| spotkeeper_tests::proxy::Fault::answer(200, "text/xml", format!(
                 "<DescribeScalingActivitiesResponse xmlns=\"http://autoscaling.amazonaws.com/doc/2011-01-01/\"><DescribeScalingActivitiesResult><Activities><member><ActivityId>0c7a8b9d-1e2f-3a4b-5c6d-7e8f9a0b1c2d</ActivityId><AutoScalingGroupName>{asg}</AutoScalingGroupName><Cause>At {at} an instance was started in response to a difference between desired and actual capacity.</Cause><Description>Launching a new EC2 instance.  Status Reason: Could not launch Spot Instances.</Description><StartTime>{at}</StartTime><EndTime>{at}</EndTime><StatusCode>Failed</StatusCode><StatusMessage>Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity available that matches your request. Launching EC2 instance failed.</StatusMessage><Progress>100</Progress></member></Activities></DescribeScalingActivitiesResult><ResponseMetadata><RequestId>5f2f6c4e-0c8e-4bd5-9d4f-1f2e3d4c5b6a</RequestId></ResponseMetadata></DescribeScalingActivitiesResponse>"
             ),
-        })
+        ))
     });
     let run = h.scheduled(None).await.unwrap();
     assert_eq!(run["groups"][0]["scaling_activities"]["action"], "fallback", "{run}");

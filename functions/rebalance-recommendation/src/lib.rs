@@ -129,7 +129,7 @@ async fn recommended(
             if let Err(e) = cleared {
                 tracing::error!(group = %group.name, error = %e, "could not clear the rebalance in flight");
             }
-            release(deps, &r.event_id, id).await;
+            release(deps, &r.event_id, id, None).await;
             alerts.push(
                 Alert::new(
                     "rebalance-failed",

@@ -503,7 +503,7 @@ async fn asg_fallback(
     let raised = OnDemandShare { base: share.base, percent_above_base: 100 };
     deps.clients.autoscaling.set_on_demand_share(&asg, raised).await?;
     deps.store.update_group(&group.name, |g| recovery::note_fallback(g, message, now, Some(share))).await?;
-    deps.store.count(&group.name, &now.format("%Y-%m-%d").to_string(), Counted::Fallback).await?;
+    deps.store.count(&group.name, &now.format("%Y-%m-%d").to_string(), Counted::Fallback, 1).await?;
     metrics::counter!("Fallbacks", "group" => group.name.to_string()).increment(1);
     let text = format!("On-Demand share raised to 100% above base {} (was {}%)", share.base, share.percent_above_base);
     history.note(None, "fallback", format!("no Spot capacity: {text}"));

@@ -14,12 +14,13 @@ use spotkeeper::history::History;
 use spotkeeper::intake::{Intake, intake, release, settle};
 use spotkeeper::notify::{Alert, Severity};
 use spotkeeper::plan::{self, Action, Warning};
-use spotkeeper::replacement::{self, Old, Request};
+use spotkeeper::replacement::{self, Attempt, Old, Request};
 use spotkeeper::store::Counted;
 use spotkeeper::{Deps, Error, metrics};
 
 /// How long a delivery holds an event and its instance before another delivery may take over:
-/// longer than the function's timeout, shorter than the queue's visibility timeout.
+/// longer than the function's timeout (60 s), shorter than the queue's visibility timeout (360 s),
+/// so a redelivered message always finds the lease of its failed delivery run out.
 const LEASE_SECONDS: i64 = 120;
 
 type Results = Vec<(String, Result<Value, Error>)>;
@@ -36,20 +37,50 @@ pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
         .into_iter()
         .map(|c| {
             messages.insert(c.event_id.clone(), c.message);
-            Warning { event_id: c.event_id, instance_id: c.instance_id, warned_at: c.at, lookup: c.lookup }
+            Warning { event_id: c.event_id, instance_id: c.instance_id, warned_at: c.at, lookup: c.lookup, held: true }
         })
         .collect();
+    let (attempts, warnings, unread) = kept_attempts(deps, warnings).await;
 
     // Every action at once: each sends its request first, then records what it did.
-    let actions = plan::interruption_actions(warnings, &health, now);
+    let actions = plan::interruption_actions(warnings, &attempts, &health, now);
     let done = futures::future::join_all(actions.iter().map(|a| act(deps, a, &health, now, arrived))).await;
     let mut alerts = Vec::new();
-    for (results, action_alerts) in done {
+    for (results, action_alerts) in done.into_iter().chain([(unread, Vec::new())]) {
         alerts.extend(action_alerts);
-        outcomes.extend(results.into_iter().map(|(event_id, result)| (messages.remove(&event_id).flatten(), result)));
+        for (event_id, result) in results {
+            // The other events of a launch sent again answer in their own deliveries.
+            if let Some(message) = messages.remove(&event_id) {
+                outcomes.push((message, result));
+            }
+        }
     }
     deps.alert(&alerts).await;
     event::respond(outcomes)
+}
+
+/// The launches whose answer was lost on an earlier delivery of these warnings, read back (only
+/// a redelivery has any). Warnings whose kept launch cannot be read are given back, not
+/// launched anew: that could launch twice.
+async fn kept_attempts(deps: &Deps, warnings: Vec<Warning>) -> (Vec<Attempt>, Vec<Warning>, Results) {
+    let tokens: Vec<String> = warnings.iter().filter_map(|w| w.lookup.attempt.clone()).collect();
+    if tokens.is_empty() {
+        return (Vec::new(), warnings, Vec::new());
+    }
+    match deps.store.attempts::<Attempt>(&tokens).await {
+        Ok(attempts) => (attempts, warnings, Vec::new()),
+        Err(err) => {
+            let (tried, fresh): (Vec<Warning>, Vec<Warning>) =
+                warnings.into_iter().partition(|w| w.lookup.attempt.is_some());
+            let mut results = Vec::new();
+            for w in tried {
+                release(deps, &w.event_id, &w.instance_id, w.lookup.attempt.as_deref()).await;
+                let reason = format!("could not read back an earlier launch for it: {err}");
+                results.push((w.event_id, Err(Error::Retry(reason))));
+            }
+            (Vec::new(), fresh, results)
+        }
+    }
 }
 
 fn describe(pool: Option<&Pool>) -> String {
@@ -59,34 +90,18 @@ fn describe(pool: Option<&Pool>) -> String {
 fn group_of(action: &Action) -> GroupName {
     match action {
         Action::Detach { group, .. } => group.clone(),
-        Action::Replace { group, .. } => group.name.clone(),
+        Action::Replace { group, .. } | Action::Replay { group, .. } => group.name.clone(),
     }
 }
 
-async fn act(
-    deps: &Deps,
-    action: &Action,
-    health: &PoolHealth,
-    now: DateTime<Utc>,
-    arrived: Instant,
-) -> (Results, Vec<Alert>) {
-    let group = group_of(action);
-    let mut history = History::new(deps);
-    let mut alerts = Vec::new();
-    let warnings = action.warnings();
-    let results = match action {
-        Action::Detach { asg_name, .. } => {
-            let ids: Vec<String> = warnings.iter().map(|w| w.instance_id.clone()).collect();
-            let detached = deps.clients.autoscaling.detach(asg_name, &ids).await;
-            tracing::info!(group = %group, elapsed_ms = arrived.elapsed().as_millis() as u64, "detach request sent");
-            match detached {
-                Ok(()) => detached_all(deps, &group, asg_name, warnings, &mut history, &mut alerts).await,
-                Err(err) => failed(deps, &group, warnings, &err.into(), &mut history, &mut alerts).await,
-            }
-        }
-        Action::Replace { group: config, pools, .. } => {
-            let GroupKind::Standalone(spec) = &config.kind else { return (Vec::new(), alerts) };
-            let request = Request {
+/// The launch an action stands for: a new one for a standalone group, or one sent again.
+fn request_of(action: &Action) -> Option<Request<'_>> {
+    match action {
+        Action::Detach { .. } => None,
+        Action::Replay { group, attempt, .. } => Some(attempt.request(group)),
+        Action::Replace { group: config, pools, warnings } => {
+            let GroupKind::Standalone(spec) = &config.kind else { return None };
+            Some(Request {
                 group: config,
                 spec,
                 pools: pools.clone(),
@@ -103,7 +118,34 @@ async fn act(
                 on_demand: 0,
                 fallback: config.policy.fallback,
                 token: replacement::token(warnings.iter().map(|w| w.event_id.as_str())),
-            };
+            })
+        }
+    }
+}
+
+async fn act(
+    deps: &Deps,
+    action: &Action,
+    health: &PoolHealth,
+    now: DateTime<Utc>,
+    arrived: Instant,
+) -> (Results, Vec<Alert>) {
+    let group = group_of(action);
+    let mut history = History::new(deps);
+    let mut alerts = Vec::new();
+    let warnings = action.warnings();
+    let results = match (action, request_of(action)) {
+        (Action::Detach { asg_name, .. }, _) => {
+            let ids: Vec<String> = warnings.iter().map(|w| w.instance_id.clone()).collect();
+            let detached = deps.clients.autoscaling.detach(asg_name, &ids).await;
+            tracing::info!(group = %group, elapsed_ms = arrived.elapsed().as_millis() as u64, "detach request sent");
+            match detached {
+                Ok(()) => detached_all(deps, &group, asg_name, warnings, &mut history, &mut alerts).await,
+                Err(err) => failed(deps, &group, warnings, &err.into(), None, &mut history, &mut alerts).await,
+            }
+        }
+        (_, None) => Vec::new(),
+        (_, Some(request)) => {
             let launched = replacement::launch_for(deps, &request).await;
             let elapsed = arrived.elapsed();
             tracing::info!(group = %group, elapsed_ms = elapsed.as_millis() as u64, "launch request sent");
@@ -116,23 +158,33 @@ async fn act(
             }
             match launched {
                 Ok(launched) => {
+                    if matches!(action, Action::Replay { .. }) {
+                        forget_attempt(deps, warnings, &request.token).await;
+                    }
                     replaced(deps, &request, warnings, &launched, health, now, &mut history, &mut alerts).await
                 }
-                Err(err) => failed(deps, &group, warnings, &err, &mut history, &mut alerts).await,
+                Err(err) => {
+                    let kept = keep_attempt(deps, &request, warnings, now).await;
+                    failed(deps, &group, warnings, &err, kept, &mut history, &mut alerts).await
+                }
             }
         }
     };
     let day = now.format("%Y-%m-%d").to_string();
-    metrics::counter!("InterruptionsHandled", "group" => group.to_string()).increment(warnings.len() as u64);
+    // Counted once handled: a warning that fails is counted on the delivery that handles it.
+    let handled = results.iter().filter(|(_, r)| r.is_ok()).count() as u64;
+    metrics::counter!("InterruptionsHandled", "group" => group.to_string()).increment(handled);
+    if handled > 0
+        && let Err(err) = deps.store.count(&group, &day, Counted::Interruption, handled).await
+    {
+        tracing::error!(group = %group, error = %err, "could not count the interruptions in the ledger");
+    }
     for w in warnings {
         history.note(
             Some(&w.instance_id),
             "interrupted",
             format!("Spot interruption warning for {} in {}", w.instance_id, describe(w.lookup.pool.as_ref())),
         );
-        if let Err(err) = deps.store.count(&group, &day, Counted::Interruption).await {
-            tracing::error!(group = %group, error = %err, "could not count the interruption in the ledger");
-        }
     }
     history.write(deps, &group).await;
     (results, alerts)
@@ -147,18 +199,48 @@ async fn mark_interrupted(deps: &Deps, w: &Warning, action: &str, replaced_by: O
     }
 }
 
+/// Keeps a launch that failed without an answer, so its events' next deliveries send it again:
+/// its token, when kept.
+async fn keep_attempt<'a>(
+    deps: &Deps,
+    request: &'a Request<'_>,
+    warnings: &[Warning],
+    now: DateTime<Utc>,
+) -> Option<&'a str> {
+    let attempt = Attempt::of(request, warnings.iter().map(|w| w.event_id.clone()).collect());
+    match deps.store.keep_attempt(&request.token, &attempt, now).await {
+        Ok(()) => Some(request.token.as_str()),
+        Err(err) => {
+            tracing::error!(group = %request.group.name, token = %request.token, error = %err, "could not keep the failed launch; its next delivery launches anew");
+            None
+        }
+    }
+}
+
+async fn forget_attempt(deps: &Deps, warnings: &[Warning], token: &str) {
+    let forgotten = warnings.iter().map(|w| deps.store.forget_attempt(&w.instance_id, token));
+    for result in futures::future::join_all(forgotten).await {
+        if let Err(err) = result {
+            tracing::error!(token, error = %err, "could not forget a launch sent again; its next delivery sends it once more, harmlessly");
+        }
+    }
+}
+
+/// Gives the held warnings back for their next delivery, with an alert and a history record each.
 async fn failed(
     deps: &Deps,
     group: &GroupName,
     warnings: &[Warning],
     err: &Error,
+    attempt: Option<&str>,
     history: &mut History,
     alerts: &mut Vec<Alert>,
 ) -> Results {
     let reason = err.to_string();
+    let held: Vec<&Warning> = warnings.iter().filter(|w| w.held).collect();
+    futures::future::join_all(held.iter().map(|w| release(deps, &w.event_id, &w.instance_id, attempt))).await;
     let mut results = Vec::new();
-    for w in warnings {
-        release(deps, &w.event_id, &w.instance_id).await;
+    for w in held {
         history.note(Some(&w.instance_id), "interruption-failed", format!("could not act on the warning: {reason}"));
         alerts.push(
             Alert::new(
@@ -183,10 +265,13 @@ async fn detached_all(
     history: &mut History,
     alerts: &mut Vec<Alert>,
 ) -> Results {
-    let mut results = Vec::new();
-    for w in warnings {
+    futures::future::join_all(warnings.iter().map(|w| async move {
         mark_interrupted(deps, w, "detached", None).await;
         settle(deps, &w.event_id, "detached").await;
+    }))
+    .await;
+    let mut results = Vec::new();
+    for w in warnings {
         history.note(
             Some(&w.instance_id),
             "detached",
@@ -225,11 +310,17 @@ async fn replaced(
     let group = &request.group.name;
     let recorded = replacement::record(deps, request, launched, health, now).await;
     let warning_of = |id: &str| warnings.iter().find(|w| w.instance_id == id);
+    let writes = recorded.pairs.iter().filter_map(|(old, member)| {
+        let w = warning_of(&old.instance_id)?;
+        Some(async move {
+            mark_interrupted(deps, w, "replaced", Some(member.instance_id.clone())).await;
+            settle(deps, &w.event_id, &format!("replaced by {}", member.instance_id)).await;
+        })
+    });
+    futures::future::join_all(writes).await;
     let mut results = Vec::new();
     for (old, member) in &recorded.pairs {
         let Some(w) = warning_of(&old.instance_id) else { continue };
-        mark_interrupted(deps, w, "replaced", Some(member.instance_id.clone())).await;
-        settle(deps, &w.event_id, &format!("replaced by {}", member.instance_id)).await;
         let pool = member.pool();
         history.note(
             Some(&member.instance_id),
@@ -287,7 +378,7 @@ async fn replaced(
     let unplaced: Vec<Warning> = recorded.unplaced.iter().filter_map(|o| warning_of(&o.instance_id).cloned()).collect();
     if !unplaced.is_empty() {
         let err = Error::Retry(format!("EC2 launched no replacement: {}", launched.error_summary()));
-        results.extend(failed(deps, group, &unplaced, &err, history, alerts).await);
+        results.extend(failed(deps, group, &unplaced, &err, None, history, alerts).await);
     }
     results
 }

@@ -145,17 +145,36 @@ impl AutoScaling {
     /// Detaches instances without decrementing desired capacity, so the group launches their
     /// replacements at once while they drain: 20 ids a call (the API's limit), calls concurrent.
     pub async fn detach(&self, asg_name: &str, instance_ids: &[String]) -> Result<(), AwsError> {
-        let calls = instance_ids.chunks(20).map(|chunk| {
+        let calls = instance_ids.chunks(20).map(|chunk| self.detach_chunk(asg_name, chunk));
+        for result in futures::future::join_all(calls).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    async fn detach_chunk(&self, asg_name: &str, instance_ids: &[String]) -> Result<(), AwsError> {
+        let send = |ids: Vec<String>| {
             self.client
                 .detach_instances()
                 .auto_scaling_group_name(asg_name)
-                .set_instance_ids(Some(chunk.to_vec()))
+                .set_instance_ids(Some(ids))
                 .should_decrement_desired_capacity(false)
                 .send()
-        });
-        for result in futures::future::join_all(calls).await {
-            result.map_err(|e| AwsError::from_sdk("DetachInstances", e))?;
+        };
+        let err = match send(instance_ids.to_vec()).await {
+            Ok(_) => return Ok(()),
+            Err(e) => AwsError::from_sdk("DetachInstances", e),
+        };
+        // A detach sent again (its answer was lost, or the warning came back) finds instances
+        // that left the group already, and AWS refuses the whole call for them: detach the rest.
+        if err.code.as_deref() != Some("ValidationError") || !err.message.contains("not part of") {
+            return Err(err);
         }
-        Ok(())
+        let still_in = self.group(asg_name).await?.map(|g| g.instance_ids).unwrap_or_default();
+        let rest: Vec<String> = instance_ids.iter().filter(|id| still_in.contains(id)).cloned().collect();
+        if rest.is_empty() {
+            return Ok(());
+        }
+        send(rest).await.map(|_| ()).map_err(|e| AwsError::from_sdk("DetachInstances", e))
     }
 }

@@ -1,6 +1,10 @@
 //! EC2: instances, launches, addresses, volumes, subnets, launch templates.
 
 use aws_sdk_ec2::Client;
+use aws_sdk_ec2::config::interceptors::InterceptorContext;
+use aws_sdk_ec2::config::retry::{ClassifyRetry, RetryAction};
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::operation::create_fleet::CreateFleetError;
 use aws_sdk_ec2::types::{
     DefaultTargetCapacityType, Filter, FleetLaunchTemplateConfigRequest, FleetLaunchTemplateOverridesRequest,
     FleetLaunchTemplateSpecificationRequest, FleetOnDemandAllocationStrategy, FleetType, Instance, InstanceLifecycle,
@@ -15,6 +19,27 @@ use crate::fleet::{InstanceFacts, LaunchTemplateRef, Market, Pool, Subnet};
 #[derive(Clone, Debug)]
 pub struct Ec2 {
     client: Client,
+}
+
+/// A capacity error is EC2's answer, not a hiccup: EC2 sends some with HTTP 500, which the SDK
+/// would retry with backoff — delaying the fallback to On-Demand by seconds for nothing.
+#[derive(Debug)]
+pub struct CapacityIsFinal;
+
+impl ClassifyRetry for CapacityIsFinal {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let error = ctx.output_or_error().and_then(Result::err).and_then(|e| e.as_operation_error());
+        let code = error.and_then(|e| e.downcast_ref::<CreateFleetError>()).and_then(|e| e.code());
+        if code.is_some_and(crate::plan::is_capacity_error) {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "CapacityIsFinal"
+    }
 }
 
 /// What EC2 says about an EBS volume.

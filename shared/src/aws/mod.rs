@@ -8,7 +8,9 @@ pub mod ssm;
 
 use std::error::Error as StdError;
 use std::fmt::Debug;
+use std::time::Duration;
 
+use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use thiserror::Error;
@@ -62,7 +64,12 @@ pub struct Clients {
 impl Clients {
     pub fn new(sdk: &SdkConfig) -> Self {
         Self {
-            ec2: ec2::Ec2::new(aws_sdk_ec2::Client::new(sdk)),
+            ec2: ec2::Ec2::new(aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(sdk)
+                    .retry_config(ec2_retries(sdk))
+                    .retry_classifier(ec2::CapacityIsFinal)
+                    .build(),
+            )),
             autoscaling: autoscaling::AutoScaling::new(aws_sdk_autoscaling::Client::new(sdk)),
             route53: route53::Route53::new(aws_sdk_route53::Client::new(sdk)),
             ssm: ssm::Ssm::new(aws_sdk_ssm::Client::new(sdk)),
@@ -70,11 +77,35 @@ impl Clients {
             pricing: pricing::Pricing::new(aws_sdk_pricing::Client::from_conf(
                 aws_sdk_pricing::config::Builder::from(sdk).region(aws_config::Region::new("us-east-1")).build(),
             )),
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(sdk).retry_config(dynamodb_retries(sdk)).build(),
+            ),
             sns: aws_sdk_sns::Client::new(sdk),
             region: sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".to_string()),
         }
     }
+}
+
+/// Retries with the SDK's exponential backoff and full jitter, at least `attempts` of them.
+fn retries(sdk: &SdkConfig, attempts: u32, initial: Duration, cap: Duration) -> RetryConfig {
+    let configured = sdk.retry_config().cloned().unwrap_or_else(RetryConfig::standard);
+    let attempts = configured.max_attempts().max(attempts);
+    configured.with_max_attempts(attempts).with_initial_backoff(initial).with_max_backoff(cap)
+}
+
+/// EC2 throttles bursts (a token bucket per kind of call, refilled a few tokens a second): a
+/// launch throttled during a mass interruption must wait its turn, not fail. So EC2 calls get
+/// more attempts than the SDK's default 3, the backoff capped at 5 s: at most 27 s of waiting,
+/// ~14 s on average, inside the interruption function's 60-second timeout.
+fn ec2_retries(sdk: &SdkConfig) -> RetryConfig {
+    retries(sdk, 8, Duration::from_secs(1), Duration::from_secs(5))
+}
+
+/// The table is the record of what was launched for what: a write lost after a launch loses the
+/// pairing. DynamoDB answers in milliseconds, so its retries start at 50 ms (the SDK's default
+/// 1 s would stall the claim on the critical path) and there are more of them.
+fn dynamodb_retries(sdk: &SdkConfig) -> RetryConfig {
+    retries(sdk, 5, Duration::from_millis(50), Duration::from_secs(2))
 }
 
 /// The SDK configuration from the standard variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, ...).
