@@ -187,7 +187,7 @@ pub fn replacement_pools(all: &[Pool], interrupted: &[Pool], health: &PoolHealth
 
 /// Groups the warnings of one batch into as few requests as the APIs allow: one detach per
 /// Auto Scaling group (the API takes 20 ids a call; the adapter splits), one launch per
-/// standalone group.
+/// standalone group — and each launch kept from an earlier delivery sent again, once.
 pub fn interruption_actions(
     warnings: Vec<Warning>,
     attempts: &[Attempt],
@@ -200,19 +200,17 @@ pub fn interruption_actions(
                 && a.olds.iter().any(|o| o.instance_id == w.instance_id)
         })
     };
-    let (again, fresh): (Vec<Warning>, Vec<Warning>) = warnings.into_iter().partition(|w| attempt_of(w).is_some());
     let mut replays: BTreeMap<String, (&Attempt, Vec<Warning>)> = BTreeMap::new();
-    for warning in again {
-        if let Some(attempt) = attempt_of(&warning) {
-            replays.entry(attempt.token.clone()).or_insert_with(|| (attempt, Vec::new())).1.push(warning);
+    let mut by_group: BTreeMap<GroupName, Vec<Warning>> = BTreeMap::new();
+    for warning in warnings {
+        match attempt_of(&warning) {
+            Some(attempt) => {
+                replays.entry(attempt.token.clone()).or_insert_with(|| (attempt, Vec::new())).1.push(warning)
+            }
+            None => by_group.entry(warning.lookup.group.clone()).or_default().push(warning),
         }
     }
     let mut actions: Vec<Action> = replays.into_values().filter_map(|(attempt, held)| replay(attempt, held)).collect();
-
-    let mut by_group: BTreeMap<GroupName, Vec<Warning>> = BTreeMap::new();
-    for warning in fresh {
-        by_group.entry(warning.lookup.group.clone()).or_default().push(warning);
-    }
     actions.extend(by_group.into_values().filter_map(|warnings| {
         let group = warnings.first()?.lookup.config.clone();
         Some(match &group.kind {
@@ -400,19 +398,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_batch_becomes_one_request_per_group() {
-        let asg = lookup("workers", GroupKind::Asg(AsgSpec { asg_name: "workers-asg".into() }), None);
-        let spec = StandaloneSpec {
+    /// A standalone group over m5 and m6 in two subnets.
+    fn web_spec() -> StandaloneSpec {
+        StandaloneSpec {
             launch_template: LaunchTemplateRef { id: Some("lt-1".into()), name: None, version: "$Latest".into() },
             instance_types: vec!["m5".into(), "m6".into()],
             subnets: vec![subnet("a", "zone-a"), subnet("b", "zone-b")],
-            capacity: 2,
+            capacity: 4,
             dns: None,
             elastic_ip_allocation_id: None,
             data_volumes: vec![],
             volume_zone: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_batch_becomes_one_request_per_group() {
+        let asg = lookup("workers", GroupKind::Asg(AsgSpec { asg_name: "workers-asg".into() }), None);
+        let spec = web_spec();
         let web_1 = lookup("web", GroupKind::Standalone(Box::new(spec.clone())), Some(pool("m5", "a")));
         let web_2 = lookup("web", GroupKind::Standalone(Box::new(spec)), Some(pool("m6", "b")));
         let actions = interruption_actions(
@@ -440,19 +443,9 @@ mod tests {
 
     #[test]
     fn a_launch_whose_answer_was_lost_is_sent_again_whole_whichever_warning_comes_back() {
-        let spec = StandaloneSpec {
-            launch_template: LaunchTemplateRef { id: Some("lt-1".into()), name: None, version: "3".into() },
-            instance_types: vec!["m5".into(), "m6".into()],
-            subnets: vec![subnet("a", "zone-a"), subnet("b", "zone-b")],
-            capacity: 4,
-            dns: None,
-            elastic_ip_allocation_id: None,
-            data_volumes: vec![],
-            volume_zone: None,
-        };
+        let spec = web_spec();
         let attempt = Attempt {
             token: "t-1".into(),
-            group: GroupName::try_from("web".to_string()).unwrap(),
             spec: spec.clone(),
             pools: vec![pool("m6", "b")],
             olds: ["i-5", "i-6", "i-7"]

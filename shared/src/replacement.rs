@@ -9,9 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::Deps;
 use crate::Error;
 use crate::aws::ec2::LaunchedInstance;
-use crate::fleet::{
-    GROUP_TAG, Group, GroupName, Member, Pool, PoolHealth, REPLACES_TAG, Reason, Replaced, StandaloneSpec,
-};
+use crate::fleet::{GROUP_TAG, Group, Member, Pool, PoolHealth, REPLACES_TAG, Reason, Replaced, StandaloneSpec};
 use crate::launch::{Launch, Order, launch};
 use crate::plan::{self, AVOID_POOL_MINUTES};
 use crate::recovery;
@@ -50,7 +48,6 @@ pub struct Request<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {
     pub token: String,
-    pub group: GroupName,
     pub spec: StandaloneSpec,
     pub pools: Vec<Pool>,
     pub olds: Vec<Old>,
@@ -66,7 +63,6 @@ impl Attempt {
     pub fn of(request: &Request<'_>, events: Vec<String>) -> Self {
         Self {
             token: request.token.clone(),
-            group: request.group.name.clone(),
             spec: request.spec.clone(),
             pools: request.pools.clone(),
             olds: request.olds.clone(),
