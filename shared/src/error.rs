@@ -26,6 +26,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the same input could succeed later. Input that can never succeed (an unreadable
+    /// or unexpected event, a refused value) is acknowledged, not delivered again.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Error::Event(_) | Error::Invalid(_) | Error::Config(_))
+    }
+
     /// A short name for the kind of failure, as the Lambda runtime reports it.
     pub fn kind(&self) -> &'static str {
         match self {

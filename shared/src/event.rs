@@ -11,6 +11,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::Error;
+use crate::fleet::InstanceId;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum EventError {
@@ -27,7 +28,7 @@ pub type Event<D> = EventBridgeEvent<D>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceStateChange {
     #[serde(rename = "instance-id")]
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     pub state: String,
 }
 
@@ -37,7 +38,7 @@ pub const INSTANCE_STATE_CHANGE: &str = "EC2 Instance State-change Notification"
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpotInterruptionWarning {
     #[serde(rename = "instance-id")]
-    pub instance_id: String,
+    pub instance_id: InstanceId,
     /// `terminate`, `stop` or `hibernate`.
     #[serde(rename = "instance-action")]
     pub instance_action: String,
@@ -49,7 +50,7 @@ pub const SPOT_INTERRUPTION_WARNING: &str = "EC2 Spot Instance Interruption Warn
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RebalanceRecommendation {
     #[serde(rename = "instance-id")]
-    pub instance_id: String,
+    pub instance_id: InstanceId,
 }
 
 pub const REBALANCE_RECOMMENDATION: &str = "EC2 Instance Rebalance Recommendation";
@@ -231,22 +232,29 @@ impl<D: Serialize + DeserializeOwned> Batch<D> {
     }
 }
 
-/// The answer to a batch: for SQS, the messages that failed (so only they come back); for a bare
-/// event, its result or its error.
+/// The answer to a batch: for SQS, the messages that failed and may succeed later (so only they
+/// come back; a message that can never succeed is logged, counted as `MalformedEvents` and
+/// acknowledged); for a bare event, its result or its error.
 pub fn respond(results: Vec<(Option<String>, Result<Value, Error>)>) -> Result<Value, Error> {
     let mut response = SqsBatchResponse::default();
     let mut bare = None;
     for (id, outcome) in results {
-        match id {
-            None => bare = Some(outcome),
-            Some(id) => {
-                if let Err(err) = outcome {
-                    tracing::error!(message_id = %id, error = %err, "message failed; SQS will deliver it again");
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = id;
-                    response.batch_item_failures.push(failure);
-                }
+        if let Err(err) = &outcome
+            && !err.is_retryable()
+        {
+            metrics::counter!("MalformedEvents").increment(1);
+            let message_id = id.as_deref().unwrap_or("(bare event)");
+            tracing::warn!(message_id, error = %err, "event refused for good: acknowledged, not delivered again");
+        }
+        match (id, outcome) {
+            (None, outcome) => bare = Some(outcome),
+            (Some(id), Err(err)) if err.is_retryable() => {
+                tracing::error!(message_id = %id, error = %err, "message failed; SQS will deliver it again");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
             }
+            (Some(_), _) => {}
         }
     }
     match bare {
@@ -285,14 +293,14 @@ mod tests {
             "version": "0", "id": id, "detail-type": INSTANCE_STATE_CHANGE, "source": "aws.ec2",
             "account": "123456789012", "time": "2026-11-21T06:00:00Z", "region": "us-east-1",
             "resources": ["arn:aws:ec2:us-east-1:123456789012:instance/i-0abc"],
-            "detail": {"instance-id": "i-0abc", "state": "running"}
+            "detail": {"instance-id": "i-0abc1234", "state": "running"}
         })
     }
 
     #[test]
     fn parses_a_state_change() {
         let event: Event<InstanceStateChange> = parse(state_change("e-1"), INSTANCE_STATE_CHANGE).unwrap();
-        assert_eq!(event.detail.instance_id, "i-0abc");
+        assert_eq!(event.detail.instance_id.as_str(), "i-0abc1234");
         assert_eq!(event.detail.state, "running");
     }
 
@@ -310,6 +318,18 @@ mod tests {
         assert!(err.to_string().contains("instance-id"), "{err}");
     }
 
+    #[test]
+    fn refuses_instance_ids_of_any_other_shape() {
+        let long = format!("i-{}", "0".repeat(200_000));
+        for bad in ["not-an-instance-id; DROP TABLE", "../../etc/passwd", "vol-0123abcd", "", long.as_str()] {
+            let mut event = state_change("e-1");
+            event["detail"]["instance-id"] = json!(bad);
+            let err = parse::<InstanceStateChange>(event, INSTANCE_STATE_CHANGE).unwrap_err();
+            assert!(matches!(err, EventError::Malformed(_)), "{err}");
+            assert!(err.to_string().contains("not an EC2 instance id") && err.to_string().len() < 300, "{err}");
+        }
+    }
+
     #[tokio::test]
     async fn a_batch_reports_only_its_bad_messages() {
         let batch = json!({"Records": [
@@ -321,7 +341,20 @@ mod tests {
         })
         .await
         .unwrap();
-        assert_eq!(out, json!({"batchItemFailures": [{"itemIdentifier": "m-bad"}]}));
+        assert_eq!(out, json!({"batchItemFailures": []}), "a message that can never succeed is not retried");
+    }
+
+    #[test]
+    fn only_failures_that_may_pass_later_come_back() {
+        let results = vec![
+            (Some("m-ok".to_string()), Ok(json!({}))),
+            (Some("m-malformed".to_string()), Err(EventError::Malformed("no id".into()).into())),
+            (Some("m-invalid".to_string()), Err(Error::Invalid("bad value".into()))),
+            (Some("m-throttled".to_string()), Err(Error::Retry("throttled".into()))),
+        ];
+        assert_eq!(respond(results).unwrap(), json!({"batchItemFailures": [{"itemIdentifier": "m-throttled"}]}));
+        let bare = respond(vec![(None, Err(EventError::Malformed("no id".into()).into()))]);
+        assert!(matches!(bare, Err(Error::Event(_))), "a bare event's invoker still hears why");
     }
 }
 

@@ -45,10 +45,14 @@ pub async fn release(deps: &Deps, event_id: &str, instance_id: &str, attempt: Op
     }
 }
 
-/// Marks a claimed event done: later deliveries stand aside for good.
-pub async fn settle(deps: &Deps, event_id: &str, outcome: &str) {
-    if let Err(err) = deps.store.settle(event_id, outcome).await {
-        tracing::error!(event_id, error = %err, "could not mark the event done");
+/// Marks a claimed event done: later deliveries stand aside for good. `true` once it is so.
+pub async fn settle(deps: &Deps, event_id: &str, outcome: &str) -> bool {
+    match deps.store.settle(event_id, outcome).await {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::error!(event_id, error = %err, "could not mark the event done");
+            false
+        }
     }
 }
 
@@ -66,6 +70,9 @@ pub async fn intake<D: Serialize + DeserializeOwned>(
             Ok(event) => events.push((message, event)),
             Err(err) => outcomes.push((message, Err(err.into()))),
         }
+    }
+    if events.is_empty() {
+        return Intake { claimed: Vec::new(), outcomes, health: PoolHealth::default() };
     }
     let ids: Vec<String> = events.iter().map(|(_, e)| instance_of(&e.detail).to_string()).collect();
     let claims = futures::future::join_all(

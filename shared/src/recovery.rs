@@ -62,6 +62,13 @@ pub fn on_demand_wanted(base: u32, members: &[Member]) -> u32 {
     base.saturating_sub(u32::try_from(held).unwrap_or(u32::MAX))
 }
 
+/// How many of the replacements for `leaving` go On-Demand so the group keeps its base: every
+/// path that launches asks this (the members being replaced no longer count).
+pub fn on_demand_replacing(base: u32, members: &[Member], leaving: &[&str]) -> u32 {
+    let staying: Vec<Member> = members.iter().filter(|m| !leaving.contains(&m.instance_id.as_str())).cloned().collect();
+    on_demand_wanted(base, &staying)
+}
+
 /// Reads `HH:MM` as a time of day.
 pub fn time_of_day(text: &str) -> Result<NaiveTime, String> {
     NaiveTime::parse_from_str(text, "%H:%M").map_err(|_| format!("{text:?} is not a UTC time of day HH:MM"))
@@ -250,6 +257,11 @@ mod tests {
         let members = [base_member, member("i-od", true), member("i-spot", false)];
         assert_eq!(on_demand_wanted(2, &members), 1, "the fallen-back one does not count");
         assert_eq!(on_demand_wanted(0, &members), 0);
+        // Replacing a member: what it held no longer counts, whatever path replaces it.
+        assert_eq!(on_demand_replacing(1, &members, &["i-spot"]), 0, "the base stands: a Spot replacement");
+        assert_eq!(on_demand_replacing(1, &members, &["i-base"]), 1, "the base member leaves: On-Demand");
+        assert_eq!(on_demand_replacing(2, &members, &["i-spot"]), 1);
+        assert_eq!(on_demand_replacing(1, &members[1..], &["i-spot"]), 1, "a base not met is met again");
     }
 
     #[test]

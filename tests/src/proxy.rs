@@ -37,8 +37,10 @@ pub enum Fault {
     Answer { status: u16, content_type: &'static str, body: String, after_forwarding: bool },
     /// Close the connection without an answer, before or after the emulator did the work.
     Drop { after_forwarding: bool },
-    /// Forward, but answer this late.
+    /// Forward this late.
     Slow(Duration),
+    /// Forward at once, answer this late: the work is done while the caller still waits.
+    Late(Duration),
 }
 
 impl Fault {
@@ -67,6 +69,7 @@ impl Fault {
             Self::Drop { after_forwarding: false } => "dropped",
             Self::Drop { after_forwarding: true } => "dropped after the work",
             Self::Slow(_) => "slow",
+            Self::Late(_) => "late answer",
         }
     }
 
@@ -81,7 +84,7 @@ impl Fault {
                 (status, [("content-type", content_type)], body).into_response()
             }
             // Headers promise a body that never comes: the connection closes mid-answer.
-            Self::Drop { .. } | Self::Slow(_) => {
+            Self::Drop { .. } | Self::Slow(_) | Self::Late(_) => {
                 let broken = futures::stream::once(async { Err::<Bytes, _>(std::io::Error::other("dropped")) });
                 (StatusCode::OK, [("content-length", "512")], Body::from_stream(broken)).into_response()
             }
@@ -245,6 +248,7 @@ async fn forward(State(state): State<Upstreaming>, request: Request) -> Response
     };
     match fault {
         Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::Late(_)) => {}
         Some(fault) if !fault.after_forwarding() => {
             answered();
             return fault.respond();
@@ -255,6 +259,9 @@ async fn forward(State(state): State<Upstreaming>, request: Request) -> Response
         Some((service, token)) => once(&state, &parts, bytes, service, token).await,
         None => send_upstream(&state, &parts, bytes).await,
     };
+    if let Some(Fault::Late(delay)) = &fault {
+        tokio::time::sleep(*delay).await;
+    }
     answered();
     match (fault, result) {
         (Some(fault), _) if fault.after_forwarding() => fault.respond(),
@@ -411,7 +418,7 @@ pub fn service_error(service: &str, trouble: Trouble) -> Fault {
 }
 
 impl FaultProxy {
-    /// Faults `rate` of all calls, drawn from `seed`: 500s, 503s, throttling, slow answers,
+    /// Faults `rate` of all calls, drawn from `seed`: 500s, 503s, throttling, answers up to 2 s slow,
     /// connections dropped before or after the emulator did the work, and lost answers. The
     /// draws follow the order calls arrive in, so concurrent runs differ in which call gets which.
     pub fn chaos(&self, rate: f64, seed: u64) {
@@ -426,7 +433,9 @@ impl FaultProxy {
                 0 => service_error(&call.service, Trouble::InternalError),
                 1 => service_error(&call.service, Trouble::Unavailable),
                 2 => service_error(&call.service, Trouble::Throttled),
-                3 => Fault::Slow(Duration::from_millis(100 + (pick >> 8) % 500)),
+                // Up to 2 s slow, before or after the work.
+                3 if (pick >> 40) & 1 == 0 => Fault::Slow(Duration::from_millis(100 + (pick >> 8) % 1900)),
+                3 => Fault::Late(Duration::from_millis(100 + (pick >> 8) % 1900)),
                 4 => Fault::Drop { after_forwarding: false },
                 5 => Fault::Drop { after_forwarding: false }.after_the_work(),
                 _ => service_error(&call.service, Trouble::InternalError).after_the_work(),

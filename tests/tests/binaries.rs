@@ -88,9 +88,48 @@ async fn the_spot_interruption_binary_takes_sqs_batches_and_bare_events() {
     assert_eq!(h.table_items().await, items);
     let mut batch = events::load("sqs-spot-interruption-batch.json");
     batch["Records"][0]["body"] = json!("{\"version\": \"0\"");
+    // A message that can never succeed is acknowledged (not delivered again five times), logged
+    // with its message id, and counted for the MalformedEvents alarm.
     let out = spot.invoke(batch).await.unwrap();
-    assert_eq!(out["batchItemFailures"][0]["itemIdentifier"], "3f4a8c2e-1b7d-4e9f-a5c6-8d2e1f0b9a37");
-    assert!(spot.output().contains("SQS message body is not JSON"), "the reason is in the log");
+    assert_eq!(out, json!({"batchItemFailures": []}));
+    let refused = spot
+        .output()
+        .lines()
+        .find(|l| l.contains("SQS message body is not JSON"))
+        .map(str::to_string)
+        .expect("the reason is in the log");
+    assert!(refused.contains("3f4a8c2e-1b7d-4e9f-a5c6-8d2e1f0b9a37"), "with its message id: {refused}");
+    let counted = emf(&spot.output()).into_iter().find(|d| d.get("MalformedEvents").is_some());
+    let counted = counted.expect("a MalformedEvents metric");
+    assert_eq!(
+        (counted["MalformedEvents"].as_u64(), counted["function"].as_str()),
+        (Some(1), Some("spot-interruption"))
+    );
+    let alarmed = alarmed_functions("MalformedEvents");
+    for function in
+        ["spot-interruption", "rebalance-recommendation", "instance-state", "volume-threshold", "scheduled-recovery"]
+    {
+        assert!(alarmed.iter().any(|f| f == function), "the alarm watches {function}: {alarmed:?}");
+    }
+}
+
+/// The functions whose `metric` an alarm of template.yaml watches.
+fn alarmed_functions(metric: &str) -> Vec<String> {
+    let path = spotkeeper_tests::emulator::workspace_root().join("template.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let template: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let mut functions = Vec::new();
+    for resource in template["Resources"].as_mapping().unwrap().values() {
+        let queries = resource["Properties"]["Metrics"].as_sequence().cloned().unwrap_or_default();
+        for query in queries {
+            let watched = &query["MetricStat"]["Metric"];
+            if watched["MetricName"].as_str() == Some(metric) {
+                let dimensions = watched["Dimensions"].as_sequence().cloned().unwrap_or_default();
+                functions.extend(dimensions.iter().filter_map(|d| d["Value"].as_str().map(str::to_string)));
+            }
+        }
+    }
+    functions
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,12 @@
 //! exactly one replacement or detach, or its failure recorded and its message dead-lettered:
 //! checked against the emulator's instances, not only the table.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use serde_json::{Value, json};
-use spotkeeper_tests::proxy::{Trouble, service_error};
+use spotkeeper_tests::proxy::{Call, Fault, Trouble, service_error};
 use spotkeeper_tests::queue::{self, QueueSettings};
 use spotkeeper_tests::{Harness, events, mass};
 
@@ -111,4 +115,72 @@ async fn a_throttled_launch_is_retried_with_backoff_not_failed() {
     let waits: Vec<_> = launches.windows(2).map(|w| w[1].at.duration_since(w[0].at)).collect();
     assert!(waits.iter().all(|w| !w.is_zero()), "each retry waited (backoff with jitter): {waits:?}");
     assert_eq!(h.instance_count().await, before + 1);
+}
+
+/// Two deliveries race on a launch sent again. Its first answer was lost; delivery A brings one
+/// of its warnings back and sends the kept launch again; at the moment A next touches the table
+/// (`at`), that call is held back and delivery B brings the other warning back. Whoever wins, each
+/// warning ends with one replacement.
+async fn two_deliveries_race_on_a_launch_sent_again(at: impl Fn(&Call) -> bool + Send + Sync + 'static) {
+    let h = Harness::start().await;
+    let groups = mass::build(&h, 1, 0, 2).await.expect("the fleet");
+    let warnings: Vec<Value> = groups[0].members.iter().map(|id| h.now_on(events::spot_warning(id))).collect();
+    let before = h.instance_count().await;
+    h.proxy.on(|call| {
+        let lost = service_error("ec2", Trouble::InternalError).after_the_work();
+        (call.operation == "CreateFleet").then_some(lost)
+    });
+    let out = h.spot_interruption(events::sqs_batch(&warnings)).await.unwrap();
+    assert_eq!(out["batchItemFailures"].as_array().map(Vec::len), Some(2), "{out}");
+    assert_eq!(h.instance_count().await, before + 2, "EC2 launched once for the two");
+    h.proxy.clear_rules();
+    h.clock.advance(QueueSettings::spot_interruption().unwrap().visibility);
+
+    let (go, started) = tokio::sync::oneshot::channel::<()>();
+    let go = Mutex::new(Some(go));
+    let sent_again = AtomicBool::new(false);
+    h.proxy.on(move |call| {
+        if call.operation == "CreateFleet" {
+            sent_again.store(true, Ordering::SeqCst);
+            return None;
+        }
+        let now = sent_again.load(Ordering::SeqCst) && call.service == "dynamodb" && at(call);
+        let go = if now { go.lock().ok()?.take()? } else { return None };
+        let _ = go.send(());
+        Some(Fault::Slow(Duration::from_millis(1500)))
+    });
+    let a = h.spot_interruption(events::sqs_messages(&[("a".into(), warnings[1].clone())]));
+    let b = async {
+        started.await.ok()?;
+        Some(h.spot_interruption(events::sqs_messages(&[("b".into(), warnings[0].clone())])).await)
+    };
+    let (a, b) = tokio::join!(a, b);
+    assert_eq!(a.unwrap(), json!({"batchItemFailures": []}));
+    let b = b.expect("the race took place").unwrap();
+    assert_eq!(b, json!({"batchItemFailures": []}));
+    h.proxy.clear_rules();
+    assert_eq!(h.instance_count().await, before + 2, "no second replacement for either warning");
+    let handled = mass::check(&h, &groups, &[]).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(handled.replaced, 2, "{handled:?}");
+    // Later deliveries of either stand aside.
+    let again = h.spot_interruption(events::sqs_batch(&warnings)).await.unwrap();
+    assert_eq!(again, json!({"batchItemFailures": []}));
+    assert_eq!(h.instance_count().await, before + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_racing_the_records_of_a_launch_sent_again_launches_nothing_new() {
+    // B comes while A records the replacements: the first table write that is neither a claim,
+    // nor a read, nor forgetting the kept launch.
+    two_deliveries_race_on_a_launch_sent_again(|call: &Call| {
+        let claim = call.operation == "TransactWriteItems" && call.body.contains("DEDUP#");
+        let forget = call.body.contains("REMOVE attempt");
+        !claim && !forget && !call.operation.starts_with("BatchGet") && !call.operation.starts_with("Get")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_racing_the_first_table_call_after_a_launch_sent_again_launches_nothing_new() {
+    two_deliveries_race_on_a_launch_sent_again(|_: &Call| true).await;
 }

@@ -219,6 +219,22 @@ async fn asg_members_are_detached_without_decrement_in_one_call() {
     );
 }
 
+/// AWS's answer to a detach that names `id` when it cannot detach it: the whole call refused,
+/// that one instance named (the emulator refuses nothing).
+fn refuse_detach(h: &Harness, id: &str, why: String) {
+    let id = id.to_string();
+    h.proxy.on(move |call| {
+        let refused = call.operation == "DetachInstances" && call.body.contains(&id);
+        refused.then(|| {
+            Fault::answer(
+                400,
+                "text/xml",
+                format!("<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>The instance {id} {why}.</Message></Error><RequestId>5f2f6c4e-0c8e-4bd5-9d4f-1f2e3d4c5b6a</RequestId></ErrorResponse>"),
+            )
+        })
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_detach_sent_again_skips_the_instances_already_out_of_the_group() {
     let h = Harness::start().await;
@@ -235,17 +251,7 @@ async fn a_detach_sent_again_skips_the_instances_already_out_of_the_group() {
         .await
         .unwrap();
     // AWS refuses a detach naming an instance that is not in the group (the emulator does not).
-    let (gone, asg_name) = (ids[0].clone(), h.fleet.asg_name.clone());
-    h.proxy.on(move |call| {
-        let refused = call.operation == "DetachInstances" && call.body.contains(&gone);
-        refused.then(|| {
-            Fault::answer(
-                400,
-                "text/xml",
-                format!("<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>The instance {gone} is not part of Auto Scaling group {asg_name}.</Message></Error><RequestId>5f2f6c4e-0c8e-4bd5-9d4f-1f2e3d4c5b6a</RequestId></ErrorResponse>"),
-            )
-        })
-    });
+    refuse_detach(&h, &ids[0], format!("is not part of Auto Scaling group {}", h.fleet.asg_name));
     h.proxy.forget_calls();
     let batch = events::sqs_batch(&ids.iter().map(|id| events::spot_warning(id)).collect::<Vec<_>>());
     let out = h.spot_interruption(batch).await.unwrap();
@@ -259,6 +265,44 @@ async fn a_detach_sent_again_skips_the_instances_already_out_of_the_group() {
         autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(&h.fleet.asg_name).send().await.unwrap();
     let now: Vec<&str> = group.auto_scaling_groups()[0].instances().iter().filter_map(|i| i.instance_id()).collect();
     assert!(ids.iter().all(|id| !now.contains(&id.as_str())), "both out of the group: {now:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_cannot_be_detached_fails_alone() {
+    let h = Harness::start().await;
+    let (_, asg) = h.register_workers().await;
+    let ids = spotkeeper_tests::member_ids(&asg);
+    // AWS refuses the whole call for one instance that is neither InService nor Standby.
+    let (stuck, asg_name) = (ids[0].clone(), h.fleet.asg_name.clone());
+    refuse_detach(&h, &stuck, "is not in InService or Standby".to_string());
+    h.proxy.forget_calls();
+    let batch = events::sqs_batch(&ids.iter().map(|id| events::spot_warning(id)).collect::<Vec<_>>());
+    let out = h.spot_interruption(batch).await.unwrap();
+    assert_eq!(out, json!({"batchItemFailures": [{"itemIdentifier": "m-0"}]}), "only the stuck one comes back");
+    let detaches: Vec<String> =
+        h.proxy.calls().iter().filter(|c| c.operation == "DetachInstances").map(|c| c.body.clone()).collect();
+    assert_eq!(detaches.len(), 2, "refused, then the others at once: {detaches:?}");
+    assert!(!detaches[1].contains(&stuck) && detaches[1].contains(&ids[1]), "{detaches:?}");
+    let group = aws_sdk_autoscaling::Client::new(&h.sdk)
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&asg_name)
+        .send()
+        .await
+        .unwrap();
+    let now: Vec<&str> = group.auto_scaling_groups()[0].instances().iter().filter_map(|i| i.instance_id()).collect();
+    assert!(now.contains(&stuck.as_str()) && !now.contains(&ids[1].as_str()), "{now:?}");
+    let (_, events) = h.call(Method::GET, "/groups/workers/events", Some(TOKEN), None).await;
+    let of = |id: &str, kind: &str| {
+        events["events"].as_array().unwrap().iter().any(|e| e["instance_id"] == id && e["kind"] == kind)
+    };
+    assert!(of(&ids[1], "detached") && !of(&ids[1], "interruption-failed"), "{events}");
+    let failure = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["instance_id"] == stuck.as_str() && e["kind"] == "interruption-failed")
+        .unwrap_or_else(|| panic!("no failure recorded for {stuck}: {events}"));
+    assert!(failure["message"].as_str().unwrap().contains("not in InService or Standby"), "{failure}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,10 +348,22 @@ async fn foreign_instances_and_malformed_messages_change_nothing() {
         events::load("malformed/spot-interruption-no-instance-id.json"),
     ]);
     batch["Records"].as_array_mut().unwrap().push(json!({"messageId": "m-garbage", "body": "not json at all"}));
+    // Messages that can never succeed are acknowledged, not delivered again five times.
     let out = h.spot_interruption(batch).await.unwrap();
-    assert_eq!(out, json!({"batchItemFailures": [{"itemIdentifier": "m-1"}, {"itemIdentifier": "m-garbage"}]}));
+    assert_eq!(out, json!({"batchItemFailures": []}));
     let err = h.spot_interruption(events::load("malformed/spot-interruption-no-instance-id.json")).await.unwrap_err();
     assert!(err.to_string().contains("instance-id"), "{err}");
+    // Ids of any other shape are malformed input: refused, never looked up.
+    let long = format!("i-{}", "0".repeat(200_000));
+    let bad = ["not-an-instance-id; DROP TABLE", "../../etc/passwd", "vol-0123456789abcdef0", long.as_str()];
+    h.proxy.forget_calls();
+    let out = h.spot_interruption(events::sqs_batch(&bad.map(events::spot_warning))).await.unwrap();
+    assert_eq!(out, json!({"batchItemFailures": []}), "acknowledged");
+    assert!(h.proxy.calls().is_empty(), "no AWS call for them: {:?}", h.proxy.calls().first());
+    for id in bad {
+        let err = h.spot_interruption(events::spot_warning(id)).await.unwrap_err();
+        assert!(err.to_string().contains("not an EC2 instance id") && err.to_string().len() < 400, "{err}");
+    }
     assert_eq!(h.table_items().await, items, "nothing written");
     assert_eq!(h.instance_count().await, instances, "nothing launched");
     assert_eq!(h.proxy.count("CreateFleet") + h.proxy.count("DetachInstances"), 0);

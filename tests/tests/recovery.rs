@@ -358,6 +358,23 @@ async fn the_on_demand_base_is_kept_by_what_spotkeeper_launches() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_and_interruption_replacements_keep_the_on_demand_base() {
+    let h = Harness::start().await;
+    let ids = register_web(&h, 2, false).await;
+    let (status, _) = h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(json!({"on_demand_base": 1}))).await;
+    assert_eq!(status, StatusCode::OK);
+    // Both members run on Spot: the base is not met, so the first replacement goes On-Demand.
+    let out = h.rebalance(events::rebalance(&ids[0])).await.unwrap();
+    assert_eq!((out["action"].as_str(), out["market"].as_str()), (Some("replacing"), Some("on-demand")), "{out}");
+    let by_rebalance = out["replacement"].as_str().unwrap().to_string();
+    let web = group(&h, "web").await;
+    assert_eq!(member(&web, &by_rebalance).unwrap()["fallen_back"], false, "On-Demand by choice: {web}");
+    // Now the base is held: the other Spot member's replacement stays on Spot.
+    let out = h.spot_interruption(events::spot_warning(&ids[1])).await.unwrap();
+    assert_eq!((out["action"].as_str(), out["market"].as_str()), (Some("replaced"), Some("spot")), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_scaling_activities_make_an_asg_fall_back_too() {
     let h = Harness::start().await;
     h.register_workers().await;

@@ -21,6 +21,7 @@ pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
 
 async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>) -> Result<Value, Error> {
     let InstanceStateChange { instance_id, state } = &event.detail;
+    let instance_id = &instance_id.to_string();
     let event_id = event.id.as_deref().unwrap_or_default();
     let Some(name) = deps.store.group_of(instance_id).await? else {
         tracing::debug!(instance_id, state, event_id, "no group manages this instance; ignored");

@@ -12,7 +12,7 @@ use spotkeeper::history::History;
 use spotkeeper::intake::{Claimed, Intake, intake, release, settle};
 use spotkeeper::notify::{Alert, Severity};
 use spotkeeper::replacement::{self, Old, Request};
-use spotkeeper::{Deps, Error, plan};
+use spotkeeper::{Deps, Error, plan, recovery};
 
 /// How long a delivery holds an event and its instance before another may take over.
 const LEASE_SECONDS: i64 = 120;
@@ -85,8 +85,8 @@ async fn recommended(
         }
         (RebalancePolicy::Replace, GroupKind::Standalone(spec)) => spec,
     };
-    let member = deps.store.member(&group.name, id).await?;
-    if !member.as_ref().is_some_and(|m| m.is_serving()) {
+    let members = deps.store.members(&group.name).await?;
+    if !members.iter().any(|m| m.instance_id == id && m.is_serving()) {
         close(deps, r, "skipped: already on its way out").await?;
         return Ok(json!({"action": "skipped", "reason": "the instance is already on its way out", "instance_id": id}));
     }
@@ -115,7 +115,8 @@ async fn recommended(
         close(deps, r, "deferred").await?;
         return Ok(json!({"action": "deferred", "instance_id": id, "in_flight": other}));
     }
-    match replace(deps, r, spec, health, now, history, alerts).await {
+    let on_demand = recovery::on_demand_replacing(group.policy.on_demand_base, &members, &[id]);
+    match replace(deps, r, spec, on_demand, health, now, history, alerts).await {
         Ok(value) => Ok(value),
         Err(err) => {
             let cleared = deps
@@ -145,10 +146,12 @@ async fn recommended(
     }
 }
 
+#[allow(clippy::too_many_arguments, reason = "the replacement with all it is recorded in")]
 async fn replace(
     deps: &Deps,
     r: &Recommendation,
     spec: &StandaloneSpec,
+    on_demand: u32,
     health: &PoolHealth,
     now: DateTime<Utc>,
     history: &mut History,
@@ -165,7 +168,7 @@ async fn replace(
         olds: vec![Old { instance_id: id.to_string(), since: r.at, pool: r.lookup.pool.clone() }],
         extra: 0,
         reason: Reason::Rebalance,
-        on_demand: 0,
+        on_demand,
         fallback: group.policy.fallback,
         token: replacement::token([r.event_id.as_str()]),
     };

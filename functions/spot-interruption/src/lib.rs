@@ -1,13 +1,15 @@
 //! `spot-interruption`: two minutes' notice. For each warning the replacement request (or the
 //! detach from the Auto Scaling group) leaves after one round of table calls — the event's claim
 //! with its instance's lock, and the instance's lookup with pool health, sent together — and
-//! only then come the records, pool health, history and alerts.
+//! only then come the records, pool health, history and alerts. (A group with an On-Demand
+//! base reads its members first, to know whether the replacement must go On-Demand.)
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
+use spotkeeper::aws::AwsError;
 use spotkeeper::event::{self, Batch, SPOT_INTERRUPTION_WARNING, SpotInterruptionWarning};
 use spotkeeper::fleet::{GroupKind, GroupName, Interrupted, Pool, PoolHealth, Reason};
 use spotkeeper::history::History;
@@ -15,8 +17,8 @@ use spotkeeper::intake::{Intake, intake, release, settle};
 use spotkeeper::notify::{Alert, Severity};
 use spotkeeper::plan::{self, Action, Warning};
 use spotkeeper::replacement::{self, Attempt, Old, Request};
-use spotkeeper::store::Counted;
-use spotkeeper::{Deps, Error, metrics};
+use spotkeeper::store::{Claim, Counted};
+use spotkeeper::{Deps, Error, metrics, recovery};
 
 /// How long a delivery holds an event and its instance before another delivery may take over:
 /// longer than the function's timeout (60 s), shorter than the queue's visibility timeout (360 s),
@@ -94,8 +96,9 @@ fn group_of(action: &Action) -> GroupName {
     }
 }
 
-/// The launch an action stands for: a new one for a standalone group, or one sent again.
-fn request_of(action: &Action) -> Option<Request<'_>> {
+/// The launch an action stands for: a new one for a standalone group (`on_demand` of its
+/// replacements On-Demand), or one sent again.
+fn request_of(action: &Action, on_demand: u32) -> Option<Request<'_>> {
     match action {
         Action::Detach { .. } => None,
         Action::Replay { group, attempt, .. } => Some(attempt.request(group)),
@@ -115,10 +118,30 @@ fn request_of(action: &Action) -> Option<Request<'_>> {
                     .collect(),
                 extra: 0,
                 reason: Reason::Interruption,
-                on_demand: 0,
+                on_demand,
                 fallback: config.policy.fallback,
                 token: replacement::token(warnings.iter().map(|w| w.event_id.as_str())),
             })
+        }
+    }
+}
+
+/// How many of a new launch's replacements go On-Demand to keep the group's On-Demand base.
+/// Only a group with a base reads its members for it; the others launch after one table round.
+async fn on_demand_of(deps: &Deps, action: &Action) -> u32 {
+    let Action::Replace { group, warnings, .. } = action else { return 0 };
+    let base = group.policy.on_demand_base;
+    if base == 0 {
+        return 0;
+    }
+    match deps.store.members(&group.name).await {
+        Ok(members) => {
+            let leaving: Vec<&str> = warnings.iter().map(|w| w.instance_id.as_str()).collect();
+            recovery::on_demand_replacing(base, &members, &leaving)
+        }
+        Err(err) => {
+            tracing::error!(group = %group.name, error = %err, "could not read the members to keep the On-Demand base; the replacements go to Spot");
+            0
         }
     }
 }
@@ -134,39 +157,20 @@ async fn act(
     let mut history = History::new(deps);
     let mut alerts = Vec::new();
     let warnings = action.warnings();
-    let results = match (action, request_of(action)) {
-        (Action::Detach { asg_name, .. }, _) => {
+    let results = match action {
+        Action::Detach { asg_name, .. } => {
             let ids: Vec<String> = warnings.iter().map(|w| w.instance_id.clone()).collect();
-            let detached = deps.clients.autoscaling.detach(asg_name, &ids).await;
+            let refused = deps.clients.autoscaling.detach(asg_name, &ids).await;
             tracing::info!(group = %group, elapsed_ms = arrived.elapsed().as_millis() as u64, "detach request sent");
-            match detached {
-                Ok(()) => detached_all(deps, &group, asg_name, warnings, &mut history, &mut alerts).await,
-                Err(err) => failed(deps, &group, warnings, &err.into(), None, &mut history, &mut alerts).await,
-            }
+            detached(deps, &group, asg_name, warnings, refused, &mut history, &mut alerts).await
         }
-        (_, None) => Vec::new(),
-        (_, Some(request)) => {
-            let launched = replacement::launch_for(deps, &request).await;
-            let elapsed = arrived.elapsed();
-            tracing::info!(group = %group, elapsed_ms = elapsed.as_millis() as u64, "launch request sent");
-            let label = group.to_string();
-            metrics::histogram!("LaunchRequestLatencyMs", "group" => label.clone())
-                .record(elapsed.as_secs_f64() * 1000.0);
-            for w in warnings {
-                let since_warning = (now - w.warned_at).num_milliseconds().max(0) as f64 / 1000.0;
-                metrics::histogram!("WarningToLaunchSeconds", "group" => label.clone()).record(since_warning);
-            }
-            match launched {
-                Ok(launched) => {
-                    if matches!(action, Action::Replay { .. }) {
-                        forget_attempt(deps, warnings, &request.token).await;
-                    }
-                    replaced(deps, &request, warnings, &launched, health, now, &mut history, &mut alerts).await
+        Action::Replace { .. } | Action::Replay { .. } => {
+            let on_demand = on_demand_of(deps, action).await;
+            match request_of(action, on_demand) {
+                Some(request) => {
+                    launched(deps, action, &request, health, now, arrived, &mut history, &mut alerts).await
                 }
-                Err(err) => {
-                    let kept = keep_attempt(deps, &request, warnings, now).await;
-                    failed(deps, &group, warnings, &err, kept, &mut history, &mut alerts).await
-                }
+                None => Vec::new(),
             }
         }
     };
@@ -179,7 +183,8 @@ async fn act(
     {
         tracing::error!(group = %group, error = %err, "could not count the interruptions in the ledger");
     }
-    for w in warnings {
+    // The other warnings of a launch sent again are told by the delivery that holds them.
+    for w in warnings.iter().filter(|w| w.held) {
         history.note(
             Some(&w.instance_id),
             "interrupted",
@@ -188,6 +193,63 @@ async fn act(
     }
     history.write(deps, &group).await;
     (results, alerts)
+}
+
+/// Sends the launch, then records what came of it.
+#[allow(clippy::too_many_arguments, reason = "the one place that sends a launch and records it")]
+async fn launched(
+    deps: &Deps,
+    action: &Action,
+    request: &Request<'_>,
+    health: &PoolHealth,
+    now: DateTime<Utc>,
+    arrived: Instant,
+    history: &mut History,
+    alerts: &mut Vec<Alert>,
+) -> Results {
+    let group = &request.group.name;
+    let warnings = action.warnings();
+    let launched = replacement::launch_for(deps, request).await;
+    let elapsed = arrived.elapsed();
+    tracing::info!(group = %group, elapsed_ms = elapsed.as_millis() as u64, "launch request sent");
+    let label = group.to_string();
+    metrics::histogram!("LaunchRequestLatencyMs", "group" => label.clone()).record(elapsed.as_secs_f64() * 1000.0);
+    for w in warnings {
+        let since_warning = (now - w.warned_at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!("WarningToLaunchSeconds", "group" => label.clone()).record(since_warning);
+    }
+    match launched {
+        Ok(launched) => {
+            let sent_again = matches!(action, Action::Replay { .. });
+            let warnings = if sent_again { hold_others(deps, warnings, now).await } else { warnings.to_vec() };
+            replaced(deps, request, &warnings, &launched, health, now, sent_again, history, alerts).await
+        }
+        Err(err) => {
+            let kept = keep_attempt(deps, request, warnings, now).await;
+            failed(deps, group, warnings, &err, kept, history, alerts).await
+        }
+    }
+}
+
+/// A launch sent again carries warnings this delivery does not hold. EC2 answers it with what it
+/// launched the first time, so it may go out first; but a warning is settled, and its kept
+/// launch forgotten, only once this delivery holds it. Another delivery that won one of them
+/// meanwhile reads the kept launch and sends the very same request: never a new one.
+async fn hold_others(deps: &Deps, warnings: &[Warning], now: DateTime<Utc>) -> Vec<Warning> {
+    let held = warnings.iter().map(|w| async move {
+        let mut w = w.clone();
+        if !w.held {
+            w.held = match deps.store.claim(&w.event_id, &w.instance_id, now, Duration::seconds(LEASE_SECONDS)).await {
+                Ok(claim) => claim == Claim::Won,
+                Err(err) => {
+                    tracing::warn!(event_id = %w.event_id, error = %err, "could not take a warning of the launch sent again; its own delivery settles it");
+                    false
+                }
+            };
+        }
+        w
+    });
+    futures::future::join_all(held).await
 }
 
 async fn mark_interrupted(deps: &Deps, w: &Warning, action: &str, replaced_by: Option<String>) {
@@ -217,12 +279,10 @@ async fn keep_attempt<'a>(
     }
 }
 
-async fn forget_attempt(deps: &Deps, warnings: &[Warning], token: &str) {
-    let forgotten = warnings.iter().map(|w| deps.store.forget_attempt(&w.instance_id, token));
-    for result in futures::future::join_all(forgotten).await {
-        if let Err(err) = result {
-            tracing::error!(token, error = %err, "could not forget a launch sent again; its next delivery sends it once more, harmlessly");
-        }
+/// Forgets a warning's kept launch once it is settled (or needs a launch of its own).
+async fn forget_attempt(deps: &Deps, w: &Warning, token: &str) {
+    if let Err(err) = deps.store.forget_attempt(&w.instance_id, token).await {
+        tracing::error!(token, instance_id = %w.instance_id, error = %err, "could not forget a launch sent again; its next delivery sends it once more, harmlessly");
     }
 }
 
@@ -257,21 +317,28 @@ async fn failed(
     results
 }
 
-async fn detached_all(
+/// Records the detached instances; each one AWS refused fails alone, with its reason.
+async fn detached(
     deps: &Deps,
     group: &GroupName,
     asg_name: &str,
     warnings: &[Warning],
+    refused: Vec<(String, AwsError)>,
     history: &mut History,
     alerts: &mut Vec<Alert>,
 ) -> Results {
-    futures::future::join_all(warnings.iter().map(|w| async move {
+    let mut results = Vec::new();
+    for (id, err) in &refused {
+        let refused_warnings: Vec<Warning> = warnings.iter().filter(|w| &w.instance_id == id).cloned().collect();
+        results.extend(failed(deps, group, &refused_warnings, &err.clone().into(), None, history, alerts).await);
+    }
+    let out: Vec<&Warning> = warnings.iter().filter(|w| !refused.iter().any(|(id, _)| id == &w.instance_id)).collect();
+    futures::future::join_all(out.iter().map(|w| async move {
         mark_interrupted(deps, w, "detached", None).await;
         settle(deps, &w.event_id, "detached").await;
     }))
     .await;
-    let mut results = Vec::new();
-    for w in warnings {
+    for w in out {
         history.note(
             Some(&w.instance_id),
             "detached",
@@ -304,20 +371,27 @@ async fn replaced(
     launched: &spotkeeper::launch::Launch,
     health: &PoolHealth,
     now: DateTime<Utc>,
+    sent_again: bool,
     history: &mut History,
     alerts: &mut Vec<Alert>,
 ) -> Results {
     let group = &request.group.name;
     let recorded = replacement::record(deps, request, launched, health, now).await;
     let warning_of = |id: &str| warnings.iter().find(|w| w.instance_id == id);
+    // Settled first, forgotten after: until its event is done, a warning's kept launch is what
+    // keeps any other delivery of it from launching anew.
     let writes = recorded.pairs.iter().filter_map(|(old, member)| {
         let w = warning_of(&old.instance_id)?;
         Some(async move {
             mark_interrupted(deps, w, "replaced", Some(member.instance_id.clone())).await;
-            settle(deps, &w.event_id, &format!("replaced by {}", member.instance_id)).await;
+            if w.held && settle(deps, &w.event_id, &format!("replaced by {}", member.instance_id)).await && sent_again {
+                forget_attempt(deps, w, &request.token).await;
+            }
         })
     });
     futures::future::join_all(writes).await;
+    // What this delivery holds is told here; the rest by the deliveries that hold them.
+    let warning_of = |id: &str| warning_of(id).filter(|w| w.held);
     let mut results = Vec::new();
     for (old, member) in &recorded.pairs {
         let Some(w) = warning_of(&old.instance_id) else { continue };
@@ -377,6 +451,10 @@ async fn replaced(
     // Warnings EC2 found no instance for: their messages come back through SQS and try again.
     let unplaced: Vec<Warning> = recorded.unplaced.iter().filter_map(|o| warning_of(&o.instance_id).cloned()).collect();
     if !unplaced.is_empty() {
+        // EC2 answers the same request the same way: they need a launch of their own.
+        if sent_again {
+            futures::future::join_all(unplaced.iter().map(|w| forget_attempt(deps, w, &request.token))).await;
+        }
         let err = Error::Retry(format!("EC2 launched no replacement: {}", launched.error_summary()));
         results.extend(failed(deps, group, &unplaced, &err, None, history, alerts).await);
     }

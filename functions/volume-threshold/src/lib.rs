@@ -8,6 +8,7 @@ use spotkeeper::event::{
     self, ALARM_STATE_CHANGE, AlarmStateChange, COMMAND_STATUS, CommandStatus, Event, VOLUME_NOTIFICATION,
     VolumeNotification,
 };
+use spotkeeper::fleet::{InstanceId, is_ec2_id};
 use spotkeeper::volume::{self, Filling};
 use spotkeeper::{Deps, Error};
 
@@ -38,8 +39,11 @@ async fn alarm(deps: &Deps, event: Event<AlarmStateChange>) -> Result<Value, Err
             ))
         })
     };
+    // The dimension becomes a table key and an SSM target: an EC2 instance id or nothing.
+    let instance_id = InstanceId::try_from(dimension("InstanceId")?)
+        .map_err(|why| EventError::Malformed(format!("alarm {}: InstanceId dimension: {why}", alarm.alarm_name)))?;
     let filling = Filling {
-        instance_id: dimension("InstanceId")?,
+        instance_id: instance_id.into(),
         path: dimension("path")?,
         used_percent: alarm.latest_value(),
         fstype: metric.dimensions.get("fstype").cloned(),
@@ -57,7 +61,10 @@ async fn modified(deps: &Deps, event: Event<VolumeNotification>) -> Result<Value
         .iter()
         .flatten()
         .find_map(|arn| arn.rsplit_once("volume/").map(|(_, id)| id.to_string()))
-        .ok_or_else(|| EventError::Malformed("EBS Volume Notification names no volume in its resources".into()))?;
+        .filter(|id| is_ec2_id(id, "vol-"))
+        .ok_or_else(|| {
+            EventError::Malformed("EBS Volume Notification names no volume (vol-…) in its resources".into())
+        })?;
     volume::modified(deps, &volume_id, &event.detail.result).await
 }
 

@@ -144,37 +144,64 @@ impl AutoScaling {
 
     /// Detaches instances without decrementing desired capacity, so the group launches their
     /// replacements at once while they drain: 20 ids a call (the API's limit), calls concurrent.
-    pub async fn detach(&self, asg_name: &str, instance_ids: &[String]) -> Result<(), AwsError> {
+    /// Answers the instances it could not detach, each with AWS's reason (none: all detached).
+    pub async fn detach(&self, asg_name: &str, instance_ids: &[String]) -> Vec<(String, AwsError)> {
         let calls = instance_ids.chunks(20).map(|chunk| self.detach_chunk(asg_name, chunk));
-        for result in futures::future::join_all(calls).await {
-            result?;
-        }
-        Ok(())
+        futures::future::join_all(calls).await.into_iter().flatten().collect()
     }
 
-    async fn detach_chunk(&self, asg_name: &str, instance_ids: &[String]) -> Result<(), AwsError> {
-        let send = |ids: Vec<String>| {
-            self.client
+    async fn detach_chunk(&self, asg_name: &str, instance_ids: &[String]) -> Vec<(String, AwsError)> {
+        let mut rest = instance_ids.to_vec();
+        let mut refused = Vec::new();
+        // AWS refuses the whole call for one instance it cannot detach, and names it: set that
+        // one aside and send the rest again, so one instance never holds the others back.
+        while !rest.is_empty() {
+            let sent = self
+                .client
                 .detach_instances()
                 .auto_scaling_group_name(asg_name)
-                .set_instance_ids(Some(ids))
+                .set_instance_ids(Some(rest.clone()))
                 .should_decrement_desired_capacity(false)
                 .send()
-        };
-        let err = match send(instance_ids.to_vec()).await {
-            Ok(_) => return Ok(()),
-            Err(e) => AwsError::from_sdk("DetachInstances", e),
-        };
-        // A detach sent again (its answer was lost, or the warning came back) finds instances
-        // that left the group already, and AWS refuses the whole call for them: detach the rest.
-        if err.code.as_deref() != Some("ValidationError") || !err.message.contains("not part of") {
-            return Err(err);
+                .await;
+            let err = match sent {
+                Ok(_) => break,
+                Err(e) => AwsError::from_sdk("DetachInstances", e),
+            };
+            let named =
+                rest.iter().position(|id| err.code.as_deref() == Some("ValidationError") && names(&err.message, id));
+            match named {
+                Some(at) => {
+                    let id = rest.remove(at);
+                    // Out of the group already: a detach sent again (its answer was lost, or the
+                    // warning came back) finds it gone, which is what was asked.
+                    if !err.message.contains("not part of") {
+                        refused.push((id, err));
+                    }
+                }
+                None => refused.extend(rest.drain(..).map(|id| (id, err.clone()))),
+            }
         }
-        let still_in = self.group(asg_name).await?.map(|g| g.instance_ids).unwrap_or_default();
-        let rest: Vec<String> = instance_ids.iter().filter(|id| still_in.contains(id)).cloned().collect();
-        if rest.is_empty() {
-            return Ok(());
-        }
-        send(rest).await.map(|_| ()).map_err(|e| AwsError::from_sdk("DetachInstances", e))
+        refused
+    }
+}
+
+/// Whether an error message names this id (not merely a longer id that starts with it).
+fn names(message: &str, id: &str) -> bool {
+    message
+        .match_indices(id)
+        .any(|(at, _)| message[at + id.len()..].chars().next().is_none_or(|c| !c.is_ascii_alphanumeric()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names;
+
+    #[test]
+    fn an_error_names_an_instance_by_its_whole_id() {
+        let message = "The instance i-0123abcd5678ef901 is not in InService or Standby.";
+        assert!(names(message, "i-0123abcd5678ef901"));
+        assert!(!names(message, "i-0123abcd"), "a shorter id that is a prefix is not named");
+        assert!(names("The instance i-0123abcd is not part of Auto Scaling group web.", "i-0123abcd"));
     }
 }
