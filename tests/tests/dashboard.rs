@@ -108,7 +108,11 @@ async fn the_dashboard_shows_the_fleet_the_timeline_and_the_savings() {
     // What each group runs on comes from its members' markets, not from "no fallback recorded".
     let group = |name: &str| {
         let start = format!("<article class=\"group\" data-group=\"{name}\">");
-        dom.split(start.as_str()).nth(1).and_then(|rest| rest.split("</article>").next()).unwrap_or_default().to_string()
+        dom.split(start.as_str())
+            .nth(1)
+            .and_then(|rest| rest.split("</article>").next())
+            .unwrap_or_default()
+            .to_string()
     };
     let (web_card, workers_card) = (group("web"), group("workers"));
     assert!(
@@ -121,7 +125,8 @@ async fn the_dashboard_shows_the_fleet_the_timeline_and_the_savings() {
     );
     assert!(!dom.contains(">On Spot<"), "no group is all Spot");
     // The policy change reads as a one-line diff; the secret is nowhere.
-    let change = dom.split("data-kind=\"policy-changed\"").nth(1).and_then(|li| li.split("</li>").next()).unwrap_or_default();
+    let change =
+        dom.split("data-kind=\"policy-changed\"").nth(1).and_then(|li| li.split("</li>").next()).unwrap_or_default();
     assert!(change.contains("policy changed: fallback: on → off; webhooks: 1 added"), "the diff:\n{change}");
     assert!(!change.contains('{') && !dom.contains(secret), "no JSON dump, no secret:\n{change}");
     let savings_total = dom.split("id=\"savings-total\"").nth(1).expect("a savings total");

@@ -2,8 +2,8 @@
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use spotkeeper_tests::proxy::Fault;
-use spotkeeper_tests::{Harness, TOKEN};
+use spotkeeper_tests::proxy::access_denied;
+use spotkeeper_tests::{Harness, TOKEN, messages_of};
 
 fn standalone_body(h: &Harness) -> Value {
     json!({
@@ -217,23 +217,15 @@ async fn adopting_and_removing_a_group_terminates_nothing() {
     assert_eq!(status, StatusCode::CREATED, "{asg}");
 }
 
-/// An AWS refusal as Auto Scaling sends it: its message names the caller's role and account.
-fn access_denied() -> Fault {
-    Fault::answer(
-        403,
-        "text/xml",
-        format!(
-            "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: {DENIED_ARN} is not authorized to perform: autoscaling:DescribeAutoScalingGroups</Message></Error><RequestId>7a62c49f-347e-4fc4-9331-6e8eEXAMPLE</RequestId></ErrorResponse>"
-        ),
-    )
-}
-
 const DENIED_ARN: &str = "arn:aws:sts::123456789012:assumed-role/spotkeeper-api-role/api";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aws_refusal_answers_in_our_words_with_a_request_id() {
     let h = Harness::start().await;
-    h.proxy.on(|call| (call.operation == "DescribeAutoScalingGroups").then(access_denied));
+    h.proxy.on(|call| {
+        (call.operation == "DescribeAutoScalingGroups")
+            .then(|| access_denied("autoscaling:DescribeAutoScalingGroups", DENIED_ARN))
+    });
     let (status, answer) = h.register_workers().await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
     let text = answer.to_string();
@@ -271,15 +263,8 @@ async fn a_policy_change_is_recorded_as_a_diff_without_secrets() {
     assert_eq!(status, StatusCode::OK, "{view}");
     assert!(!view.to_string().contains(secret), "{view}");
     let (_, page) = h.call(Method::GET, "/groups/workers/events", Some(TOKEN), None).await;
-    let changed: Vec<&str> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "policy-changed")
-        .map(|e| e["message"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        changed,
+        messages_of(&page["events"], "policy-changed"),
         vec!["policy changed: fallback: on → off; recovery.cooldown: 45m → 30m; webhooks: 2 added"],
         "{page}"
     );

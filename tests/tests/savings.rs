@@ -5,7 +5,7 @@ use axum::http::{Method, StatusCode};
 use chrono::Duration;
 use serde_json::{Value, json};
 use spotkeeper_tests::proxy::Fault;
-use spotkeeper_tests::{Harness, TOKEN, events};
+use spotkeeper_tests::{Harness, TOKEN, events, messages_of};
 
 /// The Price List API's answer for one instance type, as AWS sends it (its entries are JSON
 /// documents inside a JSON array).
@@ -216,14 +216,10 @@ async fn a_group_s_own_on_demand_prices_are_what_the_ledger_uses() {
     let (_, shown) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
     assert_eq!(shown["policy"]["on_demand_prices"], json!({"m5.large": 2.5}), "{shown}");
     assert_eq!(shown["policy"]["fallback"], true, "the refused patches changed nothing: {shown}");
-    let changes: Vec<&str> = shown["recent_events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "policy-changed")
-        .map(|e| e["message"].as_str().unwrap())
-        .collect();
-    assert_eq!(changes, vec!["policy changed: on_demand_prices.m5.large: unset → 2.5"]);
+    assert_eq!(
+        messages_of(&shown["recent_events"], "policy-changed"),
+        vec!["policy changed: on_demand_prices.m5.large: unset → 2.5"]
+    );
 
     // Ten hours of the Spot member, counted the next day.
     h.clock.set(h.clock_midnight() + Duration::days(1) + Duration::minutes(30));

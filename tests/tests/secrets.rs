@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::hash::{BuildHasher, RandomState};
 
 use serde_json::{Value, json};
-use spotkeeper_tests::proxy::Fault;
+use spotkeeper_tests::proxy::access_denied;
 use spotkeeper_tests::runtime::Function;
 use spotkeeper_tests::{Harness, Receiver, events, member_ids};
 
@@ -26,7 +26,14 @@ struct Api {
 
 impl Api {
     /// Calls `route` (`{name}` filled in) as API Gateway would; answers the status and JSON body.
-    async fn call(&mut self, method: &str, route: &str, name: &str, auth: Auth<'_>, body: Option<Value>) -> (u64, Value) {
+    async fn call(
+        &mut self,
+        method: &str,
+        route: &str,
+        name: &str,
+        auth: Auth<'_>,
+        body: Option<Value>,
+    ) -> (u64, Value) {
         let path = route.replace("{name}", name);
         let token = match auth {
             Auth::Token(token) => Some(token),
@@ -121,7 +128,8 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
     });
     let (status, web) = api.call("POST", "/groups", "", t, Some(standalone)).await;
     assert_eq!(status, 201, "{web}");
-    let webhook = json!([{"url": format!("{}/hook", hooks.url), "secret": webhook_secret, "allow_loopback_http": true}]);
+    let webhook =
+        json!([{"url": format!("{}/hook", hooks.url), "secret": webhook_secret, "allow_loopback_http": true}]);
     for (name, patch) in [
         ("web", json!({"webhooks": webhook, "rebalance": "notify", "on_demand_prices": {"m5.large": 0.1}})),
         ("workers", json!({"webhooks": webhook, "recovery": {"cooldown": "1h"}})),
@@ -165,10 +173,9 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
     // A failure on AWS's side: the answer says what failed, in our words, with the request id.
     h.proxy.on(|call| {
         (call.operation == "DescribeAutoScalingGroups").then(|| {
-            Fault::answer(
-                403,
-                "text/xml",
-                "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:sts::123456789012:assumed-role/spotkeeper-api/api is not authorized to perform: autoscaling:DescribeAutoScalingGroups</Message></Error><RequestId>1</RequestId></ErrorResponse>".into(),
+            access_denied(
+                "autoscaling:DescribeAutoScalingGroups",
+                "arn:aws:sts::123456789012:assumed-role/spotkeeper-api/api",
             )
         })
     });

@@ -152,10 +152,8 @@ mod tests {
         let mut before = policy();
         before.webhooks = vec![hook("https://a.example.com/x", secret), hook("https://b.example.com/y", secret)];
         let mut after = before.clone();
-        after.webhooks = vec![
-            hook("https://a.example.com/x", "whsec_rotated_0123456789"),
-            hook("https://c.example.com/z", secret),
-        ];
+        after.webhooks =
+            vec![hook("https://a.example.com/x", "whsec_rotated_0123456789"), hook("https://c.example.com/z", secret)];
         let line = policy_line(&before, &after);
         assert_eq!(line, "policy changed: webhooks: 1 added, 1 removed, 1 changed");
         assert!(!line.contains("whsec") && !line.contains("example.com"), "{line}");

@@ -14,9 +14,9 @@ use spotkeeper::online::bring_online;
 use spotkeeper::plan;
 use spotkeeper::recovery;
 
-use crate::changes;
 use crate::Api;
 use crate::body::{AdoptBody, PolicyPatch, Registration, Strict, check_instance_id};
+use crate::changes;
 use crate::register::{self, Registered, adoptable};
 use crate::reply::ApiError;
 

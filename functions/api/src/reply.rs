@@ -93,12 +93,16 @@ impl From<Error> for ApiError {
             Error::Invalid(message) => return Self::invalid("", message.clone()),
             Error::Store(StoreError::Aws(aws)) => upstream(aws, "the fleet table"),
             Error::Aws(aws) => upstream(aws, "the fleet's resources"),
-            Error::Store(StoreError::Corrupt { .. }) => {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "a record in the fleet table is unreadable")
-            }
-            Error::Retry(_) => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the request could not be done now; try again")
-            }
+            Error::Store(StoreError::Corrupt { .. }) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "a record in the fleet table is unreadable",
+            ),
+            Error::Retry(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the request could not be done now; try again",
+            ),
             Error::Config(_) | Error::Event(_) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "spotkeeper failed internally")
             }

@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 use spotkeeper::fleet::GroupName;
 use spotkeeper::savings;
 
-use crate::changes;
 use crate::Api;
 use crate::body::StrictQuery;
+use crate::changes;
 use crate::reply::ApiError;
 
 type Reply = Result<(StatusCode, Json<Value>), ApiError>;
