@@ -99,6 +99,8 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
             ("SPOTKEEPER_SLACK_WEBHOOK_URL", slack_url.as_str()),
             // Through the proxy, so one AWS call can be made to fail.
             ("AWS_ENDPOINT_URL", h.proxy.endpoint.as_str()),
+            // The most the template allows: every line any lower level would log, and more.
+            ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string())),
     );
