@@ -424,8 +424,9 @@ pub struct ImageRecord {
     pub note: Option<String>,
 }
 
-/// An outgoing webhook: lifecycle events POSTed as signed JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An outgoing webhook: lifecycle events POSTed as signed JSON. Its `Debug` hides the secret, so
+/// a group or policy printed whole (in a log line, an error) never carries it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     pub url: String,
@@ -440,6 +441,18 @@ pub struct Webhook {
     /// Allow private, link-local and metadata addresses.
     #[serde(default)]
     pub allow_private: bool,
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &self.url)
+            .field("secret", &"***")
+            .field("events", &self.events)
+            .field("allow_loopback_http", &self.allow_loopback_http)
+            .field("allow_private", &self.allow_private)
+            .finish()
+    }
 }
 
 /// A group's behaviour, set at registration and changed with `PATCH /groups/{name}`.
@@ -741,6 +754,19 @@ mod tests {
             let err = InstanceId::try_from(bad.to_string()).unwrap_err();
             assert!(err.contains("is not an EC2 instance id") && err.len() < 120, "{err}");
         }
+    }
+
+    #[test]
+    fn a_webhook_prints_without_its_secret() {
+        let webhook = Webhook {
+            url: "https://hooks.example.com/x".into(),
+            secret: "whsec_0123456789abcdef".into(),
+            events: Vec::new(),
+            allow_loopback_http: false,
+            allow_private: false,
+        };
+        let printed = format!("{webhook:?}");
+        assert!(printed.contains("hooks.example.com") && !printed.contains("whsec"), "{printed}");
     }
 
     #[test]

@@ -20,6 +20,15 @@ impl Launch {
     pub fn error_summary(&self) -> String {
         self.errors.iter().map(|e| format!("{}: {}", e.code, e.message)).collect::<Vec<_>>().join("; ")
     }
+
+    /// EC2's error codes, each once: what a caller may see (the messages can name roles and
+    /// accounts, so they go to the log).
+    pub fn error_codes(&self) -> String {
+        let mut codes: Vec<&str> = self.errors.iter().map(|e| e.code.as_str()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        codes.join(", ")
+    }
 }
 
 /// A capacity error can come back as an API error (HTTP 4xx) as well as inside an instant

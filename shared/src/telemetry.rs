@@ -7,9 +7,39 @@ use metrics_cloudwatch_embedded::Collector;
 
 pub const NAMESPACE: &str = "spotkeeper";
 
-/// Installs the log subscriber; call once, first thing in `main`.
+/// The crates whose TRACE lines may be logged: spotkeeper's own (the library and the functions).
+const OWN_CRATES: &[&str] = &[
+    "spotkeeper",
+    "api",
+    "instance_state",
+    "rebalance_recommendation",
+    "scheduled_recovery",
+    "spot_interruption",
+    "volume_threshold",
+];
+
+/// Installs the log subscriber; call once, first thing in `main`. It is Lambda's default one
+/// (level from `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else INFO; JSON when
+/// `AWS_LAMBDA_LOG_FORMAT=JSON`), with other crates held to DEBUG: at TRACE the runtime logs each
+/// raw event (the API's `Authorization` header, signed webhook bodies) and the SDK what it sends and
+/// receives (decrypted SSM parameters, the group items with their webhook secrets).
 pub fn init() {
-    lambda_runtime::tracing::init_default_subscriber();
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+
+    let format = std::env::var("AWS_LAMBDA_LOG_FORMAT").unwrap_or_default();
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").or_else(|_| std::env::var("RUST_LOG"));
+    let level = level.as_deref().unwrap_or("INFO").parse::<LevelFilter>().unwrap_or(LevelFilter::INFO);
+    let asked = EnvFilter::builder().with_default_directive(level.into()).from_env_lossy();
+    let capped = OWN_CRATES.iter().fold(Targets::new().with_default(LevelFilter::DEBUG), |targets, own| {
+        targets.with_target(*own, LevelFilter::TRACE)
+    });
+    let logs = tracing_subscriber::fmt().with_target(false).without_time().with_env_filter(asked);
+    if format.eq_ignore_ascii_case("json") {
+        logs.json().finish().with(capped).init();
+    } else {
+        logs.finish().with(capped).init();
+    }
 }
 
 /// Installs the metrics recorder for this process (once); `None` if one is installed already.

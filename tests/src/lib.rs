@@ -342,6 +342,17 @@ pub fn member_ids(group: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The messages of the history entries of `kind` in a list of them (as the API answers it).
+pub fn messages_of<'a>(entries: &'a Value, kind: &str) -> Vec<&'a str> {
+    entries
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["kind"] == kind)
+        .filter_map(|e| e["message"].as_str())
+        .collect()
+}
+
 /// An SNS topic for alerts with an SQS queue subscribed to it, as an e-mail subscriber would be.
 async fn alert_subscription(sdk: &SdkConfig) -> (String, String) {
     let sns = aws_sdk_sns::Client::new(sdk);

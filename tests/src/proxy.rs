@@ -470,6 +470,18 @@ impl Drop for FaultProxy {
     }
 }
 
+/// An AWS refusal as the query-protocol services (Auto Scaling, SNS, ...) send it; like AWS's,
+/// its message names the caller's role and account (`arn`).
+pub fn access_denied(action: &str, arn: &str) -> Fault {
+    Fault::answer(
+        403,
+        "text/xml",
+        format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: {arn} is not authorized to perform: {action}</Message></Error><RequestId>7a62c49f-347e-4fc4-9331-6e8e1d2c3b4a</RequestId></ErrorResponse>"
+        ),
+    )
+}
+
 /// The EC2 error body, as EC2 sends it.
 pub fn ec2_error(code: &str, message: &str) -> String {
     format!(

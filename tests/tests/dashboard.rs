@@ -62,11 +62,16 @@ fn dollars(amount: f64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_the_fleet_the_timeline_and_the_savings() {
     let h = Harness::start().await;
+    // Two members launched on Spot and one On-Demand instance adopted; the Auto Scaling group's
+    // members are all On-Demand (the emulator's ASGs launch On-Demand only).
+    let by_hand = h.run_by_hand().await;
     let body = json!({
         "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
-        "instance_types": ["m5.large", "m5a.large"], "subnets": [h.fleet.subnet_a], "capacity": 2,
+        "instance_types": ["m5.large", "m5a.large"], "subnets": [h.fleet.subnet_a], "capacity": 3,
+        "adopt": [by_hand],
     });
-    let (_, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
+    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
+    assert_eq!(status.as_u16(), 201, "{web}");
     let (_, workers) = h.register_workers().await;
     let ids: Vec<String> = [&web, &workers]
         .iter()
@@ -84,6 +89,11 @@ async fn the_dashboard_shows_the_fleet_the_timeline_and_the_savings() {
     let (_, savings) = h.call(Method::GET, "/savings", Some(TOKEN), None).await;
     let total = savings["total"]["savings"].as_f64().unwrap();
     assert!(total > 0.0, "{savings}");
+    // A policy change, webhook secret and all.
+    let secret = "whsec_dashboard_0123456789";
+    let patch = json!({"fallback": false, "webhooks": [{"url": "http://127.0.0.1:9/hook", "secret": secret, "allow_loopback_http": true}]});
+    let (status, changed) = h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(patch)).await;
+    assert_eq!(status.as_u16(), 200, "{changed}");
 
     let (url, _server) = h.serve_api().await;
     let page = format!("{url}/#token={TOKEN}");
@@ -95,6 +105,30 @@ async fn the_dashboard_shows_the_fleet_the_timeline_and_the_savings() {
         dom.contains("data-kind=\"instance-state\"") && dom.contains("data-kind=\"group-registered\""),
         "the timeline"
     );
+    // What each group runs on comes from its members' markets, not from "no fallback recorded".
+    let group = |name: &str| {
+        let start = format!("<article class=\"group\" data-group=\"{name}\">");
+        dom.split(start.as_str())
+            .nth(1)
+            .and_then(|rest| rest.split("</article>").next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (web_card, workers_card) = (group("web"), group("workers"));
+    assert!(
+        web_card.contains("data-status=\"mixed\"") && web_card.contains("Mixed: 2 Spot, 1 On-Demand"),
+        "web runs on both markets:\n{web_card}"
+    );
+    assert!(
+        workers_card.contains("data-status=\"on-demand\"") && workers_card.contains("<strong>On-Demand</strong>"),
+        "the Auto Scaling group's members are all On-Demand:\n{workers_card}"
+    );
+    assert!(!dom.contains(">On Spot<"), "no group is all Spot");
+    // The policy change reads as a one-line diff; the secret is nowhere.
+    let change =
+        dom.split("data-kind=\"policy-changed\"").nth(1).and_then(|li| li.split("</li>").next()).unwrap_or_default();
+    assert!(change.contains("policy changed: fallback: on → off; webhooks: 1 added"), "the diff:\n{change}");
+    assert!(!change.contains('{') && !dom.contains(secret), "no JSON dump, no secret:\n{change}");
     let savings_total = dom.split("id=\"savings-total\"").nth(1).expect("a savings total");
     assert!(
         savings_total[..savings_total.len().min(2000)].contains(&dollars(total)),

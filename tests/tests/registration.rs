@@ -2,7 +2,8 @@
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use spotkeeper_tests::{Harness, TOKEN};
+use spotkeeper_tests::proxy::access_denied;
+use spotkeeper_tests::{Harness, TOKEN, messages_of};
 
 fn standalone_body(h: &Harness) -> Value {
     json!({
@@ -214,4 +215,72 @@ async fn adopting_and_removing_a_group_terminates_nothing() {
     // Its instances are free again: a new group may adopt one.
     let (status, asg) = h.register_workers().await;
     assert_eq!(status, StatusCode::CREATED, "{asg}");
+}
+
+const DENIED_ARN: &str = "arn:aws:sts::123456789012:assumed-role/spotkeeper-api-role/api";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aws_refusal_answers_in_our_words_with_a_request_id() {
+    let h = Harness::start().await;
+    h.proxy.on(|call| {
+        (call.operation == "DescribeAutoScalingGroups")
+            .then(|| access_denied("autoscaling:DescribeAutoScalingGroups", DENIED_ARN))
+    });
+    let (status, answer) = h.register_workers().await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    let text = answer.to_string();
+    for leak in ["arn:aws", "123456789012", "spotkeeper-api-role", "not authorized"] {
+        assert!(!text.contains(leak), "the answer carries AWS's text ({leak}): {answer}");
+    }
+    let error = &answer["error"];
+    assert_eq!(error["code"], "upstream_denied", "{answer}");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("DescribeAutoScalingGroups")), "{answer}");
+    let id = error["request_id"].as_str().unwrap_or_default();
+    assert!(id.len() >= 8, "a request id: {answer}");
+    // Each failed request has its own id.
+    let (_, again) = h.register_workers().await;
+    assert_ne!(again["error"]["request_id"].as_str(), Some(id), "{again}");
+    assert_eq!(h.table_items().await, 0, "nothing was written");
+    // 4xx answers are ours from the start: no request id needed.
+    h.proxy.clear_rules();
+    let (status, answer) = h.call(Method::GET, "/groups/nope", Some(TOKEN), None).await;
+    assert_eq!((status, answer["error"].get("request_id")), (StatusCode::NOT_FOUND, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_change_is_recorded_as_a_diff_without_secrets() {
+    let h = Harness::start().await;
+    let (status, _) = h.register_workers().await;
+    assert_eq!(status, StatusCode::CREATED);
+    let secret = "whsec_policy_diff_0123456789";
+    let hook = |url: &str| json!({"url": url, "secret": secret, "allow_loopback_http": true});
+    let patch = json!({
+        "fallback": false,
+        "recovery": {"cooldown": "30m"},
+        "webhooks": [hook("http://127.0.0.1:9/a"), hook("http://127.0.0.1:9/b")],
+    });
+    let (status, view) = h.call(Method::PATCH, "/groups/workers", Some(TOKEN), Some(patch)).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert!(!view.to_string().contains(secret), "{view}");
+    let (_, page) = h.call(Method::GET, "/groups/workers/events", Some(TOKEN), None).await;
+    assert_eq!(
+        messages_of(&page["events"], "policy-changed"),
+        vec!["policy changed: fallback: on → off; recovery.cooldown: 45m → 30m; webhooks: 2 added"],
+        "{page}"
+    );
+
+    // History written before changes were diffs held the whole policy: it is withheld.
+    let legacy = spotkeeper::store::HistoryEntry {
+        at: spotkeeper::clock::Clock::now(h.clock.as_ref()),
+        kind: "policy-changed".into(),
+        instance_id: None,
+        message: format!(r#"policy changed: {{"webhooks":[{{"url":"https://x","secret":"{secret}"}}]}}"#),
+    };
+    let name = spotkeeper::fleet::GroupName::try_from("workers".to_string()).unwrap();
+    h.deps.store.record(&name, &legacy).await.unwrap();
+    for path in ["/groups/workers", "/groups/workers/events"] {
+        let (status, answer) = h.call(Method::GET, path, Some(TOKEN), None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!answer.to_string().contains(secret), "{path}: {answer}");
+    }
 }

@@ -5,7 +5,7 @@ use axum::http::{Method, StatusCode};
 use chrono::Duration;
 use serde_json::{Value, json};
 use spotkeeper_tests::proxy::Fault;
-use spotkeeper_tests::{Harness, TOKEN, events};
+use spotkeeper_tests::{Harness, TOKEN, events, messages_of};
 
 /// The Price List API's answer for one instance type, as AWS sends it (its entries are JSON
 /// documents inside a JSON array).
@@ -183,4 +183,55 @@ async fn history_pages_newest_first_and_instances_list_every_member() {
     assert_eq!(listed.len(), 2);
     assert!(ids.iter().all(|id| listed.contains(&id.as_str())));
     assert!(list["instances"].as_array().unwrap().iter().all(|i| i["group"] == "workers" && i["since"].is_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_s_own_on_demand_prices_are_what_the_ledger_uses() {
+    let h = Harness::start().await;
+    // The Price List API has its price; the group sets another, far from it.
+    answer_prices(&h, [("m5.large", 0.096), ("m5a.large", 0.086)]);
+    let body = json!({
+        "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
+        "instance_types": ["m5.large"], "subnets": [h.fleet.subnet_a], "capacity": 1,
+    });
+    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{web}");
+    h.all_running(&web).await;
+    let prices = json!({"on_demand_prices": {"m5.large": 2.5}});
+    let (status, view) = h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(prices)).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["policy"]["on_demand_prices"], json!({"m5.large": 2.5}), "{view}");
+
+    // Bad prices are a 400 naming the field, and change nothing.
+    for (bad, field) in [
+        (json!({"m5.large": 0}), "on_demand_prices.m5.large"),
+        (json!({"m5.large": -0.1}), "on_demand_prices.m5.large"),
+        (json!({"m5.large": "cheap"}), "on_demand_prices.m5.large"),
+        (json!({"not a type": 1.0}), "on_demand_prices"),
+    ] {
+        let patch = json!({"on_demand_prices": bad, "fallback": false});
+        let (status, err) = h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(patch)).await;
+        assert_eq!((status, err["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{bad}: {err}");
+    }
+    let (_, shown) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    assert_eq!(shown["policy"]["on_demand_prices"], json!({"m5.large": 2.5}), "{shown}");
+    assert_eq!(shown["policy"]["fallback"], true, "the refused patches changed nothing: {shown}");
+    assert_eq!(
+        messages_of(&shown["recent_events"], "policy-changed"),
+        vec!["policy changed: on_demand_prices.m5.large: unset → 2.5"]
+    );
+
+    // Ten hours of the Spot member, counted the next day.
+    h.clock.set(h.clock_midnight() + Duration::days(1) + Duration::minutes(30));
+    h.scheduled(None).await.unwrap();
+    h.clock.advance(Duration::hours(10));
+    h.scheduled(None).await.unwrap();
+    let day = h.clock_midnight().format("%Y-%m-%d").to_string();
+    let (_, savings) = h.call(Method::GET, &format!("/savings?from={day}&to={day}"), Some(TOKEN), None).await;
+    let total = &savings["total"];
+    assert!((total["spot_hours"].as_f64().unwrap() - 10.0).abs() < 0.05, "{savings}");
+    assert!((total["on_demand_cost"].as_f64().unwrap() - 25.0).abs() < 0.02, "the group's price, not 0.096: {savings}");
+    let member = &shown["members"][0];
+    let spot = spot_price(&h, "m5.large", member["availability_zone"].as_str().unwrap()).await;
+    assert!((total["cost"].as_f64().unwrap() - 10.0 * spot).abs() < 0.02, "{savings}");
 }

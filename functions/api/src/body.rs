@@ -1,7 +1,7 @@
 //! Request bodies: strict (an unknown field is an error naming it) and checked for range before
 //! anything is looked up or written.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -202,6 +202,9 @@ pub struct PolicyPatch {
     pub images: Option<ImagePolicy>,
     /// Replaces the group's outgoing webhooks.
     pub webhooks: Option<Vec<Webhook>>,
+    /// Replaces the group's On-Demand prices (USD per hour by instance type) that the savings
+    /// ledger uses over the Price List API's; `{}` clears them.
+    pub on_demand_prices: Option<BTreeMap<String, f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -307,8 +310,45 @@ impl PolicyPatch {
             check_volumes(&volumes)?;
             policy.volumes = volumes;
         }
+        if let Some(prices) = self.on_demand_prices {
+            check_prices(&prices)?;
+            policy.on_demand_prices = prices;
+        }
         Ok(policy)
     }
+}
+
+/// Instance types a group may price, at most.
+const MAX_PRICES: usize = 100;
+/// No instance costs more an hour (the largest cost a few hundred dollars).
+const HIGHEST_PRICE: f64 = 10_000.0;
+
+/// `m5.large`, `u-6tb1.metal`, `m7i.metal-24xl`: a family and a size, of a-z, 0-9 and '-'.
+fn instance_type_like(name: &str) -> bool {
+    let part = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    name.len() <= 32 && name.split_once('.').is_some_and(|(family, size)| part(family) && part(size))
+}
+
+fn check_prices(prices: &BTreeMap<String, f64>) -> Result<(), ApiError> {
+    if prices.len() > MAX_PRICES {
+        return Err(ApiError::invalid("on_demand_prices", format!("at most {MAX_PRICES} instance types")));
+    }
+    for (instance_type, price) in prices {
+        if !instance_type_like(instance_type) {
+            let shown: String = instance_type.chars().take(40).collect();
+            return Err(ApiError::invalid(
+                "on_demand_prices",
+                format!("{shown:?} is not an instance type (like m5.large)"),
+            ));
+        }
+        if !(price.is_finite() && *price > 0.0 && *price <= HIGHEST_PRICE) {
+            return Err(ApiError::invalid(
+                format!("on_demand_prices.{instance_type}"),
+                format!("must be a price in USD per hour, above 0 and at most {HIGHEST_PRICE}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_volumes(v: &VolumePolicy) -> Result<(), ApiError> {
@@ -561,6 +601,30 @@ mod tests {
             let value = parse(body.as_bytes()).unwrap();
             let err = Registration::from_json(value).err().map(|e| e.field);
             assert_eq!(err, Some(Some(field.to_string())), "{body}");
+        }
+    }
+
+    #[test]
+    fn on_demand_prices_are_checked() {
+        let group = Group::new(
+            GroupName::try_from("web".to_string()).unwrap(),
+            GroupKind::Asg(spotkeeper::fleet::AsgSpec { asg_name: "workers".into() }),
+            chrono::Utc::now(),
+        );
+        let patch = |prices: serde_json::Value| from_value::<PolicyPatch>(json!({"on_demand_prices": prices}));
+        let policy = patch(json!({"m5.large": 0.05, "u-6tb1.metal": 44})).unwrap().apply(&group).unwrap();
+        assert_eq!(policy.on_demand_prices.get("m5.large"), Some(&0.05));
+        for (prices, field) in [
+            (json!({"m5.large": 0}), "on_demand_prices.m5.large"),
+            (json!({"m5.large": -1.0}), "on_demand_prices.m5.large"),
+            (json!({"m5.large": 1e9}), "on_demand_prices.m5.large"),
+            (json!({"m5.large": "0.05"}), "on_demand_prices.m5.large"),
+            (json!({"M5 large": 0.05}), "on_demand_prices"),
+            (json!({"m5": 0.05}), "on_demand_prices"),
+            (json!(["m5.large"]), "on_demand_prices"),
+        ] {
+            let err = patch(prices.clone()).and_then(|p| p.apply(&group)).unwrap_err();
+            assert_eq!((err.status, err.field.as_deref()), (StatusCode::BAD_REQUEST, Some(field)), "{prices}");
         }
     }
 

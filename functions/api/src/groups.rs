@@ -16,6 +16,7 @@ use spotkeeper::recovery;
 
 use crate::Api;
 use crate::body::{AdoptBody, PolicyPatch, Registration, Strict, check_instance_id};
+use crate::changes;
 use crate::register::{self, Registered, adoptable};
 use crate::reply::ApiError;
 
@@ -75,7 +76,7 @@ pub async fn show(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Repl
     let (group, members) = load(&api.deps, name).await?;
     let history = api.deps.store.history(&group.name, 20).await?;
     let mut view = view(&group, &members);
-    view["recent_events"] = json!(history);
+    view["recent_events"] = json!(changes::readable(history));
     Ok((StatusCode::OK, Json(view)))
 }
 
@@ -107,11 +108,8 @@ pub async fn change(
     let ids: Vec<String> = members.iter().map(|m| m.instance_id.clone()).collect();
     let saved = deps.store.save_group(&group, &ids).await?;
     let mut history = History::new(deps);
-    history.note(
-        None,
-        "policy-changed",
-        format!("policy changed: {}", serde_json::to_string(&saved.policy).unwrap_or_default()),
-    );
+    // What changed, never the policy itself: it holds the webhooks' secrets.
+    history.note(None, changes::POLICY_CHANGED, changes::policy_line(&before, &saved.policy));
     history.write(deps, &saved.name).await;
     Ok((StatusCode::OK, Json(view(&saved, &members))))
 }

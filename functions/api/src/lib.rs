@@ -2,6 +2,7 @@
 //! bearer token.
 
 mod body;
+mod changes;
 mod groups;
 mod hooks;
 mod register;
@@ -125,5 +126,6 @@ pub fn router(api: Arc<Api>) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
+        .layer(middleware::from_fn(reply::stamp_failures))
         .with_state(api)
 }

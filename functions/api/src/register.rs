@@ -190,15 +190,17 @@ pub async fn standalone(deps: &Deps, body: StandaloneBody, history: &mut History
                 return Err(ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "launch_failed",
-                    format!("EC2 launched no instance: {}", launched.error_summary()),
-                ));
+                    format!("EC2 launched no instance: {}", launched.error_codes()),
+                )
+                .caused_by(launched.error_summary()));
             }
             if launched_ids.len() < wanted as usize {
                 warnings.push(format!(
                     "launched {} of {wanted} instances: {}",
                     launched_ids.len(),
-                    launched.error_summary()
+                    launched.error_codes()
                 ));
+                tracing::warn!(group = %group.name, errors = %launched.error_summary(), "a registration launched fewer instances than asked");
             }
             for facts in ec2.instances(&launched_ids).await? {
                 let fell_back = launched.fell_back.contains(&facts.instance_id);

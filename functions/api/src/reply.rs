@@ -1,12 +1,21 @@
 //! The API's error answers: one JSON shape for all of them,
-//! `{"error": {"status", "code", "message", "field"?}}`.
+//! `{"error": {"status", "code", "message", "field"?, "request_id"?}}`.
+//!
+//! A failure on our side (5xx) says what failed in our words and carries a request id; its cause
+//! (AWS's own text, which can name roles, accounts and ARNs) goes only to the log, under that id.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use spotkeeper::Error;
+use spotkeeper::aws::AwsError;
 use spotkeeper::store::StoreError;
+
+/// The header that repeats a failed request's id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -14,15 +23,25 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// What really failed, for the log only: never in the answer.
+    pub cause: Option<String>,
+    /// Set on 5xx answers: the id the cause is logged under.
+    pub request_id: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None }
+        Self { status, code, message: message.into(), field: None, cause: None, request_id: None }
     }
 
     pub fn on(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
+        self
+    }
+
+    /// Keeps `cause` for the log; the caller sees only the message.
+    pub fn caused_by(mut self, cause: impl Into<String>) -> Self {
+        self.cause = Some(cause.into());
         self
     }
 
@@ -45,15 +64,50 @@ impl ApiError {
     }
 }
 
+/// Names an AWS failure in our words: which call, and what kind of failure its code says.
+fn upstream(aws: &AwsError, what: &str) -> ApiError {
+    let code = aws.code.as_deref().unwrap_or_default();
+    let op = aws.operation;
+    if code.contains("AccessDenied") || code.contains("Unauthorized") || code.contains("NotAuthorized") {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_denied",
+            format!("AWS refused {op} ({what}): spotkeeper's role lacks a permission"),
+        )
+    } else if code.contains("Throttl") || code.contains("LimitExceeded") || code.contains("Unavailable") {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_busy",
+            format!("AWS is busy or throttling {op} ({what}); try again shortly"),
+        )
+    } else {
+        ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", format!("the AWS call {op} ({what}) failed"))
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
-        match err {
-            Error::Store(StoreError::Conflict(message)) => Self::conflict(message),
-            other => {
-                tracing::error!(error = %other, "request failed");
-                Self::new(StatusCode::BAD_GATEWAY, "upstream_error", other.to_string())
+        let answer = match &err {
+            Error::Store(StoreError::Conflict(message)) => return Self::conflict(message.clone()),
+            // Our own words about the input: safe to show.
+            Error::Invalid(message) => return Self::invalid("", message.clone()),
+            Error::Store(StoreError::Aws(aws)) => upstream(aws, "the fleet table"),
+            Error::Aws(aws) => upstream(aws, "the fleet's resources"),
+            Error::Store(StoreError::Corrupt { .. }) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "a record in the fleet table is unreadable",
+            ),
+            Error::Retry(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the request could not be done now; try again",
+            ),
+            Error::Config(_) | Error::Event(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "spotkeeper failed internally")
             }
-        }
+        };
+        answer.caused_by(err.to_string())
     }
 }
 
@@ -63,8 +117,8 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<spotkeeper::aws::AwsError> for ApiError {
-    fn from(err: spotkeeper::aws::AwsError) -> Self {
+impl From<AwsError> for ApiError {
+    fn from(err: AwsError) -> Self {
         Error::from(err).into()
     }
 }
@@ -72,9 +126,49 @@ impl From<spotkeeper::aws::AwsError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = json!({"status": self.status.as_u16(), "code": self.code, "message": self.message});
-        if let Some(field) = self.field {
+        if let Some(field) = &self.field {
             error["field"] = json!(field);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        if let Some(id) = &self.request_id {
+            error["request_id"] = json!(id);
+        }
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(id) = self.request_id.as_deref().and_then(|id| HeaderValue::from_str(id).ok()) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, id);
+        } else if self.status.is_server_error() {
+            // Not yet stamped: `stamp_failures` logs the cause and answers again with the id.
+            response.extensions_mut().insert(self);
+        }
+        response
+    }
+}
+
+/// API Gateway's id of this request when it came through API Gateway; a fresh one otherwise.
+fn request_id(request: &Request) -> String {
+    use lambda_http::request::RequestContext;
+    let from_gateway = request.extensions().get::<RequestContext>().and_then(|context| match context {
+        RequestContext::ApiGatewayV2(c) => c.request_id.clone(),
+        _ => None,
+    });
+    from_gateway.filter(|id| !id.is_empty()).unwrap_or_else(|| format!("sk-{:016x}", rand::random::<u64>()))
+}
+
+/// Every 5xx answer carries a request id, and its cause is logged under the same id, so an
+/// operator holding the answer finds the cause.
+pub async fn stamp_failures(request: Request, next: Next) -> Response {
+    let id = request_id(&request);
+    let mut response = next.run(request).await;
+    match response.extensions_mut().remove::<ApiError>() {
+        Some(failure) => {
+            tracing::error!(
+                request_id = %id,
+                status = failure.status.as_u16(),
+                code = failure.code,
+                cause = failure.cause.as_deref().unwrap_or(&failure.message),
+                "request failed"
+            );
+            ApiError { request_id: Some(id), ..failure }.into_response()
+        }
+        None => response,
     }
 }

@@ -18,6 +18,7 @@ use spotkeeper::savings;
 
 use crate::Api;
 use crate::body::StrictQuery;
+use crate::changes;
 use crate::reply::ApiError;
 
 type Reply = Result<(StatusCode, Json<Value>), ApiError>;
@@ -86,7 +87,7 @@ pub async fn events(
     };
     let (entries, next) = deps.store.history_page(&name, limit, after.as_deref()).await?;
     let next_cursor = next.map(|sk| URL_SAFE_NO_PAD.encode(sk));
-    Ok((StatusCode::OK, Json(json!({"events": entries, "next_cursor": next_cursor}))))
+    Ok((StatusCode::OK, Json(json!({"events": changes::readable(entries), "next_cursor": next_cursor}))))
 }
 
 #[derive(Debug, Deserialize)]

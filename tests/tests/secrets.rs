@@ -1,0 +1,236 @@
+//! The canary: one run of the real binaries (under a local Lambda Runtime API) with every kind of
+//! secret set to a random string — the API token, an outgoing webhook's secret, the inbound
+//! signing key, the Slack URL — drives every API route and the event functions, then looks for
+//! the secrets in every API answer, history item, alert, webhook body and log line: none is there.
+
+use std::collections::BTreeSet;
+use std::hash::{BuildHasher, RandomState};
+
+use serde_json::{Value, json};
+use spotkeeper_tests::proxy::access_denied;
+use spotkeeper_tests::runtime::Function;
+use spotkeeper_tests::{Harness, Receiver, events, member_ids};
+
+/// A string no code path makes up: `canary-<what>-<random>`, fresh each run.
+fn canary(what: &str) -> String {
+    let random = RandomState::new().hash_one(what) ^ RandomState::new().hash_one(std::process::id());
+    format!("canary-{what}-{random:016x}")
+}
+
+/// The `api` binary, and what it answered, route by route.
+struct Api {
+    function: Function,
+    answers: Vec<String>,
+    routes: BTreeSet<(String, String)>,
+}
+
+impl Api {
+    /// Calls `route` (`{name}` filled in) as API Gateway would; answers the status and JSON body.
+    async fn call(
+        &mut self,
+        method: &str,
+        route: &str,
+        name: &str,
+        auth: Auth<'_>,
+        body: Option<Value>,
+    ) -> (u64, Value) {
+        let path = route.replace("{name}", name);
+        let token = match auth {
+            Auth::Token(token) => Some(token),
+            Auth::None | Auth::Signed(_) => None,
+        };
+        let mut event = events::http(method, &path, token, body.as_ref());
+        if let Auth::Signed(key) = auth {
+            let raw = event["body"].as_str().unwrap_or_default().to_string();
+            let signature = spotkeeper::signature::sign(key.as_bytes(), chrono::Utc::now(), raw.as_bytes());
+            event["headers"]["spotkeeper-signature"] = json!(signature);
+        }
+        // API Gateway gives each request its own id.
+        event["requestContext"]["requestId"] = json!(format!("gw-{}", self.answers.len()));
+        let answer = self.function.invoke(event).await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        self.answers.push(answer.to_string());
+        self.routes.insert((method.to_string(), route.to_string()));
+        let body = serde_json::from_str(answer["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+        (answer["statusCode"].as_u64().unwrap_or_default(), body)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    None,
+    Token(&'a str),
+    Signed(&'a str),
+}
+
+/// Every history item in the table, as stored.
+async fn history_items(h: &Harness) -> Vec<(String, String)> {
+    let out = h.dynamodb().scan().table_name(spotkeeper_tests::TABLE).send().await.expect("Scan");
+    out.items
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|item| item.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|sk| sk.starts_with("EVENT#")))
+        .map(|item| {
+            let kind = item.get("kind").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            (kind, format!("{item:?}"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
+    let h = Harness::start().await;
+    let hooks = Receiver::start().await;
+    let token = canary("token");
+    let inbound = canary("inbound");
+    let webhook_secret = canary("whsec");
+    let slack_url = format!("{}/slack/{}", h.slack.url, canary("slack"));
+    let secrets = [token.as_str(), inbound.as_str(), webhook_secret.as_str(), slack_url.as_str()];
+    let mut env: Vec<(String, String)> = h
+        .function_env()
+        .into_iter()
+        .filter(|(k, _)| {
+            !matches!(k.as_str(), "SPOTKEEPER_WEBHOOK_SECRET" | "SPOTKEEPER_SLACK_WEBHOOK_URL" | "AWS_ENDPOINT_URL")
+        })
+        .collect();
+    env.extend(
+        [
+            ("SPOTKEEPER_API_TOKEN", token.as_str()),
+            ("SPOTKEEPER_WEBHOOK_SECRET", inbound.as_str()),
+            ("SPOTKEEPER_SLACK_WEBHOOK_URL", slack_url.as_str()),
+            // Through the proxy, so one AWS call can be made to fail.
+            ("AWS_ENDPOINT_URL", h.proxy.endpoint.as_str()),
+            // The most the template allows: every line any lower level would log, and more.
+            ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let start = |name: &'static str| {
+        let env = env.clone();
+        async move { Function::start(name, &env).await.unwrap_or_else(|e| panic!("{name}: {e}")) }
+    };
+    let mut api = Api { function: start("api").await, answers: Vec::new(), routes: BTreeSet::new() };
+    let mut state = start("instance-state").await;
+    let mut spot = start("spot-interruption").await;
+    let mut rebalance = start("rebalance-recommendation").await;
+    let mut recovery = start("scheduled-recovery").await;
+    let mut volume = start("volume-threshold").await;
+    let t = Auth::Token(&token);
+
+    assert_eq!(api.call("GET", "/healthz", "", Auth::None, None).await.0, 200);
+    assert_eq!(api.call("GET", "/", "", Auth::None, None).await.0, 200);
+    let (status, _) = api.call("GET", "/groups", "", Auth::Token("wrong-token"), None).await;
+    assert_eq!(status, 401);
+    let asg = json!({"name": "workers", "kind": "asg", "asg_name": h.fleet.asg_name});
+    let (status, workers) = api.call("POST", "/groups", "", t, Some(asg)).await;
+    assert_eq!(status, 201, "{workers}");
+    let standalone = json!({
+        "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
+        "instance_types": ["m5.large", "m5a.large"], "subnets": [h.fleet.subnet_a, h.fleet.subnet_b],
+        "dns": {"hosted_zone_id": h.fleet.zone_id, "record_name": "web.fleet.internal"},
+    });
+    let (status, web) = api.call("POST", "/groups", "", t, Some(standalone)).await;
+    assert_eq!(status, 201, "{web}");
+    let webhook =
+        json!([{"url": format!("{}/hook", hooks.url), "secret": webhook_secret, "allow_loopback_http": true}]);
+    for (name, patch) in [
+        ("web", json!({"webhooks": webhook, "rebalance": "notify", "on_demand_prices": {"m5.large": 0.1}})),
+        ("workers", json!({"webhooks": webhook, "recovery": {"cooldown": "1h"}})),
+    ] {
+        let (status, view) = api.call("PATCH", "/groups/{name}", name, t, Some(patch)).await;
+        assert_eq!(status, 200, "{view}");
+    }
+
+    // The fleet lives: instances run, one is interrupted and replaced, one gets a rebalance
+    // recommendation, an Auto Scaling launch fails for lack of capacity, a disk fills up.
+    let (web_ids, worker_ids) = (member_ids(&web), member_ids(&workers));
+    for id in web_ids.iter().chain(&worker_ids) {
+        state.invoke(events::state_change(id, "running")).await.unwrap();
+    }
+    let out = spot.invoke(events::spot_warning(&web_ids[0])).await.unwrap();
+    let replacement = out["replacement"].as_str().unwrap_or_else(|| panic!("a replacement: {out}")).to_string();
+    state.invoke(events::state_change(&replacement, "running")).await.unwrap();
+    state.invoke(events::state_change(&web_ids[0], "terminated")).await.unwrap();
+    spot.invoke(events::spot_warning(&worker_ids[0])).await.unwrap();
+    rebalance.invoke(events::rebalance(&worker_ids[1])).await.unwrap();
+    recovery.invoke(events::load("scheduled-event.json")).await.unwrap();
+    recovery.invoke(events::launch_unsuccessful(&h.fleet.asg_name)).await.unwrap();
+    let _ = volume.invoke(events::disk_alarm(&replacement, "/", "ext4", 95.0)).await;
+
+    let filling = json!({"instance_id": replacement, "path": "/", "used_percent": 96.0});
+    api.call("POST", "/hooks/volume", "", Auth::Signed(&inbound), Some(filling.clone())).await;
+    let (status, _) = api.call("POST", "/hooks/volume", "", Auth::Signed("not-the-key"), Some(filling)).await;
+    assert_eq!(status, 401);
+    api.call("POST", "/hooks/alertmanager", "", t, Some(events::load("alertmanager-disk-full.json"))).await;
+    let stray = h.run_by_hand().await;
+    api.call("POST", "/groups/{name}/instances", "web", t, Some(json!({"instance_id": stray}))).await;
+    api.call("POST", "/groups/{name}/rollback", "web", t, None).await;
+    for route in ["/groups", "/instances", "/savings"] {
+        assert_eq!(api.call("GET", route, "", t, None).await.0, 200, "{route}");
+    }
+    for route in ["/groups/{name}", "/groups/{name}/events"] {
+        for name in ["web", "workers"] {
+            assert_eq!(api.call("GET", route, name, t, None).await.0, 200, "{route} {name}");
+        }
+    }
+    // A failure on AWS's side: the answer says what failed, in our words, with the request id.
+    h.proxy.on(|call| {
+        (call.operation == "DescribeAutoScalingGroups").then(|| {
+            access_denied(
+                "autoscaling:DescribeAutoScalingGroups",
+                "arn:aws:sts::123456789012:assumed-role/spotkeeper-api/api",
+            )
+        })
+    });
+    let (status, failed) = api.call("PATCH", "/groups/{name}", "workers", t, Some(json!({"rebalance": "off"}))).await;
+    h.proxy.clear_rules();
+    assert_eq!(status, 502, "{failed}");
+    let request_id = failed["error"]["request_id"].as_str().unwrap_or_default().to_string();
+    assert!(request_id.starts_with("gw-"), "API Gateway's request id: {failed}");
+    assert!(!failed.to_string().contains("arn:aws"), "{failed}");
+    let logged = api.function.output();
+    assert!(
+        logged.lines().any(|l| l.contains(&request_id) && l.contains("arn:aws:sts::123456789012")),
+        "the cause is logged under {request_id}:\n{logged}"
+    );
+    let (status, removed) = api.call("DELETE", "/groups/{name}", "workers", t, None).await;
+    assert_eq!(status, 200, "{removed}");
+
+    // The run covered every route, and produced history, alerts, webhook deliveries and logs.
+    let served: BTreeSet<(String, String)> = api::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(api.routes, served, "every route was called");
+    let history = history_items(&h).await;
+    let kinds: BTreeSet<&str> = history.iter().map(|(k, _)| k.as_str()).collect();
+    for kind in ["group-registered", "policy-changed", "instance-state", "webhook-delivered", "group-removed"] {
+        assert!(kinds.contains(kind), "the run wrote {kind} history: {kinds:?}");
+    }
+    let sns: Vec<String> =
+        h.sns_alerts().await.into_iter().map(|a| format!("{} {} {:?}", a.subject, a.message, a.attributes)).collect();
+    let slack: Vec<String> = h.slack.received().into_iter().map(|r| format!("{:?} {}", r.headers, r.body)).collect();
+    let webhooks: Vec<String> = hooks.received().into_iter().map(|r| format!("{:?} {}", r.headers, r.body)).collect();
+    assert!(!sns.is_empty() && !slack.is_empty() && !webhooks.is_empty(), "alerts went out everywhere");
+    let logs: Vec<(&str, String)> = [
+        ("api", &api.function),
+        ("instance-state", &state),
+        ("spot-interruption", &spot),
+        ("rebalance-recommendation", &rebalance),
+        ("scheduled-recovery", &recovery),
+        ("volume-threshold", &volume),
+    ]
+    .into_iter()
+    .map(|(name, f)| (name, f.output()))
+    .collect();
+    assert!(logs.iter().all(|(_, log)| log.lines().count() > 0), "every function logged");
+
+    let mut places: Vec<(String, &str)> = Vec::new();
+    places.extend(api.answers.iter().map(|a| ("an API answer".to_string(), a.as_str())));
+    places.extend(history.iter().map(|(kind, item)| (format!("history {kind}"), item.as_str())));
+    places.extend(sns.iter().map(|a| ("an SNS alert".to_string(), a.as_str())));
+    places.extend(slack.iter().map(|a| ("a Slack message".to_string(), a.as_str())));
+    places.extend(webhooks.iter().map(|a| ("a webhook delivery".to_string(), a.as_str())));
+    places.extend(logs.iter().flat_map(|(name, log)| log.lines().map(move |l| (format!("{name}'s log"), l))));
+    for secret in secrets {
+        for (place, text) in &places {
+            assert!(!text.contains(secret), "a secret ({secret}) is in {place}: {text}");
+        }
+    }
+}
