@@ -3,12 +3,14 @@
 //! logged, never a failed action.
 
 use std::fmt;
+use std::sync::Arc;
 
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::json;
 
 use crate::aws::AwsError;
 use crate::config::Secret;
+use crate::webhooks::{self, Senders};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -131,20 +133,26 @@ pub struct Notifier {
     sns: aws_sdk_sns::Client,
     topic_arn: Option<String>,
     slack: Option<Secret>,
-    http: reqwest::Client,
+    /// Slack's client: it never follows a redirect (Slack answers posts directly).
+    http: Result<reqwest::Client, String>,
+    senders: Arc<Senders>,
     /// For console links in Slack messages.
     region: String,
 }
 
 impl Notifier {
     pub fn new(sns: aws_sdk_sns::Client, topic_arn: Option<String>, slack: Option<Secret>, region: String) -> Self {
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().unwrap_or_default();
-        Self { sns, topic_arn, slack, http, region }
+        let http = reqwest::Client::builder()
+            .timeout(webhooks::TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("no HTTP client: {}", webhooks::chain(&e)));
+        Self { sns, topic_arn, slack, http, senders: Arc::default(), region }
     }
 
-    /// The HTTP client alerts and webhooks share (5-second timeout).
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// The clients the groups' webhooks go out through.
+    pub fn senders(&self) -> &Senders {
+        &self.senders
     }
 
     /// Sends every alert to every channel, concurrently; failures are logged.
@@ -208,14 +216,18 @@ impl Notifier {
             ]
         });
         // The URL is a secret: errors name the status, never the URL.
-        let response = self
-            .http
+        let http = self.http.as_ref().map_err(Clone::clone)?;
+        let response = http
             .post(url.expose())
             .json(&payload)
             .send()
             .await
             .map_err(|e| format!("Slack unreachable: {}", e.without_url()))?;
-        if response.status().is_success() { Ok(()) } else { Err(format!("Slack answered {}", response.status())) }
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            status if status.is_redirection() => Err(format!("Slack answered {status}: redirects are not followed")),
+            status => Err(format!("Slack answered {status}")),
+        }
     }
 }
 

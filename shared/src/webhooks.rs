@@ -2,10 +2,13 @@
 //! group's webhooks that want it, retried with backoff, and each delivery's outcome recorded in
 //! the group's history.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::json;
+use thiserror::Error;
 
 use crate::Deps;
 use crate::fleet::Webhook;
@@ -38,39 +41,155 @@ pub const EVENTS: &[&str] = &[
     "rollback",
 ];
 
-/// An address a webhook may only reach with `allow_private`: loopback, private, link-local
-/// (the instance metadata service among them), unique-local, unspecified.
+/// An address a webhook may only reach with `allow_private`: loopback, private, shared (CGNAT),
+/// link-local (the instance metadata service among them), unique-local, multicast, unspecified;
+/// an IPv4 address written as IPv6 (`::ffff:10.0.0.1`) counts as the IPv4 address it is.
 pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => {
-            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (b & 0xc0) == 64)
         }
         IpAddr::V6(v6) => {
             let first = v6.segments()[0];
             v6.is_loopback()
                 || v6.is_unspecified()
+                || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                || v6.to_ipv4().is_some_and(|v4| is_private(IpAddr::V4(v4)))
         }
     }
 }
 
-/// Checks a webhook's URL (and, at delivery, the addresses its host resolves to).
+/// Which addresses a webhook may reach: public ones; loopback too with `allow_loopback_http`
+/// (for local runs and tests); any with `allow_private`. One rule for the configured URL and
+/// for the addresses its host resolves to when a delivery connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    Public,
+    Loopback,
+    Private,
+}
+
+impl Reach {
+    pub fn of(webhook: &Webhook) -> Self {
+        if webhook.allow_private {
+            Reach::Private
+        } else if webhook.allow_loopback_http {
+            Reach::Loopback
+        } else {
+            Reach::Public
+        }
+    }
+
+    pub fn permits(self, ip: IpAddr) -> bool {
+        match self {
+            Reach::Private => true,
+            Reach::Loopback => !is_private(ip) || ip.to_canonical().is_loopback(),
+            Reach::Public => !is_private(ip),
+        }
+    }
+}
+
+/// A host whose name resolved to an address its webhook may not reach.
+#[derive(Debug, Error)]
+#[error("{host} resolves to {ip}, a private, loopback, link-local or metadata address")]
+pub struct Refused {
+    pub host: String,
+    pub ip: IpAddr,
+}
+
+/// The addresses a delivery may connect to: all of them, or none when any is out of reach (an
+/// answer mixing public and private addresses is not to be trusted).
+pub fn screen(host: &str, addresses: Vec<SocketAddr>, reach: Reach) -> Result<Vec<SocketAddr>, Refused> {
+    match addresses.iter().find(|a| !reach.permits(a.ip())) {
+        Some(bad) => Err(Refused { host: host.to_string(), ip: bad.ip() }),
+        None => Ok(addresses),
+    }
+}
+
+/// The resolver of the webhook clients: it screens the addresses at connect time, so the address
+/// checked is the address connected to, whatever the DNS answers between a check and a connect.
+#[derive(Debug, Clone, Copy)]
+pub struct ScreeningResolver(pub Reach);
+
+impl Resolve for ScreeningResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let reach = self.0;
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addresses = screen(&host, found, reach)?;
+            Ok(Box::new(addresses.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The HTTP clients deliveries go out through, one per reach, each built on first use: they
+/// never follow a redirect (a receiver must not send a signed delivery elsewhere), never go
+/// through a proxy (the address screened must be the one connected to), and screen every
+/// address they resolve.
+#[derive(Debug, Default)]
+pub struct Senders {
+    clients: [OnceLock<Result<reqwest::Client, String>>; 3],
+}
+
+impl Senders {
+    pub fn client(&self, reach: Reach) -> Result<&reqwest::Client, String> {
+        let built = self.clients[reach as usize].get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .dns_resolver(ScreeningResolver(reach))
+                .build()
+                .map_err(|e| format!("no HTTP client: {}", chain(&e)))
+        });
+        built.as_ref().map_err(Clone::clone)
+    }
+}
+
+/// How long one delivery attempt (and one Slack post) may take.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An error and its causes in one line (reqwest's own text says only "error sending request").
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Checks a webhook's URL; the addresses its host resolves to are screened when it is used.
 pub fn check(webhook: &Webhook) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(&webhook.url).map_err(|e| format!("{:?} is not a URL ({e})", webhook.url))?;
     let host = url.host_str().ok_or_else(|| format!("{} has no host", webhook.url))?;
-    let loopback =
-        host == "localhost" || host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let literal = host.trim_matches(['[', ']']).parse::<IpAddr>().ok();
+    let loopback = host == "localhost" || literal.is_some_and(|ip| ip.to_canonical().is_loopback());
     match url.scheme() {
         "https" => {}
         "http" if loopback && webhook.allow_loopback_http => {}
         "http" if loopback => return Err("plain http:// goes to loopback only, with allow_loopback_http".into()),
         _ => return Err("webhooks go to https:// URLs (plain http:// only to loopback, for local use)".into()),
     }
-    let literal = host.trim_matches(['[', ']']).parse::<IpAddr>().ok();
-    let private = literal.is_some_and(is_private) || host == "localhost";
-    if private && !(webhook.allow_private || (loopback && webhook.allow_loopback_http)) {
+    // A literal address is connected to without resolving: the rule applies here.
+    let refused = match literal {
+        Some(ip) => !Reach::of(webhook).permits(ip),
+        None => host == "localhost" && Reach::of(webhook) == Reach::Public,
+    };
+    if refused {
         return Err(format!(
             "{host} is a private, loopback, link-local or metadata address: set allow_private to send there"
         ));
@@ -84,38 +203,18 @@ pub fn check(webhook: &Webhook) -> Result<reqwest::Url, String> {
     Ok(url)
 }
 
-/// Refuses a host that resolves to a private address, unless the webhook allows it: the URL's
-/// name is checked when it is set, its addresses when it is used.
-async fn resolves_safely(webhook: &Webhook, url: &reqwest::Url) -> Result<(), String> {
-    if webhook.allow_private {
-        return Ok(());
-    }
-    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
-    let port = url.port_or_known_default().unwrap_or(443);
-    let addresses =
-        tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| format!("{host} does not resolve: {e}"))?;
-    for address in addresses {
-        if is_private(address.ip()) && !(address.ip().is_loopback() && webhook.allow_loopback_http) {
-            return Err(format!("{host} resolves to {}, a private address", address.ip()));
-        }
-    }
-    Ok(())
-}
-
 /// Delivers one payload: up to `ATTEMPTS` tries, backing off. Returns the last status or error.
-async fn deliver(
-    http: &reqwest::Client,
-    webhook: &Webhook,
-    body: &[u8],
-    now: chrono::DateTime<chrono::Utc>,
-) -> (bool, u32, String) {
+/// A redirect is an answer, not a way elsewhere: the delivery failed, and trying again would
+/// get the same answer.
+async fn deliver(senders: &Senders, webhook: &Webhook, body: &[u8], now: chrono::DateTime<chrono::Utc>) -> (bool, u32, String) {
     let url = match check(webhook) {
         Ok(url) => url,
         Err(why) => return (false, 0, why),
     };
-    if let Err(why) = resolves_safely(webhook, &url).await {
-        return (false, 0, why);
-    }
+    let http = match senders.client(Reach::of(webhook)) {
+        Ok(http) => http,
+        Err(why) => return (false, 0, why),
+    };
     let mut last = String::new();
     for attempt in 1..=ATTEMPTS {
         let request = http
@@ -125,8 +224,11 @@ async fn deliver(
             .body(body.to_vec());
         match request.send().await {
             Ok(response) if response.status().is_success() => return (true, attempt, response.status().to_string()),
+            Ok(response) if response.status().is_redirection() => {
+                return (false, attempt, format!("answered {}: redirects are not followed", response.status()));
+            }
             Ok(response) => last = format!("answered {}", response.status()),
-            Err(err) => last = format!("unreachable: {}", err.without_url()),
+            Err(err) => last = format!("unreachable: {}", chain(&err.without_url())),
         }
         if attempt < ATTEMPTS {
             tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
@@ -158,7 +260,7 @@ pub async fn send(deps: &Deps, alerts: &[Alert]) {
             "facts": facts,
         });
         let body = payload.to_string().into_bytes();
-        let deliveries = wanted.iter().map(|w| deliver(deps.notifier.http(), w, &body, now));
+        let deliveries = wanted.iter().map(|w| deliver(deps.notifier.senders(), w, &body, now));
         let outcomes = futures::future::join_all(deliveries).await;
         let mut history = History::new(deps);
         for (webhook, (delivered, attempts, detail)) in wanted.iter().zip(outcomes) {
@@ -208,5 +310,65 @@ mod tests {
         assert!(check(&private).is_ok());
         assert!(check(&Webhook { secret: "short".into(), ..hook("https://hooks.example.com") }).is_err());
         assert!(check(&Webhook { events: vec!["everything".into()], ..hook("https://hooks.example.com") }).is_err());
+        let mapped = Webhook { allow_loopback_http: true, ..hook("https://[::ffff:10.0.0.1]/x") };
+        assert!(check(&mapped).is_err(), "an IPv4-mapped private address is private");
+    }
+
+    fn at(ip: &str) -> SocketAddr {
+        SocketAddr::new(ip.parse().unwrap(), 443)
+    }
+
+    #[test]
+    fn the_resolver_refuses_answers_out_of_reach() {
+        for bad in [
+            "169.254.169.254",
+            "10.1.2.3",
+            "172.16.0.9",
+            "192.168.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "::",
+            "fd00:ec2::254",
+            "fe80::1",
+        ] {
+            for reach in [Reach::Public, Reach::Loopback] {
+                let refused = screen("hooks.example.com", vec![at(bad)], reach).unwrap_err();
+                assert_eq!(refused.ip, bad.parse::<IpAddr>().unwrap(), "{bad}");
+                assert!(refused.to_string().starts_with("hooks.example.com resolves to"), "{refused}");
+            }
+            assert!(screen("hooks.example.com", vec![at(bad)], Reach::Private).is_ok(), "{bad} with allow_private");
+        }
+        for loopback in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            assert!(screen("h", vec![at(loopback)], Reach::Public).is_err(), "{loopback}");
+            assert!(screen("h", vec![at(loopback)], Reach::Loopback).is_ok(), "{loopback}");
+        }
+        let public = vec![at("93.184.215.14"), at("2606:2800:21f:cb07:6820:80da:af6b:8b2c")];
+        assert_eq!(screen("h", public.clone(), Reach::Public).unwrap(), public);
+        let mixed = vec![at("93.184.215.14"), at("169.254.169.254")];
+        assert!(screen("h", mixed, Reach::Public).is_err(), "one private answer refuses them all");
+    }
+
+    #[tokio::test]
+    async fn names_are_screened_when_they_resolve() {
+        let name = |host: &str| host.parse::<Name>().unwrap();
+        let refused = ScreeningResolver(Reach::Public).resolve(name("localhost")).await.err().unwrap();
+        assert!(refused.to_string().starts_with("localhost resolves to"), "{refused}");
+        let found: Vec<SocketAddr> =
+            ScreeningResolver(Reach::Loopback).resolve(name("localhost")).await.unwrap().collect();
+        assert!(!found.is_empty() && found.iter().all(|a| a.ip().is_loopback()), "{found:?}");
+    }
+
+    #[tokio::test]
+    async fn a_delivery_client_never_connects_to_a_refused_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let senders = Senders::default();
+        let err = senders.client(Reach::Public).unwrap().get(format!("http://localhost:{port}/")).send().await.unwrap_err();
+        assert!(chain(&err).contains("localhost resolves to 127.0.0.1"), "{}", chain(&err));
+        let nothing = listener.accept().map(|_| ()).map_err(|e| e.kind());
+        assert_eq!(nothing, Err(std::io::ErrorKind::WouldBlock), "no connection was made");
     }
 }

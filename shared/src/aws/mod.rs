@@ -7,7 +7,7 @@ pub mod route53;
 pub mod ssm;
 
 use std::error::Error as StdError;
-use std::fmt::Debug;
+use std::fmt::{self, Debug};
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -15,13 +15,24 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use thiserror::Error;
 
-/// An AWS call that failed, with the service's error code when it sent one.
+/// An AWS call that failed, with the service's error code when it sent one. Its text is one
+/// sentence, `<Operation> failed: <Code>: <message>`, fit for history and alerts; the SDK's full
+/// dump (raw headers and bodies) goes to the log at debug where the error is made.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("{operation} failed: {message}")]
 pub struct AwsError {
     pub operation: &'static str,
     pub code: Option<String>,
+    /// The service's own message, or what kind of failure it was when no answer came.
     pub message: String,
+}
+
+impl fmt::Display for AwsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{} failed: {code}: {}", self.operation, self.message),
+            None => write!(f, "{} failed: {}", self.operation, self.message),
+        }
+    }
 }
 
 impl AwsError {
@@ -30,9 +41,23 @@ impl AwsError {
         E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
         R: Debug,
     {
+        tracing::debug!(operation, error = %DisplayErrorContext(&err), "AWS call failed");
         let code = err.code().map(str::to_owned);
-        // DisplayErrorContext keeps the code and message that a bare `?` would lose.
-        let message = DisplayErrorContext(&err).to_string();
+        let message = match (&err, err.message()) {
+            (_, Some(message)) => message.to_string(),
+            (SdkError::ServiceError(_), None) => "the service answered with an error and no message".to_string(),
+            (SdkError::TimeoutError(_), None) => "no answer in time".to_string(),
+            (SdkError::DispatchFailure(failure), None) if failure.is_timeout() => {
+                "no answer in time (the connection timed out)".to_string()
+            }
+            (SdkError::DispatchFailure(failure), None) if failure.is_io() => {
+                "the service could not be reached (connection failed)".to_string()
+            }
+            (SdkError::DispatchFailure(_), None) => "the request could not be sent".to_string(),
+            (SdkError::ResponseError(_), None) => "the answer could not be read".to_string(),
+            (SdkError::ConstructionFailure(_), None) => "the request could not be built".to_string(),
+            (_, None) => "the call failed".to_string(),
+        };
         Self { operation, code, message }
     }
 
