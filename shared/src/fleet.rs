@@ -541,6 +541,23 @@ pub struct GroupStatus {
     /// Until when the savings ledger has counted the group's hours.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accrued_at: Option<DateTime<Utc>>,
+    /// Data volumes detached from a stopped member that did not free in one invocation's time:
+    /// the next event or scheduled run attaches them to the replacement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_moves: Vec<VolumeMove>,
+}
+
+/// A data volume on its way from a stopped member to its replacement, its detach requested.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeMove {
+    pub volume_id: String,
+    pub device: String,
+    pub from: String,
+    pub to: String,
+    pub since: DateTime<Utc>,
+    /// The member `from` retires: terminated once its volumes are off it.
+    #[serde(default)]
+    pub terminate_from: bool,
 }
 
 /// A registered group: its configuration, policy, status and the version that guards every change.

@@ -29,6 +29,10 @@ pub struct Modification {
     /// The SSM command that grows the filesystem, once sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_id: Option<String>,
+    /// When one handler claimed the sending of that command (a version-checked write before
+    /// SendCommand): of two EBS results handled at once, only the claimant sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize_claimed_at: Option<DateTime<Utc>>,
     /// What asked for it: `alarm`, `webhook`, `alertmanager`.
     pub source: String,
 }
@@ -150,7 +154,15 @@ mod tests {
     }
 
     fn modification(at_: &str, stage: Stage) -> Modification {
-        Modification { at: at(at_), from_gib: 20, to_gib: 30, stage, command_id: None, source: "alarm".into() }
+        Modification {
+            at: at(at_),
+            from_gib: 20,
+            to_gib: 30,
+            stage,
+            command_id: None,
+            resize_claimed_at: None,
+            source: "alarm".into(),
+        }
     }
 
     #[test]

@@ -84,6 +84,18 @@ pub fn rollback_target(images: &[ImageRecord]) -> Result<(String, String), Strin
         .previous_version
         .clone()
         .ok_or_else(|| format!("image {} has no previous launch template version to go back to", active.image_id))?;
+    // A version made for an image of spotkeeper's is a target only while that image exists and
+    // is sound: a pruned image is deregistered, and a version pointing at it launches nothing.
+    let gone = images.iter().find(|i| {
+        i.template_version.as_ref() == Some(&previous) && matches!(i.stage, ImageStage::Pruned | ImageStage::Bad)
+    });
+    if let Some(gone) = gone {
+        return Err(format!(
+            "there is nothing left to roll back to: launch template version {previous} runs image {}, which is {} (images.keep keeps the newest images only)",
+            gone.image_id,
+            if gone.stage == ImageStage::Pruned { "pruned" } else { "bad" }
+        ));
+    }
     Ok((active.image_id.clone(), previous))
 }
 
@@ -442,5 +454,13 @@ mod tests {
         assert!(rollback_target(&none).is_err());
         let active = [image("ami-5", "2026-11-21T00:00:00Z", ImageStage::Active, Some("6"), Some("5"))];
         assert_eq!(rollback_target(&active), Ok(("ami-5".into(), "5".into())));
+        // keep 1, three activations, one rollback: ami-2 is active again, its predecessor pruned.
+        let rolled = [
+            image("ami-1", "2026-11-19T00:00:00Z", ImageStage::Pruned, Some("2"), Some("1")),
+            image("ami-2", "2026-11-20T00:00:00Z", ImageStage::Active, Some("3"), Some("2")),
+            image("ami-3", "2026-11-21T00:00:00Z", ImageStage::Bad, Some("4"), Some("3")),
+        ];
+        let refused = rollback_target(&rolled).unwrap_err();
+        assert!(refused.contains("nothing left") && refused.contains("ami-1"), "{refused}");
     }
 }

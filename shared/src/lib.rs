@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod clock;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod event;
 #[cfg(test)]
@@ -29,6 +30,7 @@ pub mod webhooks;
 
 use std::sync::Arc;
 
+pub use deadline::Deadline;
 pub use error::Error;
 /// The metrics facade, for the functions' counters, gauges and histograms (emitted as EMF).
 pub use metrics;
@@ -75,18 +77,19 @@ impl Deps {
 }
 
 /// Runs an event function: logs, metrics, configuration and clients once at init, then
-/// `handler` for every invocation, its metrics flushed after each. A bad configuration stops init
-/// with a message that says what to fix.
+/// `handler` for every invocation, with the invocation's deadline, its metrics flushed after
+/// each. A bad configuration stops init with a message that says what to fix.
 pub async fn serve(
     function: &'static str,
-    handler: impl AsyncFn(&Deps, serde_json::Value) -> Result<serde_json::Value, Error>,
+    handler: impl AsyncFn(&Deps, serde_json::Value, Deadline) -> Result<serde_json::Value, Error>,
 ) -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let collector = telemetry::metrics(function);
     let config = Config::from_env()?;
     let deps = Deps::init(&config, &aws::sdk_config().await).await?;
     let handle = async |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-        let outcome = handler(&deps, event.payload).await;
+        let deadline = Deadline::at(event.context.deadline());
+        let outcome = handler(&deps, event.payload, deadline).await;
         if outcome.is_err() {
             metrics::counter!("Errors").increment(1);
         }

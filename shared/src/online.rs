@@ -1,10 +1,17 @@
 //! Bringing a standalone group's instance online: its DNS record, its Elastic IP, its data volumes.
 //! Used when a member reaches `running` and when a running instance is adopted.
 
-use crate::Error;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
 use crate::aws::Clients;
-use crate::fleet::{InstanceFacts, Member, StandaloneSpec};
+use crate::fleet::{Group, GroupKind, GroupName, InstanceFacts, Member, StandaloneSpec, VolumeMove};
+use crate::history::History;
+use crate::notify::{Alert, Severity};
 use crate::plan::{self, VolumeHold};
+use crate::{Deps, Error};
 
 /// What bringing an instance online did, and what it left for later.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -112,15 +119,27 @@ async fn attach_volumes(
     Ok((attached, hold.into_iter().map(|(v, h)| (v.volume_id.clone(), h)).collect()))
 }
 
+/// What a move of data volumes did, and what it left to the next event or scheduled run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Moved {
+    /// (volume id, device) attached to the replacement now.
+    pub moved: Vec<(String, String)>,
+    /// (volume id, device) whose detach was requested and has not finished.
+    pub pending: Vec<(String, String)>,
+}
+
 /// Moves the group's data volumes from an instance that has stopped (or is gone) to the one that
-/// replaces it, at the same device names. A volume already on the replacement stays; one held by
-/// some third instance is left alone. Returns (volume, device) moved.
+/// replaces it, at the same device names, waiting at most `wait` for a detach to finish. A volume
+/// in `detaching` has its detach requested already (by an earlier invocation): it is only waited
+/// for. One already on the replacement stays; one held by some third instance is left alone.
 pub async fn move_volumes(
     clients: &Clients,
     spec: &StandaloneSpec,
     from: &str,
     to: &str,
-) -> Result<Vec<(String, String)>, Error> {
+    detaching: &[String],
+    wait: Duration,
+) -> Result<Moved, Error> {
     let ids: Vec<String> = spec.data_volumes.iter().map(|v| v.volume_id.clone()).collect();
     let facts = clients.ec2.volumes(&ids).await?;
     let moves = spec.data_volumes.iter().filter_map(|volume| {
@@ -133,7 +152,7 @@ pub async fn move_volumes(
             .collect();
         let detach_first = match holders.as_slice() {
             [] => false,
-            [holder] if *holder == from => true,
+            [holder] if *holder == from => !detaching.contains(&volume.volume_id),
             _ => {
                 tracing::info!(volume = %volume.volume_id, ?holders, "volume not on the old instance; left where it is");
                 return None;
@@ -143,17 +162,110 @@ pub async fn move_volumes(
             if detach_first {
                 clients.ec2.detach_volume(&volume.volume_id, from, &volume.device).await?;
             }
-            if !clients.ec2.wait_available(&volume.volume_id, std::time::Duration::from_secs(60)).await? {
-                return Err(crate::aws::AwsError {
-                    operation: "DetachVolume",
-                    code: None,
-                    message: format!("volume {} did not become available within 60 s; attach it to {to} by hand", volume.volume_id),
-                }
-                .into());
+            let pair = (volume.volume_id.clone(), volume.device.clone());
+            if !clients.ec2.wait_available(&volume.volume_id, wait).await? {
+                return Ok::<_, Error>((pair, false));
             }
             clients.ec2.attach_volume(&volume.volume_id, to, &volume.device).await?;
-            Ok::<_, Error>((volume.volume_id.clone(), volume.device.clone()))
+            Ok((pair, true))
         })
     });
-    futures::future::try_join_all(moves).await
+    let mut done = Moved::default();
+    for (pair, attached) in futures::future::try_join_all(moves).await? {
+        if attached { done.moved.push(pair) } else { done.pending.push(pair) }
+    }
+    Ok(done)
+}
+
+/// The group's volume moves once a move from `from` has run: that instance's, replaced by what
+/// is still pending of it.
+pub fn note_moves(
+    moves: &mut Vec<VolumeMove>,
+    from: &str,
+    to: &str,
+    pending: &[(String, String)],
+    terminate_from: bool,
+    now: DateTime<Utc>,
+) {
+    let since = |volume: &str| moves.iter().find(|m| m.from == from && m.volume_id == volume).map(|m| m.since);
+    let still: Vec<VolumeMove> = pending
+        .iter()
+        .map(|(volume_id, device)| VolumeMove {
+            volume_id: volume_id.clone(),
+            device: device.clone(),
+            from: from.to_string(),
+            to: to.to_string(),
+            since: since(volume_id).unwrap_or(now),
+            terminate_from,
+        })
+        .collect();
+    moves.retain(|m| m.from != from);
+    moves.extend(still);
+}
+
+/// Records a move's outcome in the history, and the alert for the volumes moved (if any).
+pub fn record_move(
+    group: &GroupName,
+    from: &str,
+    to: &str,
+    done: &Moved,
+    history: &mut History,
+    alerts: &mut Vec<Alert>,
+) {
+    for (volume, device) in &done.moved {
+        history.note(Some(to), "volume-moved", format!("data volume {volume} moved from {from} to {to} as {device}"));
+    }
+    for (volume, device) in &done.pending {
+        history.note(
+            Some(from),
+            "volume-detaching",
+            format!("data volume {volume} is still detaching from {from}; the next event or scheduled run attaches it to {to} as {device}"),
+        );
+    }
+    if done.moved.is_empty() {
+        return;
+    }
+    alerts.push(
+        Alert::new("volume-moved", group.as_str(), Severity::Info, format!("{group}: data volumes moved to {to}"))
+            .fact("from", from)
+            .fact("to", to)
+            .fact("volumes", done.moved.iter().map(|(v, d)| format!("{v} as {d}")).collect::<Vec<_>>().join(", ")),
+    );
+}
+
+/// The scheduled run's part: the moves an invocation could not finish in its time. It looks
+/// once and does not wait: what is still detaching waits for the next run.
+pub async fn continue_moves(
+    deps: &Deps,
+    group: &Group,
+    history: &mut History,
+    alerts: &mut Vec<Alert>,
+) -> Result<Value, Error> {
+    let GroupKind::Standalone(spec) = &group.kind else { return Ok(json!({"pending": 0})) };
+    let mut pairs: Vec<(&str, &str, bool)> = Vec::new();
+    for m in &group.status.volume_moves {
+        if !pairs.iter().any(|(from, to, _)| *from == m.from && *to == m.to) {
+            pairs.push((&m.from, &m.to, m.terminate_from));
+        }
+    }
+    let (mut moved, mut pending) = (Vec::new(), 0);
+    for (from, to, terminate_from) in pairs {
+        let detaching: Vec<String> =
+            group.status.volume_moves.iter().filter(|m| m.from == from).map(|m| m.volume_id.clone()).collect();
+        let done = move_volumes(&deps.clients, spec, from, to, &detaching, Duration::ZERO).await?;
+        let now = deps.clock.now();
+        deps.store
+            .update_group(&group.name, |g| {
+                note_moves(&mut g.status.volume_moves, from, to, &done.pending, terminate_from, now)
+            })
+            .await?;
+        record_move(&group.name, from, to, &done, history, alerts);
+        if done.pending.is_empty() && terminate_from {
+            deps.clients.ec2.terminate(&[from.to_string()]).await?;
+            history.note(Some(from), "terminated", format!("{from} terminated: its data volumes serve {to}"));
+        }
+        moved.extend(done.moved.into_iter().map(|(volume, _)| volume));
+        pending += done.pending.len();
+    }
+    Ok(json!({"moved": moved, "pending": pending}))
 }

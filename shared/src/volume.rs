@@ -43,27 +43,48 @@ pub async fn grow(deps: &Deps, filling: &Filling) -> Result<Value, Error> {
     let mut history = History::new(deps);
     let mut alerts = Vec::new();
     let outcome = async {
-        let Some(instance) = deps.clients.ec2.instances(std::slice::from_ref(&filling.instance_id)).await?.into_iter().next() else {
+        let Some(instance) =
+            deps.clients.ec2.instances(std::slice::from_ref(&filling.instance_id)).await?.into_iter().next()
+        else {
             return Ok(ignored("the instance no longer exists"));
         };
         let refuse = |history: &mut History, alerts: &mut Vec<Alert>, kind: &str, why: String| {
             metrics::counter!("VolumeRefusals", "group" => name.to_string()).increment(1);
             history.note(Some(&filling.instance_id), "volume-refused", format!("{} not grown: {why}", filling.path));
             alerts.push(
-                Alert::new("volume-refused", name.as_str(), Severity::Warning, format!("{name}: {} on {} not grown ({kind})", filling.path, filling.instance_id))
-                    .fact("instance", &filling.instance_id)
-                    .fact("path", &filling.path)
-                    .fact("reason", &why),
+                Alert::new(
+                    "volume-refused",
+                    name.as_str(),
+                    Severity::Warning,
+                    format!("{name}: {} on {} not grown ({kind})", filling.path, filling.instance_id),
+                )
+                .fact("instance", &filling.instance_id)
+                .fact("path", &filling.path)
+                .fact("reason", &why),
             );
             Ok::<_, Error>(json!({"action": "refused", "reason": kind, "message": why}))
         };
         let Some(device) = growth::device_for(&filling.path, policy, instance.root_device.as_deref()) else {
-            return refuse(&mut history, &mut alerts, "no-device", format!("the group maps no device to {} (set volumes.path_devices)", filling.path));
+            return refuse(
+                &mut history,
+                &mut alerts,
+                "no-device",
+                format!("the group maps no device to {} (set volumes.path_devices)", filling.path),
+            );
         };
-        let Some(volume_id) = instance.block_devices.iter().find(|(d, _)| same_device(d, &device)).map(|(_, v)| v.clone()) else {
+        let Some(volume_id) =
+            instance.block_devices.iter().find(|(d, _)| same_device(d, &device)).map(|(_, v)| v.clone())
+        else {
             return refuse(&mut history, &mut alerts, "no-volume", format!("no EBS volume is attached as {device}"));
         };
-        let size = deps.clients.ec2.volumes(std::slice::from_ref(&volume_id)).await?.first().map(|v| v.size_gib).unwrap_or_default();
+        let size = deps
+            .clients
+            .ec2
+            .volumes(std::slice::from_ref(&volume_id))
+            .await?
+            .first()
+            .map(|v| v.size_gib)
+            .unwrap_or_default();
         let size = u32::try_from(size).unwrap_or_default();
         let mut record = deps.store.volume(&volume_id).await?.unwrap_or_else(|| VolumeRecord {
             volume_id: volume_id.clone(),
@@ -75,9 +96,13 @@ pub async fn grow(deps: &Deps, filling: &Filling) -> Result<Value, Error> {
             modifications: Vec::new(),
             version: 0,
         });
-        let new_size = match growth::may_modify(&record.modifications, policy, now).and_then(|()| growth::grown_size(size, policy)) {
+        let new_size = match growth::may_modify(&record.modifications, policy, now)
+            .and_then(|()| growth::grown_size(size, policy))
+        {
             Ok(new_size) => new_size,
-            Err(refusal) => return refuse(&mut history, &mut alerts, refusal.kind(), format!("{volume_id}: {refusal}")),
+            Err(refusal) => {
+                return refuse(&mut history, &mut alerts, refusal.kind(), format!("{volume_id}: {refusal}"));
+            }
         };
         // The modification is recorded before EBS is asked: of two requests racing on one
         // volume, one is recorded and only that one asks.
@@ -86,35 +111,68 @@ pub async fn grow(deps: &Deps, filling: &Filling) -> Result<Value, Error> {
         record.path = filling.path.clone();
         record.device = device.clone();
         record.fstype = filling.fstype.clone().or(record.fstype);
-        record.modifications.push(Modification { at: now, from_gib: size, to_gib: new_size, stage: Stage::Requested, command_id: None, source: filling.source.to_string() });
+        record.modifications.push(Modification {
+            at: now,
+            from_gib: size,
+            to_gib: new_size,
+            stage: Stage::Requested,
+            command_id: None,
+            resize_claimed_at: None,
+            source: filling.source.to_string(),
+        });
         let keep_from = record.modifications.len().saturating_sub(20);
         record.modifications.drain(..keep_from);
         let mut record = match deps.store.save_volume(&record).await {
             Ok(saved) => saved,
-            Err(StoreError::Conflict(_)) => return Ok(json!({"action": "refused", "reason": "in-progress", "message": "another request is growing this volume now"})),
+            Err(StoreError::Conflict(_)) => {
+                return refuse(
+                    &mut history,
+                    &mut alerts,
+                    "in-progress",
+                    format!("{volume_id}: another request is growing it now"),
+                );
+            }
             Err(err) => return Err(err.into()),
         };
-        if let Err(err) = deps.clients.ec2.modify_volume(&volume_id, i32::try_from(new_size).unwrap_or(i32::MAX)).await {
+        if let Err(err) = deps.clients.ec2.modify_volume(&volume_id, i32::try_from(new_size).unwrap_or(i32::MAX)).await
+        {
             if let Some(last) = record.modifications.last_mut() {
                 last.stage = Stage::Failed;
             }
             deps.store.save_volume(&record).await?;
             alerts.push(
-                Alert::new("volume-refused", name.as_str(), Severity::Critical, format!("{name}: EBS refused to grow {volume_id}"))
-                    .fact("volume", &volume_id)
-                    .fact("error", &err),
+                Alert::new(
+                    "volume-refused",
+                    name.as_str(),
+                    Severity::Critical,
+                    format!("{name}: EBS refused to grow {volume_id}"),
+                )
+                .fact("volume", &volume_id)
+                .fact("error", &err),
             );
             return Err(err.into());
         }
         metrics::counter!("VolumeGrowths", "group" => name.to_string()).increment(1);
-        history.note(Some(&filling.instance_id), "volume-grown", format!("{volume_id} ({device}, {}) growing from {size} to {new_size} GiB", filling.path));
+        history.note(
+            Some(&filling.instance_id),
+            "volume-grown",
+            format!("{volume_id} ({device}, {}) growing from {size} to {new_size} GiB", filling.path),
+        );
         alerts.push(
-            Alert::new("volume-grown", name.as_str(), Severity::Info, format!("{name}: {} on {} growing to {new_size} GiB", filling.path, filling.instance_id))
-                .fact("volume", &volume_id)
-                .fact("device", &device)
-                .fact("from", format!("{size} GiB"))
-                .fact("to", format!("{new_size} GiB"))
-                .fact("used", filling.used_percent.map(|u| format!("{u:.1}%")).unwrap_or_else(|| "over the threshold".into())),
+            Alert::new(
+                "volume-grown",
+                name.as_str(),
+                Severity::Info,
+                format!("{name}: {} on {} growing to {new_size} GiB", filling.path, filling.instance_id),
+            )
+            .fact("volume", &volume_id)
+            .fact("device", &device)
+            .fact("from", format!("{size} GiB"))
+            .fact("to", format!("{new_size} GiB"))
+            .fact(
+                "used",
+                filling.used_percent.map(|u| format!("{u:.1}%")).unwrap_or_else(|| "over the threshold".into()),
+            ),
         );
         Ok(json!({"action": "grown", "volume_id": volume_id, "device": device, "from_gib": size, "to_gib": new_size}))
     }
@@ -131,38 +189,36 @@ fn same_device(a: &str, b: &str) -> bool {
 }
 
 /// EBS reports a modification's progress: at `optimizing` the new size is usable, so the
-/// filesystem grows (through SSM); at `completed` the modification is done.
+/// filesystem grows (through SSM); at `completed` the modification is done. One resize per
+/// modification, whatever the delivery: the sending is claimed by a version-checked write before
+/// SendCommand, so of two results handled at once only the claimant sends.
 pub async fn modified(deps: &Deps, volume_id: &str, result: &str) -> Result<Value, Error> {
-    let Some(mut record) = deps.store.volume(volume_id).await? else {
-        return Ok(ignored("spotkeeper did not grow this volume"));
-    };
-    let Some(last) =
-        record.modifications.iter_mut().rev().find(|m| matches!(m.stage, Stage::Requested | Stage::Optimizing))
-    else {
-        return Ok(ignored("no modification of this volume is open"));
+    let now = deps.clock.now();
+    let Some((record, at, claimed)) = note_result(deps, volume_id, result, now).await? else {
+        return Ok(ignored("spotkeeper did not grow this volume, or none of its modifications is open"));
     };
     let mut history = History::new(deps);
     let mut alerts = Vec::new();
     let mut done = json!({"action": "recorded", "volume_id": volume_id, "result": result});
-    match result {
-        "optimizing" | "completed" => {
-            if last.command_id.is_none() {
-                let script = growth::resize_script(&record.path, record.fstype.as_deref(), volume_id, &record.device);
-                let comment = format!("spotkeeper: grow {} on {volume_id}", record.path);
-                let command = deps.clients.ssm.run_shell(&record.instance_id, &comment, &script).await?;
-                history.note(
-                    Some(&record.instance_id),
-                    "filesystem-growing",
-                    format!("{} on {volume_id} growing to {} GiB (SSM command {command})", record.path, last.to_gib),
-                );
-                done["action"] = json!("filesystem-growing");
-                done["command_id"] = json!(command);
-                last.command_id = Some(command);
-            }
-            last.stage = if result == "completed" { Stage::Completed } else { Stage::Optimizing };
+    let open = record.modifications.iter().find(|m| m.at == at);
+    match (result, open) {
+        ("optimizing" | "completed", Some(modification)) if claimed => {
+            let to_gib = modification.to_gib;
+            let command = send_resize(deps, &record, at).await?;
+            history.note(
+                Some(&record.instance_id),
+                "filesystem-growing",
+                format!("{} on {volume_id} growing to {to_gib} GiB (SSM command {command})", record.path),
+            );
+            done["action"] = json!("filesystem-growing");
+            done["command_id"] = json!(command);
         }
-        "failed" => {
-            last.stage = Stage::Failed;
+        ("optimizing" | "completed", Some(modification)) if modification.command_id.is_none() => {
+            tracing::info!(volume_id, result, "another delivery is sending this modification's resize; a duplicate");
+            done["action"] = json!("duplicate");
+            done["reason"] = json!("another delivery of this modification sends its resize");
+        }
+        ("failed", _) => {
             history.note(Some(&record.instance_id), "volume-refused", format!("EBS failed to modify {volume_id}"));
             alerts.push(
                 Alert::new(
@@ -176,10 +232,90 @@ pub async fn modified(deps: &Deps, volume_id: &str, result: &str) -> Result<Valu
         }
         _ => {}
     }
-    deps.store.save_volume(&record).await?;
     history.write(deps, &record.group).await;
     deps.alert(&alerts).await;
     Ok(done)
+}
+
+/// Attempts at a version-checked write of a volume's record before giving up.
+const WRITES: usize = 5;
+
+/// Records an EBS result on the open modification, claiming the resize when nobody has: the
+/// record as saved, the modification's time, and whether this call claimed. `None` when no
+/// modification is open.
+async fn note_result(
+    deps: &Deps,
+    volume_id: &str,
+    result: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<(VolumeRecord, chrono::DateTime<chrono::Utc>, bool)>, Error> {
+    let mut last = None;
+    for _ in 0..WRITES {
+        let Some(mut record) = deps.store.volume(volume_id).await? else { return Ok(None) };
+        // Open: EBS is still at it, or done while its resize is still to send (a send that failed).
+        let Some(open) = record.modifications.iter_mut().rev().find(|m| match m.stage {
+            Stage::Requested | Stage::Optimizing => true,
+            Stage::Completed => m.command_id.is_none() && m.resize_claimed_at.is_none(),
+            Stage::Failed => false,
+        }) else {
+            return Ok(None);
+        };
+        let at = open.at;
+        let resizes = matches!(result, "optimizing" | "completed");
+        let claimed = resizes && open.command_id.is_none() && open.resize_claimed_at.is_none();
+        if claimed {
+            open.resize_claimed_at = Some(now);
+        }
+        match result {
+            "completed" => open.stage = Stage::Completed,
+            "optimizing" if open.stage != Stage::Completed => open.stage = Stage::Optimizing,
+            "failed" => open.stage = Stage::Failed,
+            _ => {}
+        }
+        match deps.store.save_volume(&record).await {
+            Ok(saved) => return Ok(Some((saved, at, claimed))),
+            Err(StoreError::Conflict(why)) => last = Some(StoreError::Conflict(why)),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(last.unwrap_or_else(|| StoreError::Conflict(format!("volume {volume_id}"))).into())
+}
+
+/// Sends the claimed resize and keeps its command id. When SSM refuses, the claim is given
+/// back, so the event's next delivery sends it.
+async fn send_resize(deps: &Deps, record: &VolumeRecord, at: chrono::DateTime<chrono::Utc>) -> Result<String, Error> {
+    let volume_id = &record.volume_id;
+    let script = growth::resize_script(&record.path, record.fstype.as_deref(), volume_id, &record.device);
+    let comment = format!("spotkeeper: grow {} on {volume_id}", record.path);
+    let sent = deps.clients.ssm.run_shell(&record.instance_id, &comment, &script).await;
+    let command = sent.as_ref().ok().cloned();
+    update_modification(deps, volume_id, at, |m| match &command {
+        Some(id) => m.command_id = Some(id.clone()),
+        None => m.resize_claimed_at = None,
+    })
+    .await?;
+    Ok(sent?)
+}
+
+/// Changes one modification (known by its time), retrying the version-checked write.
+async fn update_modification(
+    deps: &Deps,
+    volume_id: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    change: impl Fn(&mut Modification),
+) -> Result<(), Error> {
+    let mut last = None;
+    for _ in 0..WRITES {
+        let Some(mut record) = deps.store.volume(volume_id).await? else { return Ok(()) };
+        let Some(modification) = record.modifications.iter_mut().find(|m| m.at == at) else { return Ok(()) };
+        change(modification);
+        match deps.store.save_volume(&record).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict(why)) => last = Some(StoreError::Conflict(why)),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(last.unwrap_or_else(|| StoreError::Conflict(format!("volume {volume_id}"))).into())
 }
 
 /// SSM reports how the command that grows a filesystem ended: a failure is alerted.

@@ -206,7 +206,12 @@ pub fn check(webhook: &Webhook) -> Result<reqwest::Url, String> {
 /// Delivers one payload: up to `ATTEMPTS` tries, backing off. Returns the last status or error.
 /// A redirect is an answer, not a way elsewhere: the delivery failed, and trying again would
 /// get the same answer.
-async fn deliver(senders: &Senders, webhook: &Webhook, body: &[u8], now: chrono::DateTime<chrono::Utc>) -> (bool, u32, String) {
+async fn deliver(
+    senders: &Senders,
+    webhook: &Webhook,
+    body: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+) -> (bool, u32, String) {
     let url = match check(webhook) {
         Ok(url) => url,
         Err(why) => return (false, 0, why),
@@ -366,7 +371,8 @@ mod tests {
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let senders = Senders::default();
-        let err = senders.client(Reach::Public).unwrap().get(format!("http://localhost:{port}/")).send().await.unwrap_err();
+        let err =
+            senders.client(Reach::Public).unwrap().get(format!("http://localhost:{port}/")).send().await.unwrap_err();
         assert!(chain(&err).contains("localhost resolves to 127.0.0.1"), "{}", chain(&err));
         let nothing = listener.accept().map(|_| ()).map_err(|e| e.kind());
         assert_eq!(nothing, Err(std::io::ErrorKind::WouldBlock), "no connection was made");

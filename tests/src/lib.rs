@@ -18,8 +18,8 @@ use aws_config::SdkConfig;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use serde_json::Value;
-use spotkeeper::Deps;
 use spotkeeper::config::{Config, Secret};
+use spotkeeper::{Deadline, Deps};
 use tower::ServiceExt;
 
 pub use emulator::Emulator;
@@ -153,17 +153,18 @@ impl Harness {
 
     /// Sends an event to the `rebalance-recommendation` function.
     pub async fn rebalance(&self, event: Value) -> Result<Value, spotkeeper::Error> {
-        rebalance_recommendation::handle(&self.deps, event).await
+        rebalance_recommendation::handle(&self.deps, event, invocation("RebalanceRecommendationFunction")).await
     }
 
     /// Sends an event to the `scheduled-recovery` function (the schedule's, unless given).
     pub async fn scheduled(&self, event: Option<Value>) -> Result<Value, spotkeeper::Error> {
-        scheduled_recovery::handle(&self.deps, event.unwrap_or_else(|| events::load("scheduled-event.json"))).await
+        let event = event.unwrap_or_else(|| events::load("scheduled-event.json"));
+        scheduled_recovery::handle(&self.deps, event, invocation("ScheduledRecoveryFunction")).await
     }
 
     /// Sends an event to the `spot-interruption` function.
     pub async fn spot_interruption(&self, event: Value) -> Result<Value, spotkeeper::Error> {
-        spot_interruption::handle(&self.deps, event).await
+        spot_interruption::handle(&self.deps, event, invocation("SpotInterruptionFunction")).await
     }
 
     /// Calls the `api` function's router in process, as API Gateway would.
@@ -229,7 +230,7 @@ impl Harness {
 
     /// Sends an event to the `volume-threshold` function.
     pub async fn volume_threshold(&self, event: Value) -> Result<Value, spotkeeper::Error> {
-        volume_threshold::handle(&self.deps, event).await
+        volume_threshold::handle(&self.deps, event, invocation("VolumeThresholdFunction")).await
     }
 
     /// Registers the fleet's Auto Scaling group as the group `workers` through the API.
@@ -249,7 +250,12 @@ impl Harness {
 
     /// Sends an event to the `instance-state` function.
     pub async fn instance_state(&self, event: Value) -> Result<Value, spotkeeper::Error> {
-        instance_state::handle(&self.deps, event).await
+        self.instance_state_by(event, invocation("InstanceStateFunction")).await
+    }
+
+    /// Sends an event to the `instance-state` function, as an invocation ending at `deadline`.
+    pub async fn instance_state_by(&self, event: Value, deadline: Deadline) -> Result<Value, spotkeeper::Error> {
+        instance_state::handle(&self.deps, event, deadline).await
     }
 
     /// The environment a deployed function would have, pointed at the emulator.
@@ -330,6 +336,22 @@ impl Harness {
         let out = self.ec2().describe_instances().send().await.expect("DescribeInstances");
         out.reservations.unwrap_or_default().iter().map(|r| r.instances().len()).sum()
     }
+}
+
+/// The deadline of an invocation of `function` (its logical id in template.yaml) starting now:
+/// the function's timeout there, or the template's global one.
+pub fn invocation(function: &str) -> Deadline {
+    static TIMEOUTS: std::sync::OnceLock<serde_yaml::Value> = std::sync::OnceLock::new();
+    let template = TIMEOUTS.get_or_init(|| {
+        let path = emulator::workspace_root().join("template.yaml");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("template.yaml: {e}"))
+    });
+    let seconds = template["Resources"][function]["Properties"]["Timeout"]
+        .as_u64()
+        .or_else(|| template["Globals"]["Function"]["Timeout"].as_u64())
+        .unwrap_or_else(|| panic!("template.yaml gives {function} no timeout"));
+    Deadline::after(std::time::Duration::from_secs(seconds))
 }
 
 /// The member ids of a group view, as the API answers it.

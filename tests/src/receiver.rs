@@ -1,5 +1,5 @@
-//! A local HTTP server standing in for Slack (and, later, webhook receivers): it records every
-//! POST it gets and answers with a chosen status.
+//! A local HTTP server standing in for Slack and webhook receivers: it records every request it
+//! gets and answers with a chosen status (and, for a redirect, a chosen `Location`).
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
 
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub method: String,
     pub path: String,
     pub headers: HeaderMap,
     pub body: String,
@@ -21,6 +23,7 @@ pub struct Received {
 struct Shared {
     received: Mutex<Vec<Received>>,
     status: AtomicU16,
+    location: Mutex<Option<String>>,
 }
 
 pub struct Receiver {
@@ -31,21 +34,31 @@ pub struct Receiver {
 
 async fn record(
     State(shared): State<Arc<Shared>>,
+    method: Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> Response {
     if let Ok(mut received) = shared.received.lock() {
-        received.push(Received { path: uri.path().to_string(), headers, body: String::from_utf8_lossy(&body).into() });
+        received.push(Received {
+            method: method.to_string(),
+            path: uri.path().to_string(),
+            headers,
+            body: String::from_utf8_lossy(&body).into(),
+        });
     }
-    StatusCode::from_u16(shared.status.load(Ordering::Relaxed)).unwrap_or(StatusCode::OK)
+    let status = StatusCode::from_u16(shared.status.load(Ordering::Relaxed)).unwrap_or(StatusCode::OK);
+    match shared.location.lock().ok().and_then(|l| l.clone()) {
+        Some(location) => (status, [("location", location)]).into_response(),
+        None => status.into_response(),
+    }
 }
 
 impl Receiver {
-    /// Starts on a free port of 127.0.0.1; every POST under `/` is recorded.
+    /// Starts on a free port of 127.0.0.1; every request under `/` is recorded.
     pub async fn start() -> Self {
         let shared = Arc::new(Shared { status: AtomicU16::new(200), ..Default::default() });
-        let app = Router::new().route("/{*path}", post(record)).with_state(shared.clone());
+        let app = Router::new().route("/{*path}", any(record)).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port on 127.0.0.1");
         let address = listener.local_addr().expect("the receiver's address");
         let server = tokio::spawn(async move {
@@ -62,6 +75,14 @@ impl Receiver {
     /// Answer every later POST with `status`.
     pub fn answer(&self, status: u16) {
         self.shared.status.store(status, Ordering::Relaxed);
+    }
+
+    /// Answer every later request with the redirect `status` to `location`.
+    pub fn redirect(&self, status: u16, location: &str) {
+        if let Ok(mut kept) = self.shared.location.lock() {
+            *kept = Some(location.to_string());
+        }
+        self.answer(status);
     }
 }
 

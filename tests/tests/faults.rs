@@ -8,10 +8,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::http::Method;
 use serde_json::{Value, json};
 use spotkeeper_tests::proxy::{Call, Fault, Trouble, service_error};
 use spotkeeper_tests::queue::{self, QueueSettings};
-use spotkeeper_tests::{Harness, events, mass};
+use spotkeeper_tests::{Harness, TOKEN, events, mass};
 
 /// The seed of the fault draws: the same seed draws the same faults in the same call order.
 const SEED: u64 = 0x5107_4ee9;
@@ -183,4 +184,46 @@ async fn a_delivery_racing_the_records_of_a_launch_sent_again_launches_nothing_n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_racing_the_first_table_call_after_a_launch_sent_again_launches_nothing_new() {
     two_deliveries_race_on_a_launch_sent_again(|_: &Call| true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_interruption_is_recorded_and_alerted_in_one_sentence() {
+    let h = Harness::start().await;
+    let (_, asg) = h.register_workers().await;
+    let id = spotkeeper_tests::member_ids(&asg)[0].clone();
+    let denied = "User: arn:aws:sts::123456789012:assumed-role/spotkeeper is not authorized to perform: autoscaling:DetachInstances";
+    h.proxy.on(move |call| {
+        (call.operation == "DetachInstances").then(|| {
+            Fault::answer(
+                403,
+                "text/xml",
+                format!("<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{denied}</Message></Error><RequestId>5f2f6c4e-0c8e-4bd5-9d4f-1f2e3d4c5b6a</RequestId></ErrorResponse>"),
+            )
+        })
+    });
+    let out = h.spot_interruption(events::sqs_batch(&[events::spot_warning(&id)])).await.unwrap();
+    assert_eq!(out["batchItemFailures"].as_array().map(Vec::len), Some(1), "{out}");
+
+    let sentence = format!("DetachInstances failed: AccessDenied: {denied}");
+    let (_, events) = h.call(Method::GET, "/groups/workers/events?limit=100", Some(TOKEN), None).await;
+    let failed: Vec<String> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "interruption-failed")
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(failed, vec![format!("could not act on the warning: {sentence}")], "{events}");
+    let slack: Vec<String> = h.slack.received().into_iter().map(|r| r.body).collect();
+    let alert = slack.iter().find(|b| b.contains("could not act on the interruption")).expect("an alert");
+    assert!(alert.contains(&sentence), "{alert}");
+    let sns = h.sns_alerts().await;
+    let mail = sns.iter().find(|a| a.attributes.get("event").map(String::as_str) == Some("interruption-failed"));
+    let mail = mail.expect("an SNS alert");
+    assert!(mail.message.contains(&format!("error: {sentence}\n")), "{}", mail.message);
+    for text in [alert.as_str(), mail.message.as_str(), &events.to_string()] {
+        for dump in ["<ErrorResponse", "content-type", "headers", "x-amzn", "RequestId", "SdkBody"] {
+            assert!(!text.contains(dump), "{dump} in {text}");
+        }
+    }
 }

@@ -228,3 +228,30 @@ async fn a_replacement_failing_its_status_checks_in_probation_rolls_the_image_ba
     assert_eq!(web["status"]["images"][0]["stage"], "bad");
     assert!(web["status"]["images"][0]["note"].as_str().unwrap().contains("status checks"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_never_goes_back_to_a_pruned_image() {
+    let h = Harness::start().await;
+    web(&h, json!({"enabled": true, "keep": 1})).await;
+    for day in 0..3 {
+        assert_eq!(images_step(&h).await["step"], "created", "day {day}");
+        images_step(&h).await;
+        assert_eq!(images_step(&h).await["step"], "activated", "day {day}");
+        h.clock.advance(Duration::hours(24));
+    }
+    let (status, rolled) = h.call(Method::POST, "/groups/web/rollback", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK, "{rolled}");
+    let version = rolled["launch_template"]["version"].clone();
+
+    // The version before is the first image's, pruned with keep 1: nothing is left to go back to.
+    let (status, refused) = h.call(Method::POST, "/groups/web/rollback", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("nothing left to roll back"), "{refused}");
+    let web = group(&h).await;
+    assert_eq!(web["launch_template"]["version"], version, "the group stays where it was");
+    // Where the group launches from still exists.
+    let active = web["status"]["images"].as_array().unwrap().iter().find(|i| i["stage"] == "active").cloned();
+    let active = active.expect("an active image");
+    assert_eq!(active["template_version"], version);
+    assert!(image_exists(&h, active["image_id"].as_str().unwrap()).await, "{web}");
+}

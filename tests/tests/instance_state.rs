@@ -2,6 +2,8 @@
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;
+use spotkeeper::Deadline;
+use spotkeeper_tests::proxy::Fault;
 use spotkeeper_tests::{Harness, TOKEN, events};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,4 +58,62 @@ async fn a_late_event_does_not_overwrite_a_newer_state() {
     let (_, group) = h.call(Method::GET, "/groups/workers", Some(TOKEN), None).await;
     let member = group["members"].as_array().unwrap().iter().find(|m| m["instance_id"] == id.as_str()).unwrap().clone();
     assert_eq!(member["state"], "stopped");
+}
+
+/// EC2's answer while a volume's detach goes on (the emulator detaches at once).
+fn detaching(volume_id: &str, zone: &str, instance_id: &str) -> String {
+    format!(
+        "<DescribeVolumesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d</requestId><volumeSet><item><volumeId>{volume_id}</volumeId><size>20</size><availabilityZone>{zone}</availabilityZone><status>in-use</status><createTime>2026-11-21T06:00:00.000Z</createTime><attachmentSet><item><volumeId>{volume_id}</volumeId><instanceId>{instance_id}</instanceId><device>/dev/sdf</device><status>detaching</status><attachTime>2026-11-21T06:00:00.000Z</attachTime><deleteOnTermination>false</deleteOnTermination></item></attachmentSet><volumeType>gp3</volumeType></item></volumeSet></DescribeVolumesResponse>"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detach_longer_than_the_invocation_is_finished_by_the_scheduled_run() {
+    let h = Harness::start().await;
+    let volume = h.fleet.volume_id.clone();
+    let body = json!({
+        "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
+        "instance_types": ["m5.large"], "subnets": [h.fleet.subnet_b],
+        "data_volumes": [{"volume_id": volume, "device": "/dev/sdf"}],
+    });
+    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{web}");
+    let old = web["members"][0]["instance_id"].as_str().unwrap().to_string();
+    h.instance_state(events::state_change(&old, "running")).await.unwrap();
+    let out = h.spot_interruption(events::spot_warning(&old)).await.unwrap();
+    let new = out["replacement"].as_str().unwrap_or_else(|| panic!("{out}")).to_string();
+    h.instance_state(events::state_change(&new, "running")).await.unwrap();
+    h.ec2().stop_instances().instance_ids(&old).send().await.unwrap();
+    let zone = h.ec2().describe_volumes().volume_ids(&volume).send().await.unwrap().volumes()[0]
+        .availability_zone()
+        .unwrap()
+        .to_string();
+
+    // The detach takes longer than the invocation has: EC2 keeps saying "detaching".
+    let (id, at) = (volume.clone(), old.clone());
+    h.proxy.on(move |call| {
+        (call.operation == "DescribeVolumes").then(|| Fault::answer(200, "text/xml", detaching(&id, &zone, &at)))
+    });
+    let deadline = Deadline::after(spotkeeper::deadline::MARGIN + std::time::Duration::from_secs(1));
+    let out = h.instance_state_by(events::state_change(&old, "stopped"), deadline).await.unwrap();
+    assert_eq!(out["volumes_pending"], json!([volume]), "{out}");
+    assert_eq!(out["volumes"], json!([]), "{out}");
+    let (_, web) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    let moves = &web["status"]["volume_moves"];
+    assert_eq!(
+        (moves[0]["volume_id"].as_str(), moves[0]["to"].as_str()),
+        (Some(volume.as_str()), Some(new.as_str())),
+        "{web}"
+    );
+    assert!(web["recent_events"].to_string().contains("still detaching"), "{web}");
+
+    // The detach finishes; the scheduled run attaches the volume to the replacement.
+    h.proxy.clear_rules();
+    let run = h.scheduled(None).await.unwrap();
+    assert_eq!(run["groups"][0]["volume_moves"]["moved"], json!([volume]), "{run}");
+    let attached = h.ec2().describe_volumes().volume_ids(&volume).send().await.unwrap();
+    let holders: Vec<&str> = attached.volumes()[0].attachments().iter().filter_map(|a| a.instance_id()).collect();
+    assert_eq!(holders, vec![new.as_str()]);
+    let (_, web) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    assert!(web["status"].get("volume_moves").is_none(), "nothing left to move: {web}");
 }

@@ -243,3 +243,52 @@ async fn foreign_instances_other_alarms_and_malformed_events_change_nothing() {
     assert_eq!(h.table_items().await, items, "nothing written");
     assert_eq!(size(&h, &h.fleet.volume_id).await, 20, "nothing grown");
 }
+
+/// The SSM commands the emulator was sent.
+async fn command_ids(h: &Harness) -> Vec<String> {
+    let out = aws_sdk_ssm::Client::new(&h.sdk).list_commands().send().await.unwrap();
+    out.commands().iter().filter_map(|c| c.command_id().map(str::to_string)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_results_of_one_modification_in_one_batch_send_one_resize_in_either_order() {
+    let h = Harness::start().await;
+    let id = web(&h, json!({"path_devices": {"/data": "/dev/sdf"}, "min_interval": "1h"})).await;
+    let volume = h.fleet.volume_id.clone();
+    for (round, order) in [["optimizing", "completed"], ["completed", "optimizing"]].into_iter().enumerate() {
+        let out = h.volume_threshold(events::disk_alarm(&id, "/data", "ext4", 90.0)).await.unwrap();
+        assert_eq!(out["action"], "grown", "{order:?}: {out}");
+        let batch = events::sqs_batch(&order.map(|result| events::volume_modified(&volume, result)));
+        let out = h.volume_threshold(batch).await.unwrap();
+        assert_eq!(out, json!({"batchItemFailures": []}), "{order:?}");
+        let sent = command_ids(&h).await;
+        assert_eq!(sent.len(), round + 1, "{order:?}: one resize per modification: {sent:?}");
+        let record = h.deps.store.volume(&volume).await.unwrap().unwrap();
+        let last = record.modifications.last().unwrap();
+        assert!(sent.contains(last.command_id.as_ref().unwrap()), "{order:?}: the command sent is the one recorded");
+        assert_eq!(last.stage, spotkeeper::growth::Stage::Completed, "{order:?}");
+        h.clock.advance(Duration::minutes(61));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_losing_request_of_two_racing_is_recorded_and_alerted() {
+    let h = Harness::start().await;
+    let id = web(&h, json!({"path_devices": {"/data": "/dev/sdf"}})).await;
+    let alarms = [events::disk_alarm(&id, "/data", "ext4", 90.0), events::disk_alarm(&id, "/data", "ext4", 91.0)];
+    let out = h.volume_threshold(events::sqs_batch(&alarms)).await.unwrap();
+    assert_eq!(out, json!({"batchItemFailures": []}));
+    assert_eq!(size(&h, &h.fleet.volume_id).await, 30, "grown once");
+    let (_, web) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    let refusals: Vec<&Value> =
+        web["recent_events"].as_array().unwrap().iter().filter(|e| e["kind"] == "volume-refused").collect();
+    assert_eq!(refusals.len(), 1, "the loser is recorded: {web}");
+    let alerts = h.sns_alerts().await;
+    let refused: Vec<&String> = alerts
+        .iter()
+        .filter(|a| a.attributes.get("event").map(String::as_str) == Some("volume-refused"))
+        .map(|a| &a.subject)
+        .collect();
+    assert_eq!(refused.len(), 1, "and alerted: {refused:?}");
+    assert!(refused[0].contains("in-progress"), "{refused:?}");
+}

@@ -101,3 +101,45 @@ async fn unsafe_addresses_are_refused() {
     let (status, _) = hooks(&h, json!([{"url": "https://10.1.2.3/x", "secret": SECRET, "allow_private": true}])).await;
     assert_eq!(status, StatusCode::OK, "allowed when asked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_a_failed_delivery_and_never_followed() {
+    let h = Harness::start().await;
+    let id = web(&h).await;
+    // Where a receiver would send the signed delivery: a server that records whether it was hit.
+    let inside = Receiver::start().await;
+    let (found, temporary) = (Receiver::start().await, Receiver::start().await);
+    found.redirect(302, &format!("{}/latest/meta-data/", inside.url));
+    temporary.redirect(307, &format!("{}/latest/meta-data/", inside.url));
+    let (status, patched) = hooks(
+        &h,
+        json!([
+            {"url": format!("{}/found", found.url), "secret": SECRET, "events": ["interrupted"], "allow_loopback_http": true},
+            {"url": format!("{}/temporary", temporary.url), "secret": SECRET, "events": ["interrupted"], "allow_loopback_http": true},
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+
+    h.spot_interruption(events::spot_warning(&id)).await.unwrap();
+
+    assert!(inside.received().is_empty(), "the redirect was followed: {:?}", inside.received());
+    assert_eq!(found.received().len(), 1, "a redirect is an answer: no second attempt");
+    assert_eq!(temporary.received().len(), 1);
+    let (_, events) = h.call(Method::GET, "/groups/web/events?limit=100", Some(TOKEN), None).await;
+    let failed: Vec<String> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "webhook-failed")
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(failed.len(), 2, "{events}");
+    for code in ["302", "307"] {
+        assert!(
+            failed.iter().any(|m| m.contains(code) && m.contains("redirects are not followed")),
+            "{code}: {failed:?}"
+        );
+    }
+    assert!(!events.to_string().contains("webhook-delivered"), "{events}");
+}

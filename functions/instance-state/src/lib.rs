@@ -11,15 +11,16 @@ use spotkeeper::event::{self, Event, INSTANCE_STATE_CHANGE, InstanceStateChange}
 use spotkeeper::fleet::{GroupKind, Reason, StandaloneSpec};
 use spotkeeper::history::History;
 use spotkeeper::notify::{Alert, Severity};
-use spotkeeper::online::{bring_online, move_volumes};
-use spotkeeper::{Deps, Error, images, metrics, recovery};
+use spotkeeper::online::{self, bring_online, move_volumes};
+use spotkeeper::{Deadline, Deps, Error, images, metrics, recovery};
 
-/// The function's entry: a bare event or an SQS batch of them.
-pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
-    event::dispatch(payload, INSTANCE_STATE_CHANGE, |e| state_changed(deps, e)).await
+/// The function's entry: a bare event or an SQS batch of them. Every wait ends before the
+/// invocation's `deadline`.
+pub async fn handle(deps: &Deps, payload: Value, deadline: Deadline) -> Result<Value, Error> {
+    event::dispatch(payload, INSTANCE_STATE_CHANGE, |e| state_changed(deps, e, deadline)).await
 }
 
-async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>) -> Result<Value, Error> {
+async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>, deadline: Deadline) -> Result<Value, Error> {
     let InstanceStateChange { instance_id, state } = &event.detail;
     let instance_id = &instance_id.to_string();
     let event_id = event.id.as_deref().unwrap_or_default();
@@ -162,31 +163,37 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>) -> Result
             }
         }
         (Some(spec), "stopped" | "terminated") => {
+            let retiring = state == "stopped" && member.retiring.is_some();
+            let mut pending = false;
             if let Some(replacement) = member.replaced_by().filter(|_| !spec.data_volumes.is_empty()) {
-                let moved = move_volumes(&deps.clients, spec, instance_id, replacement).await?;
-                for (volume, device) in &moved {
-                    history.note(
-                        Some(replacement),
-                        "volume-moved",
-                        format!("data volume {volume} moved from {instance_id} to {replacement} as {device}"),
-                    );
+                // A detach an earlier invocation asked for is waited for, not asked again.
+                let detaching: Vec<String> = group
+                    .status
+                    .volume_moves
+                    .iter()
+                    .filter(|m| &m.from == instance_id)
+                    .map(|m| m.volume_id.clone())
+                    .collect();
+                let moves =
+                    move_volumes(&deps.clients, spec, instance_id, replacement, &detaching, deadline.remaining())
+                        .await?;
+                if !(detaching.is_empty() && moves.pending.is_empty()) {
+                    let now = deps.clock.now();
+                    let (from, pending) = (instance_id.as_str(), moves.pending.as_slice());
+                    deps.store
+                        .update_group(&name, |g| {
+                            online::note_moves(&mut g.status.volume_moves, from, replacement, pending, retiring, now)
+                        })
+                        .await?;
                 }
+                online::record_move(&name, instance_id, replacement, &moves, &mut history, &mut alerts);
                 done["action"] = json!("volumes-moved");
-                done["volumes"] = json!(moved.iter().map(|(v, _)| v).collect::<Vec<_>>());
-                alerts.push(
-                    Alert::new(
-                        "volume-moved",
-                        name.as_str(),
-                        Severity::Info,
-                        format!("{name}: data volumes moved to {replacement}"),
-                    )
-                    .fact("from", instance_id)
-                    .fact("to", replacement)
-                    .fact("volumes", moved.iter().map(|(v, d)| format!("{v} as {d}")).collect::<Vec<_>>().join(", ")),
-                );
+                done["volumes"] = json!(moves.moved.iter().map(|(v, _)| v).collect::<Vec<_>>());
+                done["volumes_pending"] = json!(moves.pending.iter().map(|(v, _)| v).collect::<Vec<_>>());
+                pending = !moves.pending.is_empty();
             }
-            // Stopped to move its volumes; now it goes.
-            if state == "stopped" && member.retiring.is_some() {
+            // Stopped to move its volumes; now it goes (once they are off it).
+            if retiring && !pending {
                 deps.clients.ec2.terminate(std::slice::from_ref(instance_id)).await?;
                 history.note(
                     Some(instance_id),

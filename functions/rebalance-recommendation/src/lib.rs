@@ -23,7 +23,7 @@ const RETIRING_LOCK_HOURS: i64 = 6;
 type Recommendation = Claimed<RebalanceRecommendation>;
 
 /// The function's entry: a bare event or an SQS batch of them.
-pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
+pub async fn handle(deps: &Deps, payload: Value, _deadline: spotkeeper::Deadline) -> Result<Value, Error> {
     let now = deps.clock.now();
     let batch = Batch::<RebalanceRecommendation>::open(payload, REBALANCE_RECOMMENDATION)?;
     let Intake { claimed, mut outcomes, health } =

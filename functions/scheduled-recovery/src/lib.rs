@@ -15,14 +15,15 @@ use spotkeeper::notify::{Alert, Severity};
 use spotkeeper::recovery::{self, Drift, Step};
 use spotkeeper::replacement::{self, Old, Request};
 use spotkeeper::store::Counted;
-use spotkeeper::{Deps, Error, images, metrics, plan, savings};
+use spotkeeper::{Deps, Error, images, metrics, online, plan, savings};
 
 /// A member on its way back to Spot stays locked this long at most.
 const RECOVERY_LOCK_HOURS: i64 = 6;
 const RECOVERY_HOLDER: &str = "recovery";
 
-/// The function's entry: the schedule's event, or Auto Scaling's launch failures.
-pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
+/// The function's entry: the schedule's event, or Auto Scaling's launch failures. Nothing here
+/// waits on AWS: what is not done yet (a volume still detaching) is looked at again next run.
+pub async fn handle(deps: &Deps, payload: Value, _deadline: spotkeeper::Deadline) -> Result<Value, Error> {
     match event::detail_type(&payload).as_deref() {
         Some(SCHEDULED_EVENT) => run(deps).await,
         Some(LAUNCH_UNSUCCESSFUL) => event::dispatch(payload, LAUNCH_UNSUCCESSFUL, |e| launch_failed(deps, e)).await,
@@ -69,10 +70,11 @@ pub async fn run(deps: &Deps) -> Result<Value, Error> {
             reported(images::refresh(deps, group, members, &known, now, &mut history, &mut alerts).await, group);
         let probation = reported(images::probation(deps, group, members, &known, now).await, group);
         let activities = asg_activities(deps, group, now, &mut history, &mut alerts).await;
+        let volumes = reported(online::continue_moves(deps, group, &mut history, &mut alerts).await, group);
         history.write(deps, &group.name).await;
         report.push(json!({
             "group": group.name, "reconcile": reconciled, "recovery": recovered, "images": imaged,
-            "probation": probation, "scaling_activities": activities,
+            "probation": probation, "scaling_activities": activities, "volume_moves": volumes,
         }));
     }
     // What the fallback alarm watches: how many groups are on On-Demand, and for how long.

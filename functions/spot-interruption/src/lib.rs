@@ -28,7 +28,7 @@ const LEASE_SECONDS: i64 = 120;
 type Results = Vec<(String, Result<Value, Error>)>;
 
 /// The function's entry: a bare event or an SQS batch of them.
-pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
+pub async fn handle(deps: &Deps, payload: Value, _deadline: spotkeeper::Deadline) -> Result<Value, Error> {
     let arrived = Instant::now();
     let now = deps.clock.now();
     let batch = Batch::<SpotInterruptionWarning>::open(payload, SPOT_INTERRUPTION_WARNING)?;

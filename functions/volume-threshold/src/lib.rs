@@ -13,7 +13,7 @@ use spotkeeper::volume::{self, Filling};
 use spotkeeper::{Deps, Error};
 
 /// The function's entry: a bare event or an SQS batch of them, of any of its three kinds.
-pub async fn handle(deps: &Deps, payload: Value) -> Result<Value, Error> {
+pub async fn handle(deps: &Deps, payload: Value, _deadline: spotkeeper::Deadline) -> Result<Value, Error> {
     match event::detail_type(&payload).as_deref() {
         Some(ALARM_STATE_CHANGE) => event::dispatch(payload, ALARM_STATE_CHANGE, |e| alarm(deps, e)).await,
         Some(VOLUME_NOTIFICATION) => event::dispatch(payload, VOLUME_NOTIFICATION, |e| modified(deps, e)).await,
