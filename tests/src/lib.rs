@@ -331,6 +331,19 @@ impl Harness {
         run.instances()[0].instance_id().expect("an instance id").to_string()
     }
 
+    /// The messages of one kind in a group's history (its newest 100 events), newest first.
+    pub async fn history(&self, group: &str, kind: &str) -> Vec<String> {
+        let path = format!("/groups/{group}/events?limit=100");
+        let (_, events) = self.call(Method::GET, &path, Some(TOKEN), None).await;
+        events["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["kind"] == kind)
+            .filter_map(|e| e["message"].as_str().map(str::to_string))
+            .collect()
+    }
+
     /// Every instance in the emulator.
     pub async fn instance_count(&self) -> usize {
         let out = self.ec2().describe_instances().send().await.expect("DescribeInstances");

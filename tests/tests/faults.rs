@@ -205,15 +205,9 @@ async fn a_failed_interruption_is_recorded_and_alerted_in_one_sentence() {
     assert_eq!(out["batchItemFailures"].as_array().map(Vec::len), Some(1), "{out}");
 
     let sentence = format!("DetachInstances failed: AccessDenied: {denied}");
+    let failed = h.history("workers", "interruption-failed").await;
+    assert_eq!(failed, vec![format!("could not act on the warning: {sentence}")]);
     let (_, events) = h.call(Method::GET, "/groups/workers/events?limit=100", Some(TOKEN), None).await;
-    let failed: Vec<String> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "interruption-failed")
-        .map(|e| e["message"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(failed, vec![format!("could not act on the warning: {sentence}")], "{events}");
     let slack: Vec<String> = h.slack.received().into_iter().map(|r| r.body).collect();
     let alert = slack.iter().find(|b| b.contains("could not act on the interruption")).expect("an alert");
     assert!(alert.contains(&sentence), "{alert}");

@@ -50,6 +50,16 @@ async fn script(h: &Harness, command_id: &str) -> String {
     out.commands()[0].parameters().unwrap()["commands"].join("\n")
 }
 
+/// The subjects of the `volume-refused` alerts SNS delivered so far.
+async fn refused_subjects(h: &Harness) -> Vec<String> {
+    let alerts = h.sns_alerts().await;
+    alerts
+        .into_iter()
+        .filter(|a| a.attributes.get("event").map(String::as_str) == Some("volume-refused"))
+        .map(|a| a.subject)
+        .collect()
+}
+
 fn alert_events(alerts: &[spotkeeper_tests::SnsAlert]) -> Vec<String> {
     alerts.iter().filter_map(|a| a.attributes.get("event").cloned()).collect()
 }
@@ -141,12 +151,7 @@ async fn the_cap_and_ebs_limits_each_refuse_with_a_record_and_an_alert() {
     let (_, web) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
     let refusals = web["recent_events"].as_array().unwrap().iter().filter(|e| e["kind"] == "volume-refused").count();
     assert_eq!(refusals, 4, "each refusal is recorded: {web}");
-    let alerts = h.sns_alerts().await;
-    let refused: Vec<&String> = alerts
-        .iter()
-        .filter(|a| a.attributes.get("event").map(String::as_str) == Some("volume-refused"))
-        .map(|a| &a.subject)
-        .collect();
+    let refused = refused_subjects(&h).await;
     assert_eq!(refused.len(), 4, "{refused:?}");
     for kind in ["in-progress", "too-soon", "too-many", "full-size"] {
         assert!(refused.iter().any(|s| s.contains(kind)), "{kind} not alerted: {refused:?}");
@@ -283,12 +288,7 @@ async fn the_losing_request_of_two_racing_is_recorded_and_alerted() {
     let refusals: Vec<&Value> =
         web["recent_events"].as_array().unwrap().iter().filter(|e| e["kind"] == "volume-refused").collect();
     assert_eq!(refusals.len(), 1, "the loser is recorded: {web}");
-    let alerts = h.sns_alerts().await;
-    let refused: Vec<&String> = alerts
-        .iter()
-        .filter(|a| a.attributes.get("event").map(String::as_str) == Some("volume-refused"))
-        .map(|a| &a.subject)
-        .collect();
+    let refused = refused_subjects(&h).await;
     assert_eq!(refused.len(), 1, "and alerted: {refused:?}");
     assert!(refused[0].contains("in-progress"), "{refused:?}");
 }

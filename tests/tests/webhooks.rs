@@ -126,20 +126,13 @@ async fn a_redirect_is_a_failed_delivery_and_never_followed() {
     assert!(inside.received().is_empty(), "the redirect was followed: {:?}", inside.received());
     assert_eq!(found.received().len(), 1, "a redirect is an answer: no second attempt");
     assert_eq!(temporary.received().len(), 1);
-    let (_, events) = h.call(Method::GET, "/groups/web/events?limit=100", Some(TOKEN), None).await;
-    let failed: Vec<String> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "webhook-failed")
-        .map(|e| e["message"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(failed.len(), 2, "{events}");
+    let failed = h.history("web", "webhook-failed").await;
+    assert_eq!(failed.len(), 2, "{failed:?}");
     for code in ["302", "307"] {
         assert!(
             failed.iter().any(|m| m.contains(code) && m.contains("redirects are not followed")),
             "{code}: {failed:?}"
         );
     }
-    assert!(!events.to_string().contains("webhook-delivered"), "{events}");
+    assert!(h.history("web", "webhook-delivered").await.is_empty());
 }
