@@ -67,9 +67,10 @@ fn detaching(volume_id: &str, zone: &str, instance_id: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_detach_longer_than_the_invocation_is_finished_by_the_scheduled_run() {
-    let h = Harness::start().await;
+/// A standalone group with a data volume whose member was interrupted, stopped, and its volume's
+/// detach outlasting the `instance-state` invocation of its `stopped` event. Returns (volume,
+/// old member, replacement).
+async fn a_detach_left_pending(h: &Harness) -> (String, String, String) {
     let volume = h.fleet.volume_id.clone();
     let body = json!({
         "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
@@ -106,14 +107,35 @@ async fn a_detach_longer_than_the_invocation_is_finished_by_the_scheduled_run() 
         "{web}"
     );
     assert!(web["recent_events"].to_string().contains("still detaching"), "{web}");
-
-    // The detach finishes; the scheduled run attaches the volume to the replacement.
+    // The detach finishes.
     h.proxy.clear_rules();
-    let run = h.scheduled(None).await.unwrap();
-    assert_eq!(run["groups"][0]["volume_moves"]["moved"], json!([volume]), "{run}");
-    let attached = h.ec2().describe_volumes().volume_ids(&volume).send().await.unwrap();
+    (volume, old, new)
+}
+
+/// The volume is on the replacement, and the group has no move left.
+async fn moved_to(h: &Harness, volume: &str, new: &str) {
+    let attached = h.ec2().describe_volumes().volume_ids(volume).send().await.unwrap();
     let holders: Vec<&str> = attached.volumes()[0].attachments().iter().filter_map(|a| a.instance_id()).collect();
-    assert_eq!(holders, vec![new.as_str()]);
+    assert_eq!(holders, vec![new]);
     let (_, web) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
     assert!(web["status"].get("volume_moves").is_none(), "nothing left to move: {web}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detach_longer_than_the_invocation_is_finished_by_the_scheduled_run() {
+    let h = Harness::start().await;
+    let (volume, _, new) = a_detach_left_pending(&h).await;
+    let run = h.scheduled(None).await.unwrap();
+    assert_eq!(run["groups"][0]["volume_moves"]["moved"], json!([volume]), "{run}");
+    moved_to(&h, &volume, &new).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detach_longer_than_the_invocation_is_finished_by_the_next_event() {
+    let h = Harness::start().await;
+    let (volume, old, new) = a_detach_left_pending(&h).await;
+    h.ec2().terminate_instances().instance_ids(&old).send().await.unwrap();
+    let out = h.instance_state(events::state_change(&old, "terminated")).await.unwrap();
+    assert_eq!((out["volumes"].clone(), out["volumes_pending"].clone()), (json!([volume]), json!([])), "{out}");
+    moved_to(&h, &volume, &new).await;
 }
