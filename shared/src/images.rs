@@ -363,6 +363,8 @@ pub async fn replace_from_previous(
         return Ok(Vec::new());
     }
     let (_, health) = deps.store.lookups(&[]).await?;
+    let leaving: Vec<&str> = olds.iter().map(|m| m.instance_id.as_str()).collect();
+    let on_demand = crate::replacement::on_demand_for(deps, group, &leaving).await?;
     let all = crate::plan::pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
     let request = crate::replacement::Request {
         group,
@@ -374,7 +376,7 @@ pub async fn replace_from_previous(
             .collect(),
         extra: 0,
         reason: crate::fleet::Reason::Rollback,
-        on_demand: 0,
+        on_demand,
         fallback: group.policy.fallback,
         token: crate::replacement::token(
             olds.iter().map(|m| m.instance_id.as_str()).chain([spec.launch_template.version.as_str(), "rollback"]),

@@ -109,6 +109,17 @@ pub fn token<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
     hex::encode(&Sha256::digest(ids.join(",").as_bytes())[..16])
 }
 
+/// How many of the replacements for `leaving` go On-Demand so `group` keeps its On-Demand base.
+/// Only a group that has a base reads its members for it.
+pub async fn on_demand_for(deps: &Deps, group: &Group, leaving: &[&str]) -> Result<u32, Error> {
+    let base = group.policy.on_demand_base;
+    if base == 0 {
+        return Ok(0);
+    }
+    let members = deps.store.members(&group.name).await?;
+    Ok(recovery::on_demand_replacing(base, &members, leaving))
+}
+
 /// Sends the launch request: nothing else happens before it.
 pub async fn launch_for(deps: &Deps, request: &Request<'_>) -> Result<Launch, Error> {
     let mut tags = vec![

@@ -178,14 +178,21 @@ async fn manual_rollback_works_and_without_a_previous_version_is_a_conflict() {
     let new_image = active["image"].as_str().unwrap().to_string();
     let on_new = interrupt(&h, &member).await;
     assert_eq!(image_of(&h, &on_new).await, new_image);
+    // The group now wants an On-Demand base its only (Spot) member does not hold.
+    let (status, _) = h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(json!({"on_demand_base": 1}))).await;
+    assert_eq!(status, StatusCode::OK);
 
     let (status, rolled) = h.call(Method::POST, "/groups/web/rollback", Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::OK, "{rolled}");
     assert_eq!(rolled["rolled_back"], new_image.as_str());
     assert_eq!(rolled["status"]["images"][0]["stage"], "bad");
-    // The member on the bad image is replaced from the previous one, launch before terminate.
+    // The member on the bad image is replaced from the previous one, launch before terminate,
+    // and the replacement keeps the base.
     let replacement = rolled["replacements"][0].as_str().unwrap().to_string();
     assert_ne!(image_of(&h, &replacement).await, new_image);
+    let web = group(&h).await;
+    let member = web["members"].as_array().unwrap().iter().find(|m| m["instance_id"] == replacement.as_str());
+    assert_eq!(member.map(|m| m["market"].clone()), Some(json!("on-demand")), "{web}");
     h.instance_state(events::state_change(&replacement, "running")).await.unwrap();
     let state = h.ec2().describe_instances().instance_ids(&on_new).send().await.unwrap().reservations()[0].instances()
         [0]

@@ -18,7 +18,7 @@ use spotkeeper::notify::{Alert, Severity};
 use spotkeeper::plan::{self, Action, Warning};
 use spotkeeper::replacement::{self, Attempt, Old, Request};
 use spotkeeper::store::{Claim, Counted};
-use spotkeeper::{Deps, Error, metrics, recovery};
+use spotkeeper::{Deps, Error, metrics};
 
 /// How long a delivery holds an event and its instance before another delivery may take over:
 /// longer than the function's timeout (60 s), shorter than the queue's visibility timeout (360 s),
@@ -126,24 +126,15 @@ fn request_of(action: &Action, on_demand: u32) -> Option<Request<'_>> {
     }
 }
 
-/// How many of a new launch's replacements go On-Demand to keep the group's On-Demand base.
-/// Only a group with a base reads its members for it; the others launch after one table round.
+/// How many of a new launch's replacements go On-Demand to keep the group's On-Demand base
+/// (a group with a base reads its members first; the others launch after one table round).
 async fn on_demand_of(deps: &Deps, action: &Action) -> u32 {
     let Action::Replace { group, warnings, .. } = action else { return 0 };
-    let base = group.policy.on_demand_base;
-    if base == 0 {
-        return 0;
-    }
-    match deps.store.members(&group.name).await {
-        Ok(members) => {
-            let leaving: Vec<&str> = warnings.iter().map(|w| w.instance_id.as_str()).collect();
-            recovery::on_demand_replacing(base, &members, &leaving)
-        }
-        Err(err) => {
-            tracing::error!(group = %group.name, error = %err, "could not read the members to keep the On-Demand base; the replacements go to Spot");
-            0
-        }
-    }
+    let leaving: Vec<&str> = warnings.iter().map(|w| w.instance_id.as_str()).collect();
+    replacement::on_demand_for(deps, group, &leaving).await.unwrap_or_else(|err| {
+        tracing::error!(group = %group.name, error = %err, "could not read the members to keep the On-Demand base; the replacements go to Spot");
+        0
+    })
 }
 
 async fn act(
