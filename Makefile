@@ -39,7 +39,7 @@ emulator: tools build
 	$(CARGO) run --quiet -p spotkeeper-tests --bin demo -- --keep
 
 # cargo prints one result line per test binary; the last line here adds them up.
-test: tools browser build
+test: tools browser build lint
 	cfn-lint template.yaml
 	sam validate --lint --region us-east-1
 	# --skip-download and BC_SKIP_MAPPING: checkov stays offline (no calls to its vendor).
