@@ -155,6 +155,14 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
     recovery.invoke(events::load("scheduled-event.json")).await.unwrap();
     recovery.invoke(events::launch_unsuccessful(&h.fleet.asg_name)).await.unwrap();
     let _ = volume.invoke(events::disk_alarm(&replacement, "/", "ext4", 95.0)).await;
+    // An interruption that cannot be acted on: its failure is recorded and alerted.
+    h.proxy.on(|call| {
+        (call.operation == "DetachInstances").then(|| {
+            access_denied("autoscaling:DetachInstances", "arn:aws:sts::123456789012:assumed-role/spotkeeper/spot")
+        })
+    });
+    spot.invoke(events::spot_warning(&worker_ids[1])).await.unwrap_err();
+    h.proxy.clear_rules();
 
     let filling = json!({"instance_id": replacement, "path": "/", "used_percent": 96.0});
     api.call("POST", "/hooks/volume", "", Auth::Signed(&inbound), Some(filling.clone())).await;
@@ -200,11 +208,44 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
     assert_eq!(api.routes, served, "every route was called");
     let history = history_items(&h).await;
     let kinds: BTreeSet<&str> = history.iter().map(|(k, _)| k.as_str()).collect();
-    for kind in ["group-registered", "policy-changed", "instance-state", "webhook-delivered", "group-removed"] {
+    // Every kind of history and alert an operator's fleet produces in a day went through the scan.
+    for kind in [
+        "group-registered",
+        "policy-changed",
+        "instance-launched",
+        "instance-state",
+        "dns-updated",
+        "interrupted",
+        "replacement-launched",
+        "replaced",
+        "member-closed",
+        "detached",
+        "interruption-failed",
+        "rebalance-recommended",
+        "capacity-rebalance",
+        "fallback",
+        "volume-grown",
+        "volume-refused",
+        "instance-adopted",
+        "webhook-delivered",
+        "group-removed",
+    ] {
         assert!(kinds.contains(kind), "the run wrote {kind} history: {kinds:?}");
     }
-    let sns: Vec<String> =
-        h.sns_alerts().await.into_iter().map(|a| format!("{} {} {:?}", a.subject, a.message, a.attributes)).collect();
+    let alerts = h.sns_alerts().await;
+    let alerted: BTreeSet<&str> = alerts.iter().filter_map(|a| a.attributes.get("event").map(String::as_str)).collect();
+    for kind in [
+        "interrupted",
+        "replaced",
+        "interruption-failed",
+        "rebalance-recommended",
+        "fallback",
+        "volume-grown",
+        "volume-refused",
+    ] {
+        assert!(alerted.contains(kind), "the run alerted {kind}: {alerted:?}");
+    }
+    let sns: Vec<String> = alerts.iter().map(|a| format!("{} {} {:?}", a.subject, a.message, a.attributes)).collect();
     let slack: Vec<String> = h.slack.received().into_iter().map(|r| format!("{:?} {}", r.headers, r.body)).collect();
     let webhooks: Vec<String> = hooks.received().into_iter().map(|r| format!("{:?} {}", r.headers, r.body)).collect();
     assert!(!sns.is_empty() && !slack.is_empty() && !webhooks.is_empty(), "alerts went out everywhere");
