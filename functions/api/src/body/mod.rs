@@ -1,0 +1,14 @@
+//! Request bodies: strict (an unknown field is an error naming it) and checked for range before
+//! anything is looked up or written.
+
+mod checks;
+#[cfg(test)]
+mod fuzzing;
+mod patch;
+mod register;
+mod strict;
+
+pub use checks::check_instance_id;
+pub use patch::PolicyPatch;
+pub use register::{AdoptBody, AsgBody, Registration, StandaloneBody};
+pub use strict::{MAX_BODY, Raw, Strict, StrictQuery, parse};

@@ -1,0 +1,330 @@
+//! `POST /groups` and adoption: the registration bodies and their shape and range checks.
+
+use serde::Deserialize;
+use spotkeeper::fleet::{AddressKind, GroupName};
+
+use super::checks::{check_instance_id, id_like, unique};
+use super::strict::from_value;
+use crate::reply::ApiError;
+
+/// A registration body: its `kind` picks the strict body for the rest.
+pub enum Registration {
+    Asg(AsgBody),
+    Standalone(Box<StandaloneBody>),
+}
+
+impl Registration {
+    pub fn from_json(mut value: serde_json::Value) -> Result<Self, ApiError> {
+        let kind = value
+            .as_object_mut()
+            .ok_or_else(|| ApiError::invalid("", "the body must be a JSON object"))?
+            .remove("kind")
+            .ok_or_else(|| ApiError::invalid("kind", "missing field `kind`: asg or standalone"))?;
+        match from_value::<Kind>(kind).map_err(|e| ApiError { field: Some("kind".into()), ..e })? {
+            Kind::Asg => Ok(Self::Asg(from_value(value)?)),
+            Kind::Standalone => Ok(Self::Standalone(Box::new(from_value(value)?))),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Asg,
+    Standalone,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsgBody {
+    pub name: GroupName,
+    pub asg_name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateBody {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    #[serde(default = "default_version")]
+    pub version: String,
+}
+
+fn default_version() -> String {
+    "$Default".to_string()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsBody {
+    pub hosted_zone_id: String,
+    pub record_name: String,
+    #[serde(default = "default_ttl")]
+    pub ttl: i64,
+    #[serde(default)]
+    pub address: AddressKind,
+}
+
+fn default_ttl() -> i64 {
+    60
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeBody {
+    pub volume_id: String,
+    pub device: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandaloneBody {
+    pub name: GroupName,
+    pub launch_template: TemplateBody,
+    pub instance_types: Vec<String>,
+    pub subnets: Vec<String>,
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+    pub dns: Option<DnsBody>,
+    pub elastic_ip_allocation_id: Option<String>,
+    #[serde(default)]
+    pub data_volumes: Vec<VolumeBody>,
+    #[serde(default)]
+    pub adopt: Vec<String>,
+}
+
+fn default_capacity() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdoptBody {
+    pub instance_id: String,
+}
+
+/// Limits that keep one group within one instant fleet request.
+pub const MAX_CAPACITY: u32 = 100;
+pub const MAX_POOLS: usize = 100;
+
+impl AsgBody {
+    pub fn check(&self) -> Result<(), ApiError> {
+        let ok = (1..=255).contains(&self.asg_name.len()) && !self.asg_name.chars().any(char::is_control);
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::invalid("asg_name", "must be an Auto Scaling group name of 1-255 characters"))
+        }
+    }
+}
+
+impl StandaloneBody {
+    /// Range and shape checks; references are checked against AWS afterwards.
+    pub fn check(&self) -> Result<(), ApiError> {
+        let t = &self.launch_template;
+        match (&t.id, &t.name) {
+            (Some(id), None) if id_like(id, "lt-") => {}
+            (Some(id), None) => {
+                return Err(ApiError::invalid(
+                    "launch_template.id",
+                    format!("{id:?} is not a launch template id (lt-...)"),
+                ));
+            }
+            (None, Some(name)) if (3..=128).contains(&name.len()) => {}
+            (None, Some(_)) => return Err(ApiError::invalid("launch_template.name", "must be 3-128 characters")),
+            _ => return Err(ApiError::invalid("launch_template", "give exactly one of id and name")),
+        }
+        if !(matches!(t.version.as_str(), "$Latest" | "$Default") || t.version.parse::<u64>().is_ok_and(|v| v > 0)) {
+            return Err(ApiError::invalid("launch_template.version", "must be $Latest, $Default or a version number"));
+        }
+        if self.instance_types.is_empty() {
+            return Err(ApiError::invalid("instance_types", "give at least one instance type"));
+        }
+        for t in &self.instance_types {
+            let ok = t.split_once('.').is_some_and(|(family, size)| {
+                !family.is_empty()
+                    && !size.is_empty()
+                    && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            });
+            if !ok {
+                return Err(ApiError::invalid(
+                    "instance_types",
+                    format!("{t:?} is not an instance type (like m5.large)"),
+                ));
+            }
+        }
+        unique("instance_types", self.instance_types.iter().map(String::as_str))?;
+        if self.subnets.is_empty() {
+            return Err(ApiError::invalid("subnets", "give at least one subnet"));
+        }
+        if let Some(s) = self.subnets.iter().find(|s| !id_like(s, "subnet-")) {
+            return Err(ApiError::invalid("subnets", format!("{s:?} is not a subnet id (subnet-...)")));
+        }
+        unique("subnets", self.subnets.iter().map(String::as_str))?;
+        if self.instance_types.len() * self.subnets.len() > MAX_POOLS {
+            return Err(ApiError::invalid(
+                "instance_types",
+                format!("instance types × subnets must be at most {MAX_POOLS} pools"),
+            ));
+        }
+        if !(1..=MAX_CAPACITY).contains(&self.capacity) {
+            return Err(ApiError::invalid("capacity", format!("must be 1-{MAX_CAPACITY}")));
+        }
+        let pinned = self.elastic_ip_allocation_id.is_some() || !self.data_volumes.is_empty();
+        if pinned && self.capacity != 1 {
+            return Err(ApiError::invalid(
+                "capacity",
+                "a group with an Elastic IP or data volumes has capacity 1: both belong to one instance",
+            ));
+        }
+        if let Some(dns) = &self.dns {
+            if dns.hosted_zone_id.trim().is_empty() {
+                return Err(ApiError::invalid("dns.hosted_zone_id", "must not be empty"));
+            }
+            let name_ok = (1..=253).contains(&dns.record_name.len())
+                && dns.record_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._*".contains(&b));
+            if !name_ok {
+                return Err(ApiError::invalid("dns.record_name", format!("{:?} is not a DNS name", dns.record_name)));
+            }
+            if !(0..=172_800).contains(&dns.ttl) {
+                return Err(ApiError::invalid("dns.ttl", "must be 0-172800 seconds"));
+            }
+        }
+        if let Some(eip) = &self.elastic_ip_allocation_id
+            && !id_like(eip, "eipalloc-")
+        {
+            return Err(ApiError::invalid(
+                "elastic_ip_allocation_id",
+                format!("{eip:?} is not an allocation id (eipalloc-...)"),
+            ));
+        }
+        for v in &self.data_volumes {
+            if !id_like(&v.volume_id, "vol-") {
+                return Err(ApiError::invalid(
+                    "data_volumes.volume_id",
+                    format!("{:?} is not a volume id (vol-...)", v.volume_id),
+                ));
+            }
+            let device_ok = v
+                .device
+                .strip_prefix("/dev/")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_alphanumeric()));
+            if !device_ok {
+                return Err(ApiError::invalid(
+                    "data_volumes.device",
+                    format!("{:?} is not a device name (like /dev/sdf)", v.device),
+                ));
+            }
+        }
+        unique("data_volumes.volume_id", self.data_volumes.iter().map(|v| v.volume_id.as_str()))?;
+        unique("data_volumes.device", self.data_volumes.iter().map(|v| v.device.as_str()))?;
+        for id in &self.adopt {
+            check_instance_id("adopt", id)?;
+        }
+        unique("adopt", self.adopt.iter().map(String::as_str))?;
+        if self.adopt.len() > self.capacity as usize {
+            return Err(ApiError::invalid("adopt", "adopts more instances than the group's capacity"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use serde_json::json;
+
+    use super::*;
+    use crate::body::parse;
+
+    fn standalone(extra: serde_json::Value) -> Result<StandaloneBody, ApiError> {
+        let mut body = json!({
+            "name": "web", "kind": "standalone", "launch_template": {"name": "web"},
+            "instance_types": ["m5.large"], "subnets": ["subnet-1"]
+        });
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+        match Registration::from_json(body)? {
+            Registration::Standalone(body) => body.check().map(|()| *body),
+            Registration::Asg(_) => panic!("parsed as asg"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_field_is_named() {
+        let err = standalone(json!({"colour": "red"})).unwrap_err();
+        assert_eq!((err.status, err.field.as_deref()), (StatusCode::BAD_REQUEST, Some("colour")));
+        let err = standalone(json!({"dns": {"hosted_zone_id": "Z1", "record_name": "a.b", "tll": 5}})).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("dns.tll"));
+        assert!(err.message.contains("tll"), "{}", err.message);
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        assert!(standalone(json!({})).is_ok());
+        let cases = [
+            (json!({"capacity": 0}), "capacity"),
+            (json!({"instance_types": []}), "instance_types"),
+            (json!({"subnets": ["sub-1"]}), "subnets"),
+            (json!({"launch_template": {"id": "lt-1", "name": "web"}}), "launch_template"),
+            (json!({"launch_template": {"name": "web", "version": "latest"}}), "launch_template.version"),
+            (json!({"capacity": 2, "elastic_ip_allocation_id": "eipalloc-1"}), "capacity"),
+            (json!({"dns": {"hosted_zone_id": "Z1", "record_name": "a b"}}), "dns.record_name"),
+            (json!({"data_volumes": [{"volume_id": "vol-1", "device": "sdf"}]}), "data_volumes.device"),
+            (json!({"adopt": ["i-0123abcd", "i-0123abcd"]}), "adopt"),
+            (json!({"adopt": ["i-1"]}), "adopt"),
+            (json!({"name": "Web"}), "name"),
+        ];
+        for (extra, field) in cases {
+            let err = standalone(extra.clone()).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some(field), "{extra}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn the_kind_picks_the_body() {
+        let asg = Registration::from_json(json!({"name": "w", "kind": "asg", "asg_name": "workers"}));
+        assert!(matches!(asg, Ok(Registration::Asg(b)) if b.asg_name == "workers"));
+        for (body, field) in [
+            (r#"{"name": "w", "asg_name": "workers"}"#, "kind"),
+            (r#"{"name": "w", "kind": "pet", "asg_name": "workers"}"#, "kind"),
+            (r#"{"name": "w", "kind": "asg", "asg_name": "workers", "subnets": []}"#, "subnets"),
+            (r#"[1]"#, ""),
+        ] {
+            let value = parse(body.as_bytes()).unwrap();
+            let err = Registration::from_json(value).err().map(|e| e.field);
+            assert_eq!(err, Some(Some(field.to_string())), "{body}");
+        }
+    }
+}
+
+/// Bad registration bodies, generated: checking never panics, and every refusal names what is wrong.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::body::fuzzing::{self, explained, json};
+
+    proptest! {
+        #![proptest_config(fuzzing::config())]
+
+        #[test]
+        fn registrations_never_panic(value in json()) {
+            match Registration::from_json(value) {
+                Ok(Registration::Standalone(body)) => {
+                    if let Err(err) = body.check() {
+                        prop_assert!(explained(&err));
+                    }
+                }
+                Ok(Registration::Asg(body)) => {
+                    if let Err(err) = body.check() {
+                        prop_assert!(explained(&err));
+                    }
+                }
+                Err(err) => prop_assert!(explained(&err)),
+            }
+        }
+    }
+}

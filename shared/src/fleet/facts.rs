@@ -1,0 +1,53 @@
+//! The outside world as EC2 describes it; a member record is made from it.
+
+use chrono::{DateTime, Utc};
+
+use super::{Market, Member};
+
+/// What EC2 says about an instance, as far as spotkeeper cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceFacts {
+    pub instance_id: String,
+    pub market: Market,
+    pub instance_type: String,
+    pub availability_zone: String,
+    pub subnet_id: Option<String>,
+    pub state: String,
+    pub launched_at: Option<DateTime<Utc>>,
+    pub private_ip: Option<String>,
+    pub public_ip: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub root_device: Option<String>,
+    pub image_id: Option<String>,
+    /// (device name, EBS volume id) of each attached volume.
+    pub block_devices: Vec<(String, String)>,
+}
+
+impl InstanceFacts {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn is_live(&self) -> bool {
+        matches!(self.state.as_str(), "pending" | "running")
+    }
+
+    /// A new member record for this instance.
+    pub fn into_member(self, fallen_back: bool) -> Member {
+        Member {
+            instance_id: self.instance_id,
+            market: self.market,
+            instance_type: self.instance_type,
+            availability_zone: self.availability_zone,
+            subnet_id: self.subnet_id,
+            state: self.state,
+            state_at: None,
+            launched_at: self.launched_at,
+            fallen_back,
+            replaces: None,
+            interrupted: None,
+            retiring: None,
+            version: 0,
+        }
+    }
+}

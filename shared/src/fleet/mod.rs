@@ -1,0 +1,21 @@
+//! The domain: groups, their members, pools and markets. Plain data, no I/O.
+//!
+//! It imports nothing else of the crate, so every other module can build on it. The files split it
+//! by concept; callers name everything through `crate::fleet::X`, never a file's path.
+
+mod facts;
+mod group;
+mod ids;
+mod member;
+mod policy;
+mod pool;
+
+pub use facts::InstanceFacts;
+pub use group::{
+    AddressKind, AsgSpec, DataVolume, DnsSpec, Fallback, Group, GroupKind, GroupStatus, ImageRecord, ImageStage,
+    LaunchTemplateRef, OnDemandShare, Recovery, StandaloneSpec, VolumeMove,
+};
+pub use ids::{GROUP_TAG, GroupName, InstanceId, REPLACES_TAG, is_ec2_id};
+pub use member::{Interrupted, Member, Reason, Replaced, Retiring};
+pub use policy::{ImagePolicy, Policy, RebalancePolicy, RecoveryPolicy, VolumePolicy, Webhook, Window, defaults};
+pub use pool::{Market, Pool, PoolHealth, Subnet};
