@@ -2,6 +2,8 @@
 //! Lambda function's `main`: the domain (`fleet`), the decisions (`plan`), the table (`store`),
 //! the AWS adapters (`aws`), events, configuration and logs.
 
+#[cfg(test)]
+mod architecture;
 pub mod aws;
 pub mod clock;
 pub mod config;
@@ -18,6 +20,7 @@ pub mod intake;
 pub mod launch;
 pub mod notify;
 pub mod online;
+pub mod outbound;
 pub mod plan;
 pub mod recovery;
 pub mod replacement;

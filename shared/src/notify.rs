@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::aws::AwsError;
 use crate::config::Secret;
-use crate::webhooks::{self, Senders};
+use crate::outbound::{self, Senders};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -143,10 +143,10 @@ pub struct Notifier {
 impl Notifier {
     pub fn new(sns: aws_sdk_sns::Client, topic_arn: Option<String>, slack: Option<Secret>, region: String) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(webhooks::TIMEOUT)
+            .timeout(outbound::TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("no HTTP client: {}", webhooks::chain(&e)));
+            .map_err(|e| format!("no HTTP client: {}", outbound::chain(&e)));
         Self { sns, topic_arn, slack, http, senders: Arc::default(), region }
     }
 

@@ -2,14 +2,15 @@
 
 use thiserror::Error;
 
-use crate::aws::ec2::{LaunchError, VolumeFacts};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::fleet::{AddressKind, DataVolume, Group, GroupKind, GroupName, InstanceFacts, Pool, PoolHealth, Subnet};
-use crate::replacement::Attempt;
-use crate::store::Lookup;
+use crate::fleet::{
+    AddressKind, Attempt, DataVolume, Group, GroupKind, GroupName, InstanceFacts, LaunchError, Lookup, Pool,
+    PoolHealth, Subnet, VolumeFacts,
+};
+pub use crate::fleet::{is_capacity_error, mentions_capacity};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum PlanError {
@@ -106,27 +107,6 @@ pub fn volumes_to_attach<'a>(
         }
     }
     (attach, hold)
-}
-
-/// Error codes that mean "no capacity in this pool right now", as opposed to a mistake.
-pub fn is_capacity_error(code: &str) -> bool {
-    matches!(
-        code,
-        "InsufficientInstanceCapacity"
-            | "InsufficientCapacity"
-            | "InsufficientHostCapacity"
-            | "MaxSpotInstanceCountExceeded"
-            | "SpotMaxPriceTooLow"
-            | "UnfulfillableCapacity"
-            | "InsufficientFreeAddressesInSubnet"
-            | "capacity-not-available"
-            | "price-too-low"
-    )
-}
-
-/// Whether a free-text status (an Auto Scaling activity's) speaks of missing capacity.
-pub fn mentions_capacity(text: &str) -> bool {
-    text.split(|c: char| !c.is_ascii_alphanumeric() && c != '-').any(is_capacity_error)
 }
 
 /// A Spot launch that got nothing and failed only for capacity: launch On-Demand instead.
@@ -450,7 +430,7 @@ mod tests {
             pools: vec![pool("m6", "b")],
             olds: ["i-5", "i-6", "i-7"]
                 .iter()
-                .map(|id| crate::replacement::Old {
+                .map(|id| crate::fleet::Old {
                     instance_id: id.to_string(),
                     since: Utc::now(),
                     pool: Some(pool("m5", "a")),

@@ -3,25 +3,17 @@
 //! `replaces` tags, pool health and the group's fallback.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::Deps;
 use crate::Error;
-use crate::aws::ec2::LaunchedInstance;
-use crate::fleet::{GROUP_TAG, Group, Member, Pool, PoolHealth, REPLACES_TAG, Reason, Replaced, StandaloneSpec};
+pub use crate::fleet::{Attempt, Old};
+use crate::fleet::{
+    GROUP_TAG, Group, LaunchedInstance, Member, Pool, PoolHealth, REPLACES_TAG, Reason, Replaced, StandaloneSpec,
+};
 use crate::launch::{Launch, Order, launch};
 use crate::plan::{self, AVOID_POOL_MINUTES};
 use crate::recovery;
-
-/// An instance being replaced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Old {
-    pub instance_id: String,
-    /// When its replacement was called for (the warning's time for an interruption).
-    pub since: DateTime<Utc>,
-    pub pool: Option<Pool>,
-}
 
 /// One launch for a group: a replacement per `olds`, plus `extra` new instances (to fill the
 /// group up to its capacity).
@@ -39,24 +31,6 @@ pub struct Request<'a> {
     pub fallback: bool,
     /// Same work, same token: a retried request launches nothing twice.
     pub token: String,
-}
-
-/// A launch whose answer never came: EC2 may or may not have launched. The next delivery of any
-/// of its events sends the very same request again (same client token, same parameters), and EC2
-/// answers with what the first one launched instead of launching twice — whichever batch that
-/// delivery arrives in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Attempt {
-    pub token: String,
-    pub spec: StandaloneSpec,
-    pub pools: Vec<Pool>,
-    pub olds: Vec<Old>,
-    /// The event behind each of `olds`, in the same order.
-    pub events: Vec<String>,
-    pub extra: u32,
-    pub reason: Reason,
-    pub on_demand: u32,
-    pub fallback: bool,
 }
 
 impl Attempt {

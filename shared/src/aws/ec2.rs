@@ -14,7 +14,8 @@ use aws_sdk_ec2::types::{
 use chrono::{DateTime, Utc};
 
 use super::AwsError;
-use crate::fleet::{InstanceFacts, LaunchTemplateRef, Market, Pool, Subnet};
+use crate::fleet::{InstanceFacts, LaunchTemplateRef, Market, Pool, Subnet, is_capacity_error};
+pub use crate::fleet::{LaunchError, LaunchedInstance, VolumeFacts};
 
 #[derive(Clone, Debug)]
 pub struct Ec2 {
@@ -30,28 +31,12 @@ impl ClassifyRetry for CapacityIsFinal {
     fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
         let error = ctx.output_or_error().and_then(Result::err).and_then(|e| e.as_operation_error());
         let code = error.and_then(|e| e.downcast_ref::<CreateFleetError>()).and_then(|e| e.code());
-        if code.is_some_and(crate::plan::is_capacity_error) {
-            RetryAction::RetryForbidden
-        } else {
-            RetryAction::NoActionIndicated
-        }
+        if code.is_some_and(is_capacity_error) { RetryAction::RetryForbidden } else { RetryAction::NoActionIndicated }
     }
 
     fn name(&self) -> &'static str {
         "CapacityIsFinal"
     }
-}
-
-/// What EC2 says about an EBS volume.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumeFacts {
-    pub volume_id: String,
-    pub availability_zone: String,
-    /// `available`, `in-use`, ...
-    pub state: String,
-    pub size_gib: i32,
-    /// (instance id, device) of each attachment.
-    pub attachments: Vec<(String, String)>,
 }
 
 /// One launch: a number of instances from a template into the best of some pools.
@@ -64,23 +49,6 @@ pub struct LaunchRequest<'a> {
     pub tags: Vec<(String, String)>,
     /// Makes a retried request launch nothing twice.
     pub client_token: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LaunchedInstance {
-    pub instance_id: String,
-    pub market: Market,
-    pub instance_type: String,
-    pub subnet_id: Option<String>,
-}
-
-/// An error EC2 reported for part of a launch (an instant fleet answers 200 with these).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LaunchError {
-    pub code: String,
-    pub message: String,
-    /// The pool the error is about (instance type, subnet), when EC2 says.
-    pub pool: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

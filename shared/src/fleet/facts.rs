@@ -51,3 +51,54 @@ impl InstanceFacts {
         }
     }
 }
+
+/// What EC2 says about an EBS volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeFacts {
+    pub volume_id: String,
+    pub availability_zone: String,
+    /// `available`, `in-use`, ...
+    pub state: String,
+    pub size_gib: i32,
+    /// (instance id, device) of each attachment.
+    pub attachments: Vec<(String, String)>,
+}
+
+/// One instance a launch produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchedInstance {
+    pub instance_id: String,
+    pub market: Market,
+    pub instance_type: String,
+    pub subnet_id: Option<String>,
+}
+
+/// An error EC2 reported for part of a launch (an instant fleet answers 200 with these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchError {
+    pub code: String,
+    pub message: String,
+    /// The pool the error is about (instance type, subnet), when EC2 says.
+    pub pool: Option<(String, String)>,
+}
+
+/// Error codes that mean "no capacity in this pool right now", as opposed to a mistake.
+pub fn is_capacity_error(code: &str) -> bool {
+    matches!(
+        code,
+        "InsufficientInstanceCapacity"
+            | "InsufficientCapacity"
+            | "InsufficientHostCapacity"
+            | "MaxSpotInstanceCountExceeded"
+            | "SpotMaxPriceTooLow"
+            | "UnfulfillableCapacity"
+            | "InsufficientFreeAddressesInSubnet"
+            | "capacity-not-available"
+            | "price-too-low"
+    )
+}
+
+/// Whether a free-text status (an Auto Scaling activity's) speaks of missing capacity.
+pub fn mentions_capacity(text: &str) -> bool {
+    text.split(|c: char| !c.is_ascii_alphanumeric() && c != '-').any(is_capacity_error)
+}

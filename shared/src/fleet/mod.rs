@@ -6,16 +6,20 @@
 mod facts;
 mod group;
 mod ids;
+mod launch;
+mod lookup;
 mod member;
 mod policy;
 mod pool;
 
-pub use facts::InstanceFacts;
+pub use facts::{InstanceFacts, LaunchError, LaunchedInstance, VolumeFacts, is_capacity_error, mentions_capacity};
 pub use group::{
     AddressKind, AsgSpec, DataVolume, DnsSpec, Fallback, Group, GroupKind, GroupStatus, ImageRecord, ImageStage,
     LaunchTemplateRef, OnDemandShare, Recovery, StandaloneSpec, VolumeMove,
 };
 pub use ids::{GROUP_TAG, GroupName, InstanceId, REPLACES_TAG, is_ec2_id};
+pub use launch::{Attempt, Old};
+pub use lookup::Lookup;
 pub use member::{Interrupted, Member, Reason, Replaced, Retiring};
 pub use policy::{ImagePolicy, Policy, RebalancePolicy, RecoveryPolicy, VolumePolicy, Webhook, Window, defaults};
 pub use pool::{Market, Pool, PoolHealth, Subnet};

@@ -5,27 +5,16 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::keys::{HEALTH_PK, HEALTH_SK, LOOKUP_SK, lookup_pk, s};
 use super::write::parse;
 use super::{Store, StoreError};
 use crate::aws::AwsError;
-use crate::fleet::{Group, GroupName, Pool, PoolHealth};
+pub use crate::fleet::Lookup;
+use crate::fleet::{GroupName, Pool, PoolHealth};
 
 const POOL_PREFIX: &str = "pool:";
-
-/// What the table knows of a managed instance: its group (as a snapshot) and its pool.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Lookup {
-    pub group: GroupName,
-    pub config: Group,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pool: Option<Pool>,
-    /// The client token of a launch for this instance whose outcome is unknown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attempt: Option<String>,
-}
 
 impl Store {
     /// An update of an instance's lookup (its lock, its unknown launch).
