@@ -107,7 +107,8 @@ impl From<Error> for ApiError {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "spotkeeper failed internally")
             }
         };
-        answer.caused_by(err.to_string())
+        // The log keeps what the answer leaves out (an ARN in an access refusal, say).
+        answer.caused_by(format!("{err:?}"))
     }
 }
 

@@ -28,11 +28,32 @@ pub struct AwsError {
 
 impl fmt::Display for AwsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = shown(&self.message);
         match &self.code {
-            Some(code) => write!(f, "{} failed: {code}: {}", self.operation, self.message),
-            None => write!(f, "{} failed: {}", self.operation, self.message),
+            Some(code) => write!(f, "{} failed: {code}: {message}", self.operation),
+            None => write!(f, "{} failed: {message}", self.operation),
         }
     }
+}
+
+/// A service message as history, alerts and API answers show it: the ARNs in it (an access
+/// refusal names the role and the account) and an encoded authorization report are left out;
+/// `message` keeps them for the log.
+fn shown(message: &str) -> String {
+    const ENCODED: &str = "Encoded authorization failure message:";
+    let (message, encoded) = match message.split_once(ENCODED) {
+        Some((before, _)) => (before.trim_end(), true),
+        None => (message, false),
+    };
+    let words: Vec<&str> = message
+        .split(' ')
+        .map(|word| if word.trim_start_matches(['(', '\'', '"']).starts_with("arn:") { "(an ARN)" } else { word })
+        .collect();
+    let mut shown = words.join(" ");
+    if encoded {
+        shown.push_str(" (the encoded authorization report is in the log)");
+    }
+    shown
 }
 
 impl AwsError {
@@ -137,4 +158,24 @@ fn dynamodb_retries(sdk: &SdkConfig) -> RetryConfig {
 /// The SDK configuration from the standard variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, ...).
 pub async fn sdk_config() -> SdkConfig {
     aws_config::load_defaults(BehaviorVersion::latest()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_reads_without_the_role_and_account() {
+        let denied = AwsError {
+            operation: "DetachInstances",
+            code: Some("AccessDenied".into()),
+            message: "User: arn:aws:sts::123456789012:assumed-role/spotkeeper/fn is not authorized to perform: autoscaling:DetachInstances on resource: (arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:x) Encoded authorization failure message: AbCdEf0123".into(),
+        };
+        let text = denied.to_string();
+        assert_eq!(
+            text,
+            "DetachInstances failed: AccessDenied: User: (an ARN) is not authorized to perform: autoscaling:DetachInstances on resource: (an ARN) (the encoded authorization report is in the log)"
+        );
+        assert!(denied.message.contains("123456789012"), "the raw message stays for the log");
+    }
 }
