@@ -1,10 +1,9 @@
 //! The end-to-end tests: one binary (one link step), a module per feature. Each test starts its
-//! own emulator (moto on a free loopback port) through `spotkeeper_tests::Harness`.
+//! own emulator (moto on a free loopback port) through `spotkeeper_tests::Harness`. The two load
+//! tests, `burst` and `faults`, are binaries of their own: they run alone, not beside these.
 
 mod binaries;
-mod burst;
 mod dashboard;
-mod faults;
 mod images;
 mod instance_state;
 mod interruption;
