@@ -7,7 +7,7 @@ use std::path::Path;
 /// The domain: plain data and its invariants.
 const DOMAIN: &[&str] = &["fleet", "deadline"];
 /// Pure decisions over the domain.
-const DECISIONS: &[&str] = &["plan", "recovery", "growth", "savings", "signature"];
+const DECISIONS: &[&str] = &["plan", "recovery", "rebalancing", "growth", "savings", "signature"];
 
 /// Each top-level module of the crate and the top-level modules its non-test code names.
 fn imports() -> BTreeMap<String, BTreeSet<String>> {

@@ -1,6 +1,7 @@
-//! Domain values for unit tests: a typical member and instance, to adjust with struct update.
+//! Domain values for unit tests: a typical member, instance and standalone spec, to adjust with
+//! struct update.
 
-use crate::fleet::{InstanceFacts, Market, Member};
+use crate::fleet::{InstanceFacts, LaunchTemplateRef, Market, Member, StandaloneSpec};
 
 /// A running Spot member: m5.large in us-east-1a, subnet-a.
 pub fn member(id: &str) -> Member {
@@ -37,5 +38,19 @@ pub fn instance(id: &str) -> InstanceFacts {
         root_device: None,
         image_id: None,
         block_devices: vec![],
+    }
+}
+
+/// A standalone group of one m5.large from launch template `lt-1`: no subnets, DNS or volumes.
+pub fn standalone_spec() -> StandaloneSpec {
+    StandaloneSpec {
+        launch_template: LaunchTemplateRef { id: Some("lt-1".into()), name: None, version: "$Latest".into() },
+        instance_types: vec!["m5.large".into()],
+        subnets: vec![],
+        capacity: 1,
+        dns: None,
+        elastic_ip_allocation_id: None,
+        data_volumes: vec![],
+        volume_zone: None,
     }
 }

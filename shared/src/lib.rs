@@ -22,6 +22,7 @@ pub mod notify;
 pub mod online;
 pub mod outbound;
 pub mod plan;
+pub mod rebalancing;
 pub mod recovery;
 pub mod replacement;
 pub mod savings;

@@ -211,7 +211,7 @@ pub fn owner_tag(group: &Group) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::{AsgSpec, GroupName, LaunchTemplateRef, Market, StandaloneSpec};
+    use crate::fleet::{AsgSpec, GroupName, Market, StandaloneSpec};
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
@@ -281,16 +281,7 @@ mod tests {
     }
 
     fn standalone(capacity: u32) -> Group {
-        let spec = StandaloneSpec {
-            launch_template: LaunchTemplateRef { id: Some("lt-1".into()), name: None, version: "$Latest".into() },
-            instance_types: vec!["m5.large".into()],
-            subnets: vec![],
-            capacity,
-            dns: None,
-            elastic_ip_allocation_id: None,
-            data_volumes: vec![],
-            volume_zone: None,
-        };
+        let spec = StandaloneSpec { capacity, ..crate::fixtures::standalone_spec() };
         Group::new(GroupName::try_from("web".to_string()).unwrap(), GroupKind::Standalone(Box::new(spec)), Utc::now())
     }
 

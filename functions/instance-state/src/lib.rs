@@ -12,7 +12,7 @@ use spotkeeper::fleet::{GroupKind, Reason, StandaloneSpec};
 use spotkeeper::history::History;
 use spotkeeper::notify::{Alert, Severity};
 use spotkeeper::online::{self, bring_online, move_volumes};
-use spotkeeper::{Deadline, Deps, Error, images, metrics, recovery};
+use spotkeeper::{Deadline, Deps, Error, images, metrics, rebalancing, recovery};
 
 /// The function's entry: a bare event or an SQS batch of them. Every wait ends before the
 /// invocation's `deadline`.
@@ -212,13 +212,7 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>, deadline:
             format!("{instance_id} is gone; the group no longer lists it"),
         );
         if member.retiring.as_ref().is_some_and(|r| r.reason == Reason::Rebalance) {
-            deps.store
-                .update_group(&name, |g| {
-                    if g.status.rebalance_in_flight.as_deref() == Some(instance_id.as_str()) {
-                        g.status.rebalance_in_flight = None;
-                    }
-                })
-                .await?;
+            deps.store.update_group(&name, |g| rebalancing::free_slot(&mut g.status, instance_id.as_str())).await?;
         }
     }
     history.write(deps, &name).await;

@@ -7,10 +7,11 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use spotkeeper::event::{self, Batch, REBALANCE_RECOMMENDATION, RebalanceRecommendation};
-use spotkeeper::fleet::{GroupKind, PoolHealth, Reason, RebalancePolicy, Retiring, StandaloneSpec};
+use spotkeeper::fleet::{Member, PoolHealth, Reason, Retiring, StandaloneSpec};
 use spotkeeper::history::History;
 use spotkeeper::intake::{Claimed, Intake, intake, release, settle};
 use spotkeeper::notify::{Alert, Severity};
+use spotkeeper::rebalancing::{self, RebalanceDecision, Slot};
 use spotkeeper::replacement::{self, Old, Request};
 use spotkeeper::{Deps, Error, plan, recovery};
 
@@ -22,7 +23,8 @@ const RETIRING_LOCK_HOURS: i64 = 6;
 
 type Recommendation = Claimed<RebalanceRecommendation>;
 
-/// The function's entry: a bare event or an SQS batch of them.
+/// The function's entry: parse the event (bare or an SQS batch), take it in, then per claimed
+/// recommendation decide and act, record; alert once and answer the batch.
 pub async fn handle(deps: &Deps, payload: Value, _deadline: spotkeeper::Deadline) -> Result<Value, Error> {
     let now = deps.clock.now();
     let batch = Batch::<RebalanceRecommendation>::open(payload, REBALANCE_RECOMMENDATION)?;
@@ -39,13 +41,8 @@ pub async fn handle(deps: &Deps, payload: Value, _deadline: spotkeeper::Deadline
     event::respond(outcomes)
 }
 
-/// Done with an event that replaces nothing: it is settled and the instance unlocked.
-async fn close(deps: &Deps, r: &Recommendation, outcome: &str) -> Result<(), Error> {
-    settle(deps, &r.event_id, outcome).await;
-    deps.store.unlock_instance(&r.instance_id, &r.event_id).await?;
-    Ok(())
-}
-
+/// One claimed recommendation: noted, decided by the group's policy and kind (and, where that
+/// turns on it, whether the member still serves), then acted on.
 async fn recommended(
     deps: &Deps,
     r: &Recommendation,
@@ -61,91 +58,114 @@ async fn recommended(
         "rebalance-recommended",
         format!("EC2 recommends rebalancing {id}: it is at elevated risk of interruption"),
     );
-    let notify = |alerts: &mut Vec<Alert>, headline: String, action: &str| {
-        alerts.push(
-            Alert::new("rebalance-recommended", group.name.as_str(), Severity::Warning, headline)
-                .fact("instance", id)
-                .fact("pool", r.lookup.pool.as_ref().map(ToString::to_string).unwrap_or_default())
-                .fact("action", action),
-        );
-    };
-    let spec = match (group.policy.rebalance, &group.kind) {
-        (RebalancePolicy::Off, _) => {
+    let members = members_if_asked(deps, r).await?;
+    let serving = members.iter().any(|m| m.instance_id == id && m.is_serving());
+    match rebalancing::decide(group.policy.rebalance, &group.kind, serving) {
+        RebalanceDecision::Record => {
             close(deps, r, "recorded").await?;
-            return Ok(json!({"action": "recorded", "instance_id": id}));
+            Ok(json!({"action": "recorded", "instance_id": id}))
         }
-        (RebalancePolicy::Notify, _) | (RebalancePolicy::Replace, GroupKind::Asg(_)) => {
-            let action = match group.kind {
-                GroupKind::Asg(_) => "none by spotkeeper: the Auto Scaling group's Capacity Rebalancing replaces it",
-                GroupKind::Standalone(_) => "none: the group's rebalance policy is notify",
-            };
-            notify(alerts, format!("{}: {id} is at elevated risk of interruption", group.name), action);
+        RebalanceDecision::Notify { action } => {
+            alerts.push(at_risk(r, format!("{}: {id} is at elevated risk of interruption", group.name), action));
             close(deps, r, "notified").await?;
-            return Ok(json!({"action": "notified", "instance_id": id}));
+            Ok(json!({"action": "notified", "instance_id": id}))
         }
-        (RebalancePolicy::Replace, GroupKind::Standalone(spec)) => spec,
-    };
-    let members = deps.store.members(&group.name).await?;
-    if !members.iter().any(|m| m.instance_id == id && m.is_serving()) {
-        close(deps, r, "skipped: already on its way out").await?;
-        return Ok(json!({"action": "skipped", "reason": "the instance is already on its way out", "instance_id": id}));
-    }
-    // One rebalance replacement in flight per group: taken with a version-conditional write.
-    let taken = deps
-        .store
-        .update_group(&group.name, |g| {
-            if g.status.rebalance_in_flight.is_none() {
-                g.status.rebalance_in_flight = Some(id.to_string());
-            }
-        })
-        .await?;
-    let holder = taken.and_then(|g| g.status.rebalance_in_flight);
-    if holder.as_deref() != Some(id) {
-        let other = holder.unwrap_or_default();
-        history.note(
-            Some(id),
-            "rebalance-deferred",
-            format!("a rebalance replacement for {other} is in flight; {id} waits"),
-        );
-        notify(
-            alerts,
-            format!("{}: {id} is at elevated risk; a rebalance for {other} is already in flight", group.name),
-            "none for now",
-        );
-        close(deps, r, "deferred").await?;
-        return Ok(json!({"action": "deferred", "instance_id": id, "in_flight": other}));
-    }
-    let on_demand = recovery::on_demand_replacing(group.policy.on_demand_base, &members, &[id]);
-    match replace(deps, r, spec, on_demand, health, now, history, alerts).await {
-        Ok(value) => Ok(value),
-        Err(err) => {
-            let cleared = deps
-                .store
-                .update_group(&group.name, |g| {
-                    if g.status.rebalance_in_flight.as_deref() == Some(id) {
-                        g.status.rebalance_in_flight = None;
-                    }
-                })
-                .await;
-            if let Err(e) = cleared {
-                tracing::error!(group = %group.name, error = %e, "could not clear the rebalance in flight");
-            }
-            release(deps, &r.event_id, id, None).await;
-            alerts.push(
-                Alert::new(
-                    "rebalance-failed",
-                    group.name.as_str(),
-                    Severity::Critical,
-                    format!("{}: no replacement for at-risk {id}", group.name),
-                )
-                .fact("instance", id)
-                .fact("error", &err),
-            );
-            Err(err)
+        RebalanceDecision::Skip { why, outcome } => {
+            close(deps, r, outcome).await?;
+            Ok(json!({"action": "skipped", "reason": why, "instance_id": id}))
         }
+        RebalanceDecision::Replace(spec) => in_turn(deps, r, spec, &members, health, now, history, alerts).await,
     }
 }
 
+/// The group's members, read only when the decision turns on whether this one still serves.
+async fn members_if_asked(deps: &Deps, r: &Recommendation) -> Result<Vec<Member>, Error> {
+    let group = &r.lookup.config;
+    if !rebalancing::turns_on_serving(group.policy.rebalance, &group.kind) {
+        return Ok(Vec::new());
+    }
+    Ok(deps.store.members(&group.name).await?)
+}
+
+/// Done with an event that replaces nothing: it is settled and the instance unlocked.
+async fn close(deps: &Deps, r: &Recommendation, outcome: &str) -> Result<(), Error> {
+    settle(deps, &r.event_id, outcome).await;
+    deps.store.unlock_instance(&r.instance_id, &r.event_id).await?;
+    Ok(())
+}
+
+/// The warning that the recommended instance is at risk, and what is done about it.
+fn at_risk(r: &Recommendation, headline: String, action: &str) -> Alert {
+    Alert::new("rebalance-recommended", r.lookup.config.name.as_str(), Severity::Warning, headline)
+        .fact("instance", r.instance_id.as_str())
+        .fact("pool", r.lookup.pool.as_ref().map(ToString::to_string).unwrap_or_default())
+        .fact("action", action)
+}
+
+/// A replacement in its turn: the group's one rebalance slot is taken with a version-conditional
+/// write; while another holds it this one waits. A failed replacement frees the slot again.
+#[allow(clippy::too_many_arguments, reason = "the replacement with all it is recorded in")]
+async fn in_turn(
+    deps: &Deps,
+    r: &Recommendation,
+    spec: &StandaloneSpec,
+    members: &[Member],
+    health: &PoolHealth,
+    now: DateTime<Utc>,
+    history: &mut History,
+    alerts: &mut Vec<Alert>,
+) -> Result<Value, Error> {
+    let group = &r.lookup.config;
+    let id = r.instance_id.as_str();
+    let taken = deps.store.update_group(&group.name, |g| rebalancing::take_slot(&mut g.status, id)).await?;
+    if let Slot::HeldBy(other) = rebalancing::slot(taken.as_ref().map(|g| &g.status), id) {
+        note_deferred(r, &other, history, alerts);
+        close(deps, r, "deferred").await?;
+        return Ok(json!({"action": "deferred", "instance_id": id, "in_flight": other}));
+    }
+    let on_demand = recovery::on_demand_replacing(group.policy.on_demand_base, members, &[id]);
+    let result = replace(deps, r, spec, on_demand, health, now, history, alerts).await;
+    if let Err(err) = &result {
+        failed(deps, r, err, alerts).await;
+    }
+    result
+}
+
+/// Another rebalance replacement is in flight for the group: this one is noted and alerted, and waits.
+fn note_deferred(r: &Recommendation, other: &str, history: &mut History, alerts: &mut Vec<Alert>) {
+    let id = r.instance_id.as_str();
+    history.note(
+        Some(id),
+        "rebalance-deferred",
+        format!("a rebalance replacement for {other} is in flight; {id} waits"),
+    );
+    let headline =
+        format!("{}: {id} is at elevated risk; a rebalance for {other} is already in flight", r.lookup.config.name);
+    alerts.push(at_risk(r, headline, "none for now"));
+}
+
+/// The replacement failed: the slot and the event are freed for another try, and it is alerted.
+async fn failed(deps: &Deps, r: &Recommendation, err: &Error, alerts: &mut Vec<Alert>) {
+    let group = &r.lookup.config;
+    let id = r.instance_id.as_str();
+    let cleared = deps.store.update_group(&group.name, |g| rebalancing::free_slot(&mut g.status, id)).await;
+    if let Err(e) = cleared {
+        tracing::error!(group = %group.name, error = %e, "could not clear the rebalance in flight");
+    }
+    release(deps, &r.event_id, id, None).await;
+    alerts.push(
+        Alert::new(
+            "rebalance-failed",
+            group.name.as_str(),
+            Severity::Critical,
+            format!("{}: no replacement for at-risk {id}", group.name),
+        )
+        .fact("instance", id)
+        .fact("error", err),
+    );
+}
+
+/// Launches the replacement, marks the at-risk member retiring and keeps it locked until it goes.
 #[allow(clippy::too_many_arguments, reason = "the replacement with all it is recorded in")]
 async fn replace(
     deps: &Deps,
