@@ -211,7 +211,7 @@ async fn a_failed_interruption_is_recorded_and_alerted_in_one_sentence() {
     let (_, events) = h.call(Method::GET, "/groups/workers/events?limit=100", Some(TOKEN), None).await;
     let slack: Vec<String> = h.slack.received().into_iter().map(|r| r.body).collect();
     let alert = slack.iter().find(|b| b.contains("could not act on the interruption")).expect("an alert");
-    assert!(alert.contains(&sentence), "{alert}");
+    assert!(alert.contains(sentence), "{alert}");
     let sns = h.sns_alerts().await;
     let mail = sns.iter().find(|a| a.attributes.get("event").map(String::as_str) == Some("interruption-failed"));
     let mail = mail.expect("an SNS alert");
