@@ -1,7 +1,7 @@
 //! Domain values for unit tests: a typical member, instance and standalone spec, to adjust with
 //! struct update.
 
-use crate::fleet::{InstanceFacts, LaunchTemplateRef, Market, Member, StandaloneSpec};
+use crate::domain::{InstanceFacts, LaunchTemplateRef, Market, Member, StandaloneSpec};
 
 /// A running Spot member: m5.large in us-east-1a, subnet-a.
 pub fn member(id: &str) -> Member {

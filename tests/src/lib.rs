@@ -293,7 +293,7 @@ impl Harness {
 
     /// What the record `web.fleet.internal` (the tests' standalone group's) points to.
     pub async fn web_dns(&self) -> Vec<String> {
-        spotkeeper::aws::route53::Route53::new(aws_sdk_route53::Client::new(&self.sdk))
+        spotkeeper::adapters::aws::route53::Route53::new(aws_sdk_route53::Client::new(&self.sdk))
             .a_record(&self.fleet.zone_id, "web.fleet.internal")
             .await
             .expect("ListResourceRecordSets")

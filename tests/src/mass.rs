@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use aws_sdk_dynamodb::types::AttributeValue;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use spotkeeper::fleet::GroupName;
-use spotkeeper::store::Store;
+use spotkeeper::adapters::store::Store;
+use spotkeeper::domain::GroupName;
 
 use crate::{Harness, TABLE, TOKEN, events, fleet};
 

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use spotkeeper::fleet::{Policy, Webhook};
-use spotkeeper::store::HistoryEntry;
+use spotkeeper::adapters::store::HistoryEntry;
+use spotkeeper::domain::{Policy, Webhook};
 
 /// The history kind of a policy change.
 pub const POLICY_CHANGED: &str = "policy-changed";
@@ -106,7 +106,7 @@ pub fn readable(mut entries: Vec<HistoryEntry>) -> Vec<HistoryEntry> {
 mod tests {
     use std::time::Duration;
 
-    use spotkeeper::fleet::{AsgSpec, GroupKind, RebalancePolicy, Window};
+    use spotkeeper::domain::{AsgSpec, GroupKind, RebalancePolicy, Window};
 
     use super::*;
 

@@ -7,12 +7,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use spotkeeper::Deps;
-use spotkeeper::fleet::{GROUP_TAG, Group, GroupKind, GroupName, Member, RebalancePolicy};
-use spotkeeper::history::History;
-use spotkeeper::images;
-use spotkeeper::online::bring_online;
-use spotkeeper::plan;
-use spotkeeper::recovery;
+use spotkeeper::decisions::plan;
+use spotkeeper::decisions::recovery;
+use spotkeeper::domain::{GROUP_TAG, Group, GroupKind, GroupName, Member, RebalancePolicy};
+use spotkeeper::workflows::history::History;
+use spotkeeper::workflows::images;
+use spotkeeper::workflows::online::bring_online;
 
 use crate::Api;
 use crate::body::{AdoptBody, PolicyPatch, Registration, Strict, check_instance_id};

@@ -10,8 +10,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use spotkeeper::Error;
-use spotkeeper::signature;
-use spotkeeper::volume::{self, Filling};
+use spotkeeper::domain::signature;
+use spotkeeper::workflows::volume::{self, Filling};
 
 use crate::Api;
 use crate::body::{self, Raw, check_instance_id};
@@ -37,7 +37,7 @@ fn grown(result: Result<Value, Error>) -> Result<Value, ApiError> {
 
 fn check_filling(instance_id: &str, path: &str, field_prefix: &str) -> Result<(), ApiError> {
     check_instance_id(&format!("{field_prefix}instance_id"), instance_id)?;
-    spotkeeper::growth::check_path(path).map_err(|m| ApiError::invalid(format!("{field_prefix}path"), m))
+    spotkeeper::decisions::growth::check_path(path).map_err(|m| ApiError::invalid(format!("{field_prefix}path"), m))
 }
 
 pub async fn volume_hook(State(api): State<Arc<Api>>, headers: HeaderMap, Raw(raw): Raw) -> Reply {

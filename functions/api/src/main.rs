@@ -6,7 +6,7 @@ use spotkeeper::{Deps, config::Config};
 async fn main() -> Result<(), lambda_http::Error> {
     spotkeeper::telemetry::init();
     let config = Config::from_env()?;
-    let deps = Deps::init(&config, &spotkeeper::aws::sdk_config().await).await?;
+    let deps = Deps::init(&config, &spotkeeper::adapters::aws::sdk_config().await).await?;
     let api = api::Api::new(&config, deps).await?;
     lambda_http::run(api::router(Arc::new(api))).await
 }

@@ -4,18 +4,18 @@
 use axum::http::StatusCode;
 use sha2::{Digest, Sha256};
 use spotkeeper::Deps;
-use spotkeeper::fleet::{
+use spotkeeper::decisions::plan;
+use spotkeeper::decisions::recovery;
+use spotkeeper::domain::{
     AsgSpec, DataVolume, DnsSpec, GROUP_TAG, Group, GroupKind, GroupName, InstanceFacts, LaunchTemplateRef, Member,
     RebalancePolicy, StandaloneSpec,
 };
-use spotkeeper::launch::{Order, launch};
-use spotkeeper::online::bring_online;
-use spotkeeper::plan;
-use spotkeeper::recovery;
+use spotkeeper::workflows::launch::{Order, launch};
+use spotkeeper::workflows::online::bring_online;
 
 use crate::body::{AsgBody, StandaloneBody};
 use crate::reply::ApiError;
-use spotkeeper::history::History;
+use spotkeeper::workflows::history::History;
 
 /// A registered group, what it holds, and what did not go to plan.
 pub struct Registered {

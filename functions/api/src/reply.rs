@@ -11,8 +11,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use spotkeeper::Error;
-use spotkeeper::aws::AwsError;
-use spotkeeper::store::StoreError;
+use spotkeeper::adapters::aws::AwsError;
+use spotkeeper::adapters::store::StoreError;
 
 /// The header that repeats a failed request's id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

@@ -13,8 +13,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{Duration, NaiveDate};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use spotkeeper::fleet::GroupName;
-use spotkeeper::savings;
+use spotkeeper::decisions::savings;
+use spotkeeper::domain::GroupName;
 
 use crate::Api;
 use crate::body::StrictQuery;
@@ -130,7 +130,7 @@ pub async fn savings(State(api): State<Arc<Api>>, StrictQuery(period): StrictQue
     let (from_text, to_text) = (from.format("%Y-%m-%d").to_string(), to.format("%Y-%m-%d").to_string());
     let ledgers =
         futures::future::try_join_all(groups.iter().map(|g| deps.store.ledger(g, &from_text, &to_text))).await?;
-    let by_group: BTreeMap<String, Vec<savings::LedgerDay>> =
+    let by_group: BTreeMap<String, Vec<spotkeeper::domain::LedgerDay>> =
         groups.iter().map(GroupName::to_string).zip(ledgers).collect();
     let mut answer = savings::summary(&by_group);
     answer["from"] = json!(from_text);

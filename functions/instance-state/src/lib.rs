@@ -7,12 +7,14 @@
 //!   replacement, and once it is gone the group forgets it.
 
 use serde_json::{Value, json};
+use spotkeeper::adapters::notify::{Alert, Severity};
+use spotkeeper::decisions::{rebalancing, recovery};
+use spotkeeper::domain::{GroupKind, Reason, StandaloneSpec};
 use spotkeeper::event::{self, Event, INSTANCE_STATE_CHANGE, InstanceStateChange};
-use spotkeeper::fleet::{GroupKind, Reason, StandaloneSpec};
-use spotkeeper::history::History;
-use spotkeeper::notify::{Alert, Severity};
-use spotkeeper::online::{self, bring_online, move_volumes};
-use spotkeeper::{Deadline, Deps, Error, images, metrics, rebalancing, recovery};
+use spotkeeper::workflows::history::History;
+use spotkeeper::workflows::images;
+use spotkeeper::workflows::online::{self, bring_online, move_volumes};
+use spotkeeper::{Deadline, Deps, Error, metrics};
 
 /// The function's entry: a bare event or an SQS batch of them. Every wait ends before the
 /// invocation's `deadline`.
@@ -216,7 +218,7 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>, deadline:
         }
     }
     history.write(deps, &name).await;
-    deps.alert(&alerts).await;
+    spotkeeper::workflows::alerts::send(deps, &alerts).await;
     Ok(done)
 }
 

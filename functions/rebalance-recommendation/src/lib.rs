@@ -6,14 +6,15 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
+use spotkeeper::adapters::notify::{Alert, Severity};
+use spotkeeper::decisions::rebalancing::{self, RebalanceDecision, Slot};
+use spotkeeper::decisions::{plan, recovery};
+use spotkeeper::domain::{Member, PoolHealth, Reason, Retiring, StandaloneSpec};
 use spotkeeper::event::{self, Batch, REBALANCE_RECOMMENDATION, RebalanceRecommendation};
-use spotkeeper::fleet::{Member, PoolHealth, Reason, Retiring, StandaloneSpec};
-use spotkeeper::history::History;
-use spotkeeper::intake::{Claimed, Intake, intake, release, settle};
-use spotkeeper::notify::{Alert, Severity};
-use spotkeeper::rebalancing::{self, RebalanceDecision, Slot};
-use spotkeeper::replacement::{self, Old, Request};
-use spotkeeper::{Deps, Error, plan, recovery};
+use spotkeeper::workflows::history::History;
+use spotkeeper::workflows::intake::{Claimed, Intake, intake, release, settle};
+use spotkeeper::workflows::replacement::{self, Old, Request};
+use spotkeeper::{Deps, Error};
 
 /// How long a delivery holds an event and its instance before another may take over.
 const LEASE_SECONDS: i64 = 120;
@@ -37,7 +38,7 @@ pub async fn handle(deps: &Deps, payload: Value, _deadline: spotkeeper::Deadline
         history.write(deps, &recommendation.lookup.group).await;
         outcomes.push((recommendation.message, result));
     }
-    deps.alert(&alerts).await;
+    spotkeeper::workflows::alerts::send(deps, &alerts).await;
     event::respond(outcomes)
 }
 

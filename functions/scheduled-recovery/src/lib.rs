@@ -6,16 +6,18 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
-use spotkeeper::event::{self, Event, LAUNCH_UNSUCCESSFUL, LaunchUnsuccessful, SCHEDULED_EVENT};
-use spotkeeper::fleet::{
+use spotkeeper::adapters::notify::{Alert, Severity};
+use spotkeeper::adapters::store::Counted;
+use spotkeeper::decisions::recovery::{self, Drift, Step};
+use spotkeeper::decisions::{plan, savings};
+use spotkeeper::domain::{
     GROUP_TAG, Group, GroupKind, InstanceFacts, Member, OnDemandShare, PoolHealth, Reason, Retiring, StandaloneSpec,
 };
-use spotkeeper::history::History;
-use spotkeeper::notify::{Alert, Severity};
-use spotkeeper::recovery::{self, Drift, Step};
-use spotkeeper::replacement::{self, Old, Request};
-use spotkeeper::store::Counted;
-use spotkeeper::{Deps, Error, images, metrics, online, plan, savings};
+use spotkeeper::event::{self, Event, LAUNCH_UNSUCCESSFUL, LaunchUnsuccessful, SCHEDULED_EVENT};
+use spotkeeper::workflows::history::History;
+use spotkeeper::workflows::replacement::{self, Old, Request};
+use spotkeeper::workflows::{images, online};
+use spotkeeper::{Deps, Error, metrics};
 
 /// A member on its way back to Spot stays locked this long at most.
 const RECOVERY_LOCK_HOURS: i64 = 6;
@@ -82,7 +84,7 @@ pub async fn run(deps: &Deps) -> Result<Value, Error> {
         groups.iter().filter_map(|g| g.status.fallback.as_ref()).map(|f| (now - f.since).num_minutes()).collect();
     metrics::gauge!("FallbacksActive").set(fallen.len() as f64);
     metrics::gauge!("LongestFallbackMinutes").set(fallen.iter().copied().max().unwrap_or(0) as f64);
-    deps.alert(&alerts).await;
+    spotkeeper::workflows::alerts::send(deps, &alerts).await;
     Ok(json!({"groups": report, "savings": ledger}))
 }
 
@@ -459,7 +461,7 @@ async fn launch_failed(deps: &Deps, event: Event<LaunchUnsuccessful>) -> Result<
     let outcome =
         asg_fallback(deps, group, &detail.asg_name, &detail.status_message, now, &mut history, &mut alerts).await;
     history.write(deps, &group.name).await;
-    deps.alert(&alerts).await;
+    spotkeeper::workflows::alerts::send(deps, &alerts).await;
     outcome
 }
 

@@ -9,15 +9,15 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
-use spotkeeper::aws::AwsError;
+use spotkeeper::adapters::aws::AwsError;
+use spotkeeper::adapters::notify::{Alert, Severity};
+use spotkeeper::adapters::store::{Claim, Counted};
+use spotkeeper::decisions::plan::{self, Action, Warning};
+use spotkeeper::domain::{GroupKind, GroupName, Interrupted, Pool, PoolHealth, Reason};
 use spotkeeper::event::{self, Batch, SPOT_INTERRUPTION_WARNING, SpotInterruptionWarning};
-use spotkeeper::fleet::{GroupKind, GroupName, Interrupted, Pool, PoolHealth, Reason};
-use spotkeeper::history::History;
-use spotkeeper::intake::{Intake, intake, release, settle};
-use spotkeeper::notify::{Alert, Severity};
-use spotkeeper::plan::{self, Action, Warning};
-use spotkeeper::replacement::{self, Attempt, Old, Request};
-use spotkeeper::store::{Claim, Counted};
+use spotkeeper::workflows::history::History;
+use spotkeeper::workflows::intake::{Intake, intake, release, settle};
+use spotkeeper::workflows::replacement::{self, Attempt, Old, Request};
 use spotkeeper::{Deps, Error, metrics};
 
 /// How long a delivery holds an event and its instance before another delivery may take over:
@@ -57,7 +57,7 @@ pub async fn handle(deps: &Deps, payload: Value, _deadline: spotkeeper::Deadline
             }
         }
     }
-    deps.alert(&alerts).await;
+    spotkeeper::workflows::alerts::send(deps, &alerts).await;
     event::respond(outcomes)
 }
 
@@ -359,7 +359,7 @@ async fn replaced(
     deps: &Deps,
     request: &Request<'_>,
     warnings: &[Warning],
-    launched: &spotkeeper::launch::Launch,
+    launched: &spotkeeper::workflows::launch::Launch,
     health: &PoolHealth,
     now: DateTime<Utc>,
     sent_again: bool,

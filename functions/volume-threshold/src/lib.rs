@@ -3,13 +3,13 @@
 //! filesystem can grow (an SSM command does it); SSM's status says whether it did.
 
 use serde_json::{Value, json};
+use spotkeeper::domain::{InstanceId, is_ec2_id};
 use spotkeeper::event::EventError;
 use spotkeeper::event::{
     self, ALARM_STATE_CHANGE, AlarmStateChange, COMMAND_STATUS, CommandStatus, Event, VOLUME_NOTIFICATION,
     VolumeNotification,
 };
-use spotkeeper::fleet::{InstanceId, is_ec2_id};
-use spotkeeper::volume::{self, Filling};
+use spotkeeper::workflows::volume::{self, Filling};
 use spotkeeper::{Deps, Error};
 
 /// The function's entry: a bare event or an SQS batch of them, of any of its three kinds.

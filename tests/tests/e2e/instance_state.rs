@@ -96,7 +96,7 @@ async fn a_detach_left_pending(h: &Harness) -> (String, String, String) {
     h.proxy.on(move |call| {
         (call.operation == "DescribeVolumes").then(|| Fault::answer(200, "text/xml", detaching(&id, &zone, &at)))
     });
-    let deadline = Deadline::after(spotkeeper::deadline::MARGIN + std::time::Duration::from_secs(1));
+    let deadline = Deadline::after(spotkeeper::domain::deadline::MARGIN + std::time::Duration::from_secs(1));
     let out = h.instance_state_by(events::state_change(&old, "stopped"), deadline).await.unwrap();
     assert_eq!(out["volumes_pending"], json!([volume]), "{out}");
     assert_eq!(out["volumes"], json!([]), "{out}");

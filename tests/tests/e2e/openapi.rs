@@ -92,7 +92,7 @@ async fn every_documented_route_answers_as_documented() {
         let m = Method::from_bytes(method.as_bytes()).unwrap();
         let (status, answer) = if path == "/hooks/volume" {
             let raw = hook.to_string().into_bytes();
-            let signature = spotkeeper::signature::sign(
+            let signature = spotkeeper::domain::signature::sign(
                 WEBHOOK_SECRET.as_bytes(),
                 spotkeeper::clock::Clock::now(h.clock.as_ref()),
                 &raw,

@@ -57,7 +57,7 @@ async fn both_kinds_register_and_the_standalone_instance_comes_online() {
     assert_eq!(out["action"], "brought-online", "{out}");
 
     let private_ip = instance.private_ip_address().unwrap().to_string();
-    let record = spotkeeper::aws::route53::Route53::new(aws_sdk_route53::Client::new(&h.sdk))
+    let record = spotkeeper::adapters::aws::route53::Route53::new(aws_sdk_route53::Client::new(&h.sdk))
         .a_record(&h.fleet.zone_id, "web.fleet.internal")
         .await
         .unwrap();
@@ -270,13 +270,13 @@ async fn a_policy_change_is_recorded_as_a_diff_without_secrets() {
     );
 
     // History written before changes were diffs held the whole policy: it is withheld.
-    let legacy = spotkeeper::store::HistoryEntry {
+    let legacy = spotkeeper::adapters::store::HistoryEntry {
         at: spotkeeper::clock::Clock::now(h.clock.as_ref()),
         kind: "policy-changed".into(),
         instance_id: None,
         message: format!(r#"policy changed: {{"webhooks":[{{"url":"https://x","secret":"{secret}"}}]}}"#),
     };
-    let name = spotkeeper::fleet::GroupName::try_from("workers".to_string()).unwrap();
+    let name = spotkeeper::domain::GroupName::try_from("workers".to_string()).unwrap();
     h.deps.store.record(&name, &legacy).await.unwrap();
     for path in ["/groups/workers", "/groups/workers/events"] {
         let (status, answer) = h.call(Method::GET, path, Some(TOKEN), None).await;

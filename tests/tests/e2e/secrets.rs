@@ -42,7 +42,7 @@ impl Api {
         let mut event = events::http(method, &path, token, body.as_ref());
         if let Auth::Signed(key) = auth {
             let raw = event["body"].as_str().unwrap_or_default().to_string();
-            let signature = spotkeeper::signature::sign(key.as_bytes(), chrono::Utc::now(), raw.as_bytes());
+            let signature = spotkeeper::domain::signature::sign(key.as_bytes(), chrono::Utc::now(), raw.as_bytes());
             event["headers"]["spotkeeper-signature"] = json!(signature);
         }
         // API Gateway gives each request its own id.

@@ -1,7 +1,7 @@
 //! The fleet table's guarantees, against the emulator.
 
-use spotkeeper::fleet::{AsgSpec, Group, GroupKind, GroupName};
-use spotkeeper::store::StoreError;
+use spotkeeper::adapters::store::StoreError;
+use spotkeeper::domain::{AsgSpec, Group, GroupKind, GroupName};
 use spotkeeper_tests::Harness;
 
 fn group(name: &str) -> Group {
@@ -52,9 +52,9 @@ async fn an_instance_belongs_to_one_group_only() {
     let (a, b) = (group("a"), group("b"));
     store.create_group(&a).await.unwrap();
     store.create_group(&b).await.unwrap();
-    let member = |id: &str| spotkeeper::fleet::Member {
+    let member = |id: &str| spotkeeper::domain::Member {
         instance_id: id.into(),
-        market: spotkeeper::fleet::Market::Spot,
+        market: spotkeeper::domain::Market::Spot,
         instance_type: "m5.large".into(),
         availability_zone: "us-east-1a".into(),
         subnet_id: None,

@@ -164,9 +164,9 @@ async fn the_signed_webhook_grows_and_a_bad_signature_changes_nothing() {
     let id = web(&h, json!({"path_devices": {"/data": "/dev/sdf"}})).await;
     let body = json!({"instance_id": id, "path": "/data", "used_percent": 88.5}).to_string().into_bytes();
     let now = spotkeeper::clock::Clock::now(h.clock.as_ref());
-    let signed = spotkeeper::signature::sign(WEBHOOK_SECRET.as_bytes(), now, &body);
-    let stale = spotkeeper::signature::sign(WEBHOOK_SECRET.as_bytes(), now - Duration::minutes(10), &body);
-    let forged = spotkeeper::signature::sign(b"not-the-secret", now, &body);
+    let signed = spotkeeper::domain::signature::sign(WEBHOOK_SECRET.as_bytes(), now, &body);
+    let stale = spotkeeper::domain::signature::sign(WEBHOOK_SECRET.as_bytes(), now - Duration::minutes(10), &body);
+    let forged = spotkeeper::domain::signature::sign(b"not-the-secret", now, &body);
     for (header, why) in [
         (None, "missing"),
         (Some(stale.as_str()), "stale"),
@@ -189,13 +189,13 @@ async fn the_signed_webhook_grows_and_a_bad_signature_changes_nothing() {
     assert_eq!(size(&h, &h.fleet.volume_id).await, 30);
     // Below the threshold: signed, but nothing to do.
     let low = json!({"instance_id": id, "path": "/data", "used_percent": 41.0}).to_string().into_bytes();
-    let header = spotkeeper::signature::sign(WEBHOOK_SECRET.as_bytes(), now, &low);
+    let header = spotkeeper::domain::signature::sign(WEBHOOK_SECRET.as_bytes(), now, &low);
     let (_, answer) = h.call_raw(Method::POST, "/hooks/volume", &[("spotkeeper-signature", &header)], low).await;
     assert_eq!(answer["action"], "ignored");
     // A signed body with an unsafe path is refused before anything runs.
     let unsafe_path =
         json!({"instance_id": id, "path": "/data; reboot", "used_percent": 99.0}).to_string().into_bytes();
-    let header = spotkeeper::signature::sign(WEBHOOK_SECRET.as_bytes(), now, &unsafe_path);
+    let header = spotkeeper::domain::signature::sign(WEBHOOK_SECRET.as_bytes(), now, &unsafe_path);
     let (status, answer) =
         h.call_raw(Method::POST, "/hooks/volume", &[("spotkeeper-signature", &header)], unsafe_path).await;
     assert_eq!((status, answer["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("path")));
@@ -271,7 +271,7 @@ async fn two_results_of_one_modification_in_one_batch_send_one_resize_in_either_
         let record = h.deps.store.volume(&volume).await.unwrap().unwrap();
         let last = record.modifications.last().unwrap();
         assert!(sent.contains(last.command_id.as_ref().unwrap()), "{order:?}: the command sent is the one recorded");
-        assert_eq!(last.stage, spotkeeper::growth::Stage::Completed, "{order:?}");
+        assert_eq!(last.stage, spotkeeper::domain::Stage::Completed, "{order:?}");
         h.clock.advance(Duration::minutes(61));
     }
 }

@@ -56,7 +56,7 @@ async fn deliveries_are_signed_retried_and_recorded() {
     for delivery in &received {
         let header = delivery.headers.get("spotkeeper-signature").and_then(|v| v.to_str().ok());
         let now = chrono::Utc::now();
-        spotkeeper::signature::verify(SECRET.as_bytes(), header, delivery.body.as_bytes(), now)
+        spotkeeper::domain::signature::verify(SECRET.as_bytes(), header, delivery.body.as_bytes(), now)
             .expect("the signature verifies");
         let payload: Value = serde_json::from_str(&delivery.body).unwrap();
         assert!(payload["id"].as_str().unwrap().starts_with("evt_") && payload["at"].is_string(), "{payload}");

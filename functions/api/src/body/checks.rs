@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use spotkeeper::fleet::is_ec2_id;
+use spotkeeper::domain::is_ec2_id;
 
 use crate::reply::ApiError;
 

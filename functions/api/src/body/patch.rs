@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
-use spotkeeper::fleet::{Group, GroupKind, ImagePolicy, Policy, RebalancePolicy, VolumePolicy, Webhook, Window};
-use spotkeeper::recovery;
+use spotkeeper::decisions::recovery;
+use spotkeeper::domain::{Group, GroupKind, ImagePolicy, Policy, RebalancePolicy, VolumePolicy, Webhook, Window};
 
 use crate::reply::ApiError;
 
@@ -123,7 +123,8 @@ impl PolicyPatch {
                 return Err(ApiError::invalid("webhooks", "at most 10 webhooks a group"));
             }
             for (i, webhook) in webhooks.iter().enumerate() {
-                spotkeeper::webhooks::check(webhook).map_err(|m| ApiError::invalid(format!("webhooks[{i}]"), m))?;
+                spotkeeper::adapters::webhooks::check(webhook)
+                    .map_err(|m| ApiError::invalid(format!("webhooks[{i}]"), m))?;
             }
             policy.webhooks = webhooks;
         }
@@ -193,7 +194,7 @@ fn check_volumes(v: &VolumePolicy) -> Result<(), ApiError> {
         ));
     }
     for (path, device) in &v.path_devices {
-        spotkeeper::growth::check_path(path).map_err(|m| ApiError::invalid("volumes.path_devices", m))?;
+        spotkeeper::decisions::growth::check_path(path).map_err(|m| ApiError::invalid("volumes.path_devices", m))?;
         let device_ok =
             device.strip_prefix("/dev/").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_alphanumeric()));
         if !device_ok {
@@ -210,7 +211,7 @@ fn check_volumes(v: &VolumePolicy) -> Result<(), ApiError> {
 mod tests {
     use axum::http::StatusCode;
     use serde_json::json;
-    use spotkeeper::fleet::GroupName;
+    use spotkeeper::domain::GroupName;
 
     use super::*;
     use crate::body::strict::from_value;
@@ -219,7 +220,7 @@ mod tests {
     fn on_demand_prices_are_checked() {
         let group = Group::new(
             GroupName::try_from("web".to_string()).unwrap(),
-            GroupKind::Asg(spotkeeper::fleet::AsgSpec { asg_name: "workers".into() }),
+            GroupKind::Asg(spotkeeper::domain::AsgSpec { asg_name: "workers".into() }),
             chrono::Utc::now(),
         );
         let patch = |prices: serde_json::Value| from_value::<PolicyPatch>(json!({"on_demand_prices": prices}));
@@ -244,7 +245,7 @@ mod tests {
 #[cfg(test)]
 mod fuzz {
     use proptest::prelude::*;
-    use spotkeeper::fleet::GroupName;
+    use spotkeeper::domain::GroupName;
 
     use super::*;
     use crate::body::fuzzing::{self, explained, json};
@@ -257,7 +258,7 @@ mod fuzz {
         fn policy_patches_never_panic(value in json()) {
             let group = Group::new(
                 GroupName::try_from("web".to_string()).unwrap(),
-                GroupKind::Asg(spotkeeper::fleet::AsgSpec { asg_name: "workers".into() }),
+                GroupKind::Asg(spotkeeper::domain::AsgSpec { asg_name: "workers".into() }),
                 chrono::Utc::now(),
             );
             match from_value::<PolicyPatch>(value) {

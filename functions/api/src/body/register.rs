@@ -1,7 +1,7 @@
 //! `POST /groups` and adoption: the registration bodies and their shape and range checks.
 
 use serde::Deserialize;
-use spotkeeper::fleet::{AddressKind, GroupName};
+use spotkeeper::domain::{AddressKind, GroupName};
 
 use super::checks::{check_instance_id, id_like, unique};
 use super::strict::from_value;

@@ -1,0 +1,473 @@
+//! Decisions: pure functions over domain types. No I/O here; every function is unit-tested.
+
+use thiserror::Error;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{
+    AddressKind, Attempt, DataVolume, Group, GroupKind, GroupName, InstanceFacts, LaunchError, Lookup, Pool,
+    PoolHealth, Subnet, VolumeFacts,
+};
+pub use crate::domain::{is_capacity_error, mentions_capacity};
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    #[error(
+        "data volumes {0} lie in different availability zones: an instance can only attach volumes of its own AZ, so keep a group's volumes in one AZ"
+    )]
+    VolumesInSeveralZones(String),
+    #[error("no subnet of the group is in {zone}, where its data volumes are: add a subnet of {zone}")]
+    NoSubnetInVolumeZone { zone: String },
+}
+
+/// The AZ all data volumes share (`None` without volumes).
+pub fn volume_zone(volumes: &[VolumeFacts]) -> Result<Option<String>, PlanError> {
+    let mut zones: Vec<&str> = volumes.iter().map(|v| v.availability_zone.as_str()).collect();
+    zones.sort_unstable();
+    zones.dedup();
+    match zones.as_slice() {
+        [] => Ok(None),
+        [zone] => Ok(Some((*zone).to_string())),
+        _ => Err(PlanError::VolumesInSeveralZones(
+            volumes.iter().map(|v| format!("{} ({})", v.volume_id, v.availability_zone)).collect::<Vec<_>>().join(", "),
+        )),
+    }
+}
+
+/// Every pool a group may launch into: each instance type in each subnet, restricted to the
+/// volumes' AZ when the group has data volumes.
+pub fn pools(instance_types: &[String], subnets: &[Subnet], zone: Option<&str>) -> Result<Vec<Pool>, PlanError> {
+    let subnets: Vec<&Subnet> = subnets.iter().filter(|s| zone.is_none_or(|z| s.availability_zone == z)).collect();
+    if let (Some(zone), true) = (zone, subnets.is_empty()) {
+        return Err(PlanError::NoSubnetInVolumeZone { zone: zone.to_string() });
+    }
+    Ok(subnets
+        .iter()
+        .flat_map(|subnet| {
+            instance_types.iter().map(|t| Pool {
+                instance_type: t.clone(),
+                subnet_id: subnet.id.clone(),
+                availability_zone: subnet.availability_zone.clone(),
+            })
+        })
+        .collect())
+}
+
+/// The addresses the group's record should hold: those of its running instances, sorted so the
+/// same fleet always gives the same record.
+pub fn dns_addresses(kind: AddressKind, instances: &[InstanceFacts]) -> Vec<String> {
+    let mut addresses: Vec<String> = instances
+        .iter()
+        .filter(|i| i.state == "running")
+        .filter_map(|i| match kind {
+            AddressKind::Private => i.private_ip.clone(),
+            AddressKind::Public => i.public_ip.clone(),
+        })
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    addresses
+}
+
+/// Why a data volume is not attached now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeHold {
+    /// Still on another instance: it follows once that one has stopped.
+    AttachedElsewhere {
+        instance_id: String,
+    },
+    /// In another AZ than the instance: it can never attach there.
+    OtherZone {
+        zone: String,
+    },
+    Missing,
+}
+
+/// Which data volumes to attach to `instance` now, and why the others wait.
+pub fn volumes_to_attach<'a>(
+    wanted: &'a [DataVolume],
+    facts: &[VolumeFacts],
+    instance: &InstanceFacts,
+) -> (Vec<&'a DataVolume>, Vec<(&'a DataVolume, VolumeHold)>) {
+    let mut attach = Vec::new();
+    let mut hold = Vec::new();
+    for volume in wanted {
+        match facts.iter().find(|f| f.volume_id == volume.volume_id) {
+            None => hold.push((volume, VolumeHold::Missing)),
+            Some(f) if f.attachments.iter().any(|(id, _)| id == &instance.instance_id) => {}
+            Some(f) if f.availability_zone != instance.availability_zone => {
+                hold.push((volume, VolumeHold::OtherZone { zone: f.availability_zone.clone() }))
+            }
+            Some(f) => match f.attachments.first() {
+                Some((other, _)) => hold.push((volume, VolumeHold::AttachedElsewhere { instance_id: other.clone() })),
+                None => attach.push(volume),
+            },
+        }
+    }
+    (attach, hold)
+}
+
+/// A Spot launch that got nothing and failed only for capacity: launch On-Demand instead.
+pub fn should_fall_back(launched_count: usize, errors: &[LaunchError]) -> bool {
+    launched_count == 0 && !errors.is_empty() && errors.iter().all(|e| is_capacity_error(&e.code))
+}
+
+/// How long a pool that was just interrupted, or had no capacity, is avoided.
+pub const AVOID_POOL_MINUTES: i64 = 30;
+
+/// A Spot interruption warning for a managed instance, as the handler read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Warning {
+    pub event_id: String,
+    pub instance_id: String,
+    pub warned_at: DateTime<Utc>,
+    pub lookup: Lookup,
+    /// This delivery holds the event's claim (not so for the other events of a launch sent again).
+    pub held: bool,
+}
+
+/// What to do about a batch of warnings: one request per Auto Scaling group or standalone group.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Detach these instances without decrementing desired capacity: the ASG launches their
+    /// replacements at once while they drain.
+    Detach { group: GroupName, asg_name: String, warnings: Vec<Warning> },
+    /// Launch one replacement per warning, in one request over these pools.
+    Replace { group: Box<Group>, pools: Vec<Pool>, warnings: Vec<Warning> },
+    /// Send a launch whose outcome is unknown again, as it was: one warning per instance it
+    /// replaces, held here or not.
+    Replay { group: Box<Group>, attempt: Box<Attempt>, warnings: Vec<Warning> },
+}
+
+impl Action {
+    pub fn warnings(&self) -> &[Warning] {
+        match self {
+            Action::Detach { warnings, .. } | Action::Replace { warnings, .. } | Action::Replay { warnings, .. } => {
+                warnings
+            }
+        }
+    }
+}
+
+/// The pools a group's replacements may use: healthy pools other than the interrupted ones;
+/// failing that, any pool but the interrupted ones; failing that (a single-pool group), any pool.
+pub fn replacement_pools(all: &[Pool], interrupted: &[Pool], health: &PoolHealth, now: DateTime<Utc>) -> Vec<Pool> {
+    let others: Vec<Pool> = all.iter().filter(|p| !interrupted.contains(p)).cloned().collect();
+    let healthy: Vec<Pool> = others.iter().filter(|p| health.is_healthy(p, now)).cloned().collect();
+    if !healthy.is_empty() {
+        healthy
+    } else if !others.is_empty() {
+        others
+    } else {
+        all.to_vec()
+    }
+}
+
+/// Groups the warnings of one batch into as few requests as the APIs allow: one detach per
+/// Auto Scaling group (the API takes 20 ids a call; the adapter splits), one launch per
+/// standalone group — and each launch kept from an earlier delivery sent again, once.
+pub fn interruption_actions(
+    warnings: Vec<Warning>,
+    attempts: &[Attempt],
+    health: &PoolHealth,
+    now: DateTime<Utc>,
+) -> Vec<Action> {
+    let attempt_of = |w: &Warning| {
+        attempts.iter().find(|a| {
+            w.lookup.attempt.as_deref() == Some(a.token.as_str())
+                && a.olds.iter().any(|o| o.instance_id == w.instance_id)
+        })
+    };
+    let mut replays: BTreeMap<String, (&Attempt, Vec<Warning>)> = BTreeMap::new();
+    let mut by_group: BTreeMap<GroupName, Vec<Warning>> = BTreeMap::new();
+    for warning in warnings {
+        match attempt_of(&warning) {
+            Some(attempt) => {
+                replays.entry(attempt.token.clone()).or_insert_with(|| (attempt, Vec::new())).1.push(warning)
+            }
+            None => by_group.entry(warning.lookup.group.clone()).or_default().push(warning),
+        }
+    }
+    let mut actions: Vec<Action> = replays.into_values().filter_map(|(attempt, held)| replay(attempt, held)).collect();
+    actions.extend(by_group.into_values().filter_map(|warnings| {
+        let group = warnings.first()?.lookup.config.clone();
+        Some(match &group.kind {
+            GroupKind::Asg(spec) => {
+                Action::Detach { group: group.name.clone(), asg_name: spec.asg_name.clone(), warnings }
+            }
+            GroupKind::Standalone(spec) => {
+                let all = pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
+                let interrupted: Vec<Pool> = warnings.iter().filter_map(|w| w.lookup.pool.clone()).collect();
+                let pools = replacement_pools(&all, &interrupted, health, now);
+                Action::Replace { group: Box::new(group), pools, warnings }
+            }
+        })
+    }));
+    actions
+}
+
+/// A launch sent again: a warning for every instance it replaces, the held ones as they came.
+fn replay(attempt: &Attempt, held: Vec<Warning>) -> Option<Action> {
+    let first = held.first()?.lookup.clone();
+    let warnings = attempt
+        .olds
+        .iter()
+        .zip(&attempt.events)
+        .map(|(old, event_id)| {
+            held.iter().find(|w| w.instance_id == old.instance_id).cloned().unwrap_or_else(|| Warning {
+                event_id: event_id.clone(),
+                instance_id: old.instance_id.clone(),
+                warned_at: old.since,
+                lookup: Lookup { pool: old.pool.clone(), ..first.clone() },
+                held: false,
+            })
+        })
+        .collect();
+    Some(Action::Replay { group: Box::new(first.config), attempt: Box::new(attempt.clone()), warnings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AsgSpec, LaunchTemplateRef, StandaloneSpec};
+
+    fn subnet(id: &str, zone: &str) -> Subnet {
+        Subnet { id: id.into(), availability_zone: zone.into() }
+    }
+
+    fn volume(id: &str, zone: &str, attached_to: Option<&str>) -> VolumeFacts {
+        VolumeFacts {
+            volume_id: id.into(),
+            availability_zone: zone.into(),
+            state: if attached_to.is_some() { "in-use" } else { "available" }.into(),
+            size_gib: 20,
+            attachments: attached_to.map(|i| (i.to_string(), "/dev/sdf".to_string())).into_iter().collect(),
+        }
+    }
+
+    fn instance(id: &str, zone: &str, state: &str, ip: &str) -> InstanceFacts {
+        InstanceFacts {
+            availability_zone: zone.into(),
+            state: state.into(),
+            private_ip: Some(ip.into()),
+            ..crate::fixtures::instance(id)
+        }
+    }
+
+    #[test]
+    fn pools_are_types_times_subnets_within_the_volume_zone() {
+        let types = vec!["m5.large".to_string(), "m6i.large".to_string()];
+        let subnets = vec![subnet("s-a", "us-east-1a"), subnet("s-b", "us-east-1b")];
+        assert_eq!(pools(&types, &subnets, None).unwrap().len(), 4);
+        let zoned = pools(&types, &subnets, Some("us-east-1b")).unwrap();
+        assert_eq!(zoned.len(), 2);
+        assert!(zoned.iter().all(|p| p.subnet_id == "s-b"));
+        assert_eq!(
+            pools(&types, &subnets, Some("us-east-1c")),
+            Err(PlanError::NoSubnetInVolumeZone { zone: "us-east-1c".into() })
+        );
+    }
+
+    #[test]
+    fn volumes_must_share_one_zone() {
+        assert_eq!(volume_zone(&[]), Ok(None));
+        let one = [volume("v1", "us-east-1a", None), volume("v2", "us-east-1a", None)];
+        assert_eq!(volume_zone(&one), Ok(Some("us-east-1a".into())));
+        let two = [volume("v1", "us-east-1a", None), volume("v2", "us-east-1b", None)];
+        assert!(matches!(volume_zone(&two), Err(PlanError::VolumesInSeveralZones(_))));
+    }
+
+    #[test]
+    fn dns_holds_running_instances_only() {
+        let fleet = [
+            instance("i-2", "a", "running", "10.0.0.2"),
+            instance("i-1", "a", "running", "10.0.0.1"),
+            instance("i-3", "a", "pending", "10.0.0.3"),
+        ];
+        assert_eq!(dns_addresses(AddressKind::Private, &fleet), vec!["10.0.0.1", "10.0.0.2"]);
+        assert!(dns_addresses(AddressKind::Public, &fleet).is_empty());
+    }
+
+    #[test]
+    fn only_free_volumes_of_the_same_zone_attach() {
+        let wanted = vec![
+            DataVolume { volume_id: "v-free".into(), device: "/dev/sdf".into() },
+            DataVolume { volume_id: "v-busy".into(), device: "/dev/sdg".into() },
+            DataVolume { volume_id: "v-far".into(), device: "/dev/sdh".into() },
+            DataVolume { volume_id: "v-gone".into(), device: "/dev/sdi".into() },
+            DataVolume { volume_id: "v-mine".into(), device: "/dev/sdj".into() },
+        ];
+        let facts = [
+            volume("v-free", "us-east-1a", None),
+            volume("v-busy", "us-east-1a", Some("i-old")),
+            volume("v-far", "us-east-1b", None),
+            volume("v-mine", "us-east-1a", Some("i-new")),
+        ];
+        let (attach, hold) =
+            volumes_to_attach(&wanted, &facts, &instance("i-new", "us-east-1a", "running", "10.0.0.1"));
+        assert_eq!(attach.iter().map(|v| v.volume_id.as_str()).collect::<Vec<_>>(), vec!["v-free"]);
+        assert_eq!(
+            hold.iter().map(|(v, h)| (v.volume_id.as_str(), h.clone())).collect::<Vec<_>>(),
+            vec![
+                ("v-busy", VolumeHold::AttachedElsewhere { instance_id: "i-old".into() }),
+                ("v-far", VolumeHold::OtherZone { zone: "us-east-1b".into() }),
+                ("v-gone", VolumeHold::Missing),
+            ]
+        );
+    }
+
+    #[test]
+    fn capacity_is_found_in_an_activity_message() {
+        assert!(mentions_capacity(
+            "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity available."
+        ));
+        assert!(!mentions_capacity("The security group 'sg-1' does not exist"));
+    }
+
+    #[test]
+    fn fall_back_only_when_every_error_is_about_capacity() {
+        let capacity = LaunchError { code: "InsufficientInstanceCapacity".into(), message: String::new(), pool: None };
+        let mistake = LaunchError { code: "InvalidParameterValue".into(), message: String::new(), pool: None };
+        assert!(should_fall_back(0, std::slice::from_ref(&capacity)));
+        assert!(!should_fall_back(1, std::slice::from_ref(&capacity)));
+        assert!(!should_fall_back(0, &[capacity, mistake]));
+        assert!(!should_fall_back(0, &[]));
+    }
+
+    fn pool(t: &str, subnet: &str) -> Pool {
+        Pool { instance_type: t.into(), subnet_id: subnet.into(), availability_zone: format!("zone-{subnet}") }
+    }
+
+    #[test]
+    fn replacements_avoid_the_interrupted_and_unhealthy_pools() {
+        let now = Utc::now();
+        let all = vec![pool("m5", "a"), pool("m5", "b"), pool("m6", "a"), pool("m6", "b")];
+        let mut health = PoolHealth::default();
+        health.avoid_until.insert(pool("m6", "a").key(), now + chrono::Duration::minutes(5));
+        health.avoid_until.insert(pool("m6", "b").key(), now - chrono::Duration::minutes(5));
+        let chosen = replacement_pools(&all, &[pool("m5", "a")], &health, now);
+        assert_eq!(chosen, vec![pool("m5", "b"), pool("m6", "b")], "expired marks no longer count");
+        // Everything else unhealthy: any pool but the interrupted one beats none.
+        health.avoid_until.insert(pool("m5", "b").key(), now + chrono::Duration::minutes(5));
+        health.avoid_until.insert(pool("m6", "b").key(), now + chrono::Duration::minutes(5));
+        assert_eq!(replacement_pools(&all, &[pool("m5", "a")], &health, now).len(), 3);
+        // A single-pool group can only come back where it was.
+        assert_eq!(replacement_pools(&all[..1], &all[..1], &health, now), all[..1].to_vec());
+    }
+
+    fn lookup(group: &str, kind: GroupKind, pool: Option<Pool>) -> Lookup {
+        let name = GroupName::try_from(group.to_string()).unwrap();
+        let policy = crate::domain::Policy::default_for(&kind);
+        Lookup {
+            group: name.clone(),
+            config: Group { name, kind, policy, status: Default::default(), created_at: Utc::now(), version: 3 },
+            pool,
+            attempt: None,
+        }
+    }
+
+    fn warning(id: &str, lookup: &Lookup) -> Warning {
+        Warning {
+            event_id: format!("e-{id}"),
+            instance_id: id.into(),
+            warned_at: Utc::now(),
+            lookup: lookup.clone(),
+            held: true,
+        }
+    }
+
+    /// A standalone group over m5 and m6 in two subnets.
+    fn web_spec() -> StandaloneSpec {
+        StandaloneSpec {
+            launch_template: LaunchTemplateRef { id: Some("lt-1".into()), name: None, version: "$Latest".into() },
+            instance_types: vec!["m5".into(), "m6".into()],
+            subnets: vec![subnet("a", "zone-a"), subnet("b", "zone-b")],
+            capacity: 4,
+            dns: None,
+            elastic_ip_allocation_id: None,
+            data_volumes: vec![],
+            volume_zone: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_becomes_one_request_per_group() {
+        let asg = lookup("workers", GroupKind::Asg(AsgSpec { asg_name: "workers-asg".into() }), None);
+        let spec = web_spec();
+        let web_1 = lookup("web", GroupKind::Standalone(Box::new(spec.clone())), Some(pool("m5", "a")));
+        let web_2 = lookup("web", GroupKind::Standalone(Box::new(spec)), Some(pool("m6", "b")));
+        let actions = interruption_actions(
+            vec![warning("i-1", &asg), warning("i-2", &web_1), warning("i-3", &asg), warning("i-4", &web_2)],
+            &[],
+            &PoolHealth::default(),
+            Utc::now(),
+        );
+        assert_eq!(actions.len(), 2);
+        match &actions[0] {
+            Action::Replace { pools, warnings, .. } => {
+                assert_eq!(warnings.len(), 2, "two replacements, one request");
+                assert_eq!(pools, &vec![pool("m6", "a"), pool("m5", "b")], "both interrupted pools avoided");
+            }
+            other => panic!("{other:?}"),
+        }
+        match &actions[1] {
+            Action::Detach { asg_name, warnings, .. } => {
+                assert_eq!(asg_name, "workers-asg");
+                assert_eq!(warnings.iter().map(|w| w.instance_id.as_str()).collect::<Vec<_>>(), vec!["i-1", "i-3"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_launch_whose_answer_was_lost_is_sent_again_whole_whichever_warning_comes_back() {
+        let spec = web_spec();
+        let attempt = Attempt {
+            token: "t-1".into(),
+            spec: spec.clone(),
+            pools: vec![pool("m6", "b")],
+            olds: ["i-5", "i-6", "i-7"]
+                .iter()
+                .map(|id| crate::domain::Old {
+                    instance_id: id.to_string(),
+                    since: Utc::now(),
+                    pool: Some(pool("m5", "a")),
+                })
+                .collect(),
+            events: vec!["e-i-5".into(), "e-i-6".into(), "e-i-7".into()],
+            extra: 0,
+            reason: crate::domain::Reason::Interruption,
+            on_demand: 0,
+            fallback: true,
+        };
+        let mut tried = lookup("web", GroupKind::Standalone(Box::new(spec.clone())), Some(pool("m5", "a")));
+        tried.attempt = Some("t-1".into());
+        let mut expired = tried.clone();
+        expired.attempt = Some("t-gone".into());
+        let fresh = lookup("web", GroupKind::Standalone(Box::new(spec)), Some(pool("m5", "a")));
+        let actions = interruption_actions(
+            vec![warning("i-6", &tried), warning("i-8", &fresh), warning("i-9", &expired)],
+            std::slice::from_ref(&attempt),
+            &PoolHealth::default(),
+            Utc::now(),
+        );
+        assert_eq!(actions.len(), 2, "{actions:?}");
+        match &actions[0] {
+            Action::Replay { attempt: again, warnings, .. } => {
+                assert_eq!(**again, attempt, "the very same request");
+                let held: Vec<(&str, bool)> = warnings.iter().map(|w| (w.event_id.as_str(), w.held)).collect();
+                assert_eq!(held, vec![("e-i-5", false), ("e-i-6", true), ("e-i-7", false)]);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &actions[1] {
+            Action::Replace { warnings, .. } => {
+                let ids: Vec<&str> = warnings.iter().map(|w| w.instance_id.as_str()).collect();
+                assert_eq!(ids, vec!["i-8", "i-9"], "a kept launch that expired is launched anew");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

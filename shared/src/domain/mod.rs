@@ -1,0 +1,34 @@
+//! The domain: groups, their members, pools and markets. Plain data, no I/O.
+//!
+//! It imports nothing else of the crate, so every other module can build on it. The files split it
+//! by concept; callers name everything through `crate::domain::X`, never a file's path.
+
+pub mod deadline;
+mod facts;
+mod group;
+mod ids;
+mod launch;
+mod ledger;
+mod lookup;
+mod member;
+mod policy;
+mod pool;
+mod secret;
+pub mod signature;
+mod volume;
+
+pub use deadline::Deadline;
+pub use facts::{InstanceFacts, LaunchError, LaunchedInstance, VolumeFacts, is_capacity_error, mentions_capacity};
+pub use group::{
+    AddressKind, AsgSpec, DataVolume, DnsSpec, Fallback, Group, GroupKind, GroupStatus, ImageRecord, ImageStage,
+    LaunchTemplateRef, OnDemandShare, Recovery, StandaloneSpec, VolumeMove,
+};
+pub use ids::{GROUP_TAG, GroupName, InstanceId, REPLACES_TAG, is_ec2_id};
+pub use launch::{Attempt, Old};
+pub use ledger::{LedgerDay, Usage};
+pub use lookup::Lookup;
+pub use member::{Interrupted, Member, Reason, Replaced, Retiring};
+pub use policy::{ImagePolicy, Policy, RebalancePolicy, RecoveryPolicy, VolumePolicy, Webhook, Window, defaults};
+pub use pool::{Market, Pool, PoolHealth, Subnet};
+pub use secret::Secret;
+pub use volume::{Modification, Stage, VolumeRecord};
