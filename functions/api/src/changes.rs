@@ -6,10 +6,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use spotkeeper::adapters::store::HistoryEntry;
+use spotkeeper::domain::HistoryKind;
 use spotkeeper::domain::{Policy, Webhook};
-
-/// The history kind of a policy change.
-pub const POLICY_CHANGED: &str = "policy-changed";
 
 /// One line per changed setting, as `path: before → after`, in a stable order.
 pub fn policy_changes(before: &Policy, after: &Policy) -> Vec<String> {
@@ -96,7 +94,8 @@ fn webhook_changes(before: &[Webhook], after: &[Webhook]) -> Option<String> {
 /// History as the API shows it. Entries written before policy changes were diffs held the whole
 /// policy as JSON, webhook secrets included: their text is withheld.
 pub fn readable(mut entries: Vec<HistoryEntry>) -> Vec<HistoryEntry> {
-    for entry in entries.iter_mut().filter(|e| e.kind == POLICY_CHANGED && e.message.contains('{')) {
+    for entry in entries.iter_mut().filter(|e| e.kind == HistoryKind::PolicyChanged.as_str() && e.message.contains('{'))
+    {
         entry.message = "policy changed (recorded as a full policy, withheld: it may hold secrets)".to_string();
     }
     entries
@@ -168,8 +167,11 @@ mod tests {
             message: message.into(),
         };
         let shown = readable(vec![
-            entry(POLICY_CHANGED, r#"policy changed: {"webhooks":[{"secret":"whsec_canary_0123456789"}]}"#),
-            entry(POLICY_CHANGED, "policy changed: rebalance: notify → off"),
+            entry(
+                HistoryKind::PolicyChanged.as_str(),
+                r#"policy changed: {"webhooks":[{"secret":"whsec_canary_0123456789"}]}"#,
+            ),
+            entry(HistoryKind::PolicyChanged.as_str(), "policy changed: rebalance: notify → off"),
             entry("group-registered", "asg group registered"),
         ]);
         assert!(!shown[0].message.contains("whsec"), "{}", shown[0].message);

@@ -1,5 +1,6 @@
 //! The group routes: register, list, show, remove, adopt an instance.
 
+use spotkeeper::domain::HistoryKind;
 use std::sync::Arc;
 
 use axum::Json;
@@ -10,13 +11,14 @@ use spotkeeper::Deps;
 use spotkeeper::decisions::plan;
 use spotkeeper::decisions::recovery;
 use spotkeeper::domain::{GROUP_TAG, Group, GroupKind, GroupName, Member, RebalancePolicy};
-use spotkeeper::workflows::history::History;
 use spotkeeper::workflows::images;
 use spotkeeper::workflows::online::bring_online;
+use spotkeeper::workflows::report::Report;
 
 use crate::Api;
 use crate::body::{AdoptBody, PolicyPatch, Registration, Strict, check_instance_id};
 use crate::changes;
+use crate::deadline::RequestDeadline;
 use crate::register::{self, Registered, adoptable};
 use crate::reply::ApiError;
 
@@ -49,14 +51,18 @@ async fn load(deps: &Deps, name: String) -> Result<(Group, Vec<Member>), ApiErro
     Ok((group, members))
 }
 
-pub async fn register(State(api): State<Arc<Api>>, Strict(body): Strict<Value>) -> Reply {
+pub async fn register(
+    State(api): State<Arc<Api>>,
+    RequestDeadline(deadline): RequestDeadline,
+    Strict(body): Strict<Value>,
+) -> Reply {
     let deps = &api.deps;
-    let mut history = History::new(deps);
+    let mut report = Report::new(deps);
     let Registered { group, members, warnings } = match Registration::from_json(body)? {
-        Registration::Asg(body) => register::asg(deps, body, &mut history).await?,
-        Registration::Standalone(body) => register::standalone(deps, *body, &mut history).await?,
+        Registration::Asg(body) => register::asg(deps, body, &mut report).await?,
+        Registration::Standalone(body) => register::standalone(deps, *body, &mut report).await?,
     };
-    history.write(deps, &group.name).await;
+    report.send(deps, deadline).await;
     let mut view = view(&group, &members);
     if !warnings.is_empty() {
         view["warnings"] = json!(warnings);
@@ -85,6 +91,7 @@ pub async fn show(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Repl
 pub async fn change(
     State(api): State<Arc<Api>>,
     Path(name): Path<String>,
+    RequestDeadline(deadline): RequestDeadline,
     Strict(patch): Strict<PolicyPatch>,
 ) -> Reply {
     let deps = &api.deps;
@@ -107,25 +114,31 @@ pub async fn change(
     }
     let ids: Vec<String> = members.iter().map(|m| m.instance_id.clone()).collect();
     let saved = deps.store.save_group(&group, &ids).await?;
-    let mut history = History::new(deps);
+    let mut report = Report::new(deps);
     // What changed, never the policy itself: it holds the webhooks' secrets.
-    history.note(None, changes::POLICY_CHANGED, changes::policy_line(&before, &saved.policy));
-    history.write(deps, &saved.name).await;
+    report.note(&saved.name, None, HistoryKind::PolicyChanged, changes::policy_line(&before, &saved.policy));
+    report.send(deps, deadline).await;
     Ok((StatusCode::OK, Json(view(&saved, &members))))
 }
 
 /// Rolls the group's image back on demand: the previous launch template version again, the
 /// image marked bad, and members launched from it replaced (each serves until its replacement does).
-pub async fn rollback(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Reply {
+pub async fn rollback(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    RequestDeadline(deadline): RequestDeadline,
+) -> Reply {
     let deps = &api.deps;
     let (group, members) = load(deps, name).await?;
     let bad = images::rollback_target(&group.status.images).map(|(image, _)| image).map_err(ApiError::conflict)?;
-    let saved = images::rollback(deps, &group, "rolled back by hand (POST /groups/{name}/rollback)").await.map_err(
-        |e| match e {
-            images::RollbackError::NoPrevious(message) => ApiError::conflict(message),
-            images::RollbackError::Failed(err) => err.into(),
-        },
-    )?;
+    let mut report = Report::new(deps);
+    let rolled =
+        images::rollback(deps, &group, "rolled back by hand (POST /groups/{name}/rollback)", &mut report).await;
+    report.send(deps, deadline).await;
+    let saved = rolled.map_err(|e| match e {
+        images::RollbackError::NoPrevious(message) => ApiError::conflict(message),
+        images::RollbackError::Failed(err) => err.into(),
+    })?;
     let ids: Vec<String> = members.iter().filter(|m| m.is_serving()).map(|m| m.instance_id.clone()).collect();
     let on_bad: Vec<String> = deps
         .clients
@@ -145,7 +158,11 @@ pub async fn rollback(State(api): State<Arc<Api>>, Path(name): Path<String>) -> 
 }
 
 /// Stops managing a group. Its instances keep running; spotkeeper's tag comes off them.
-pub async fn remove(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Reply {
+pub async fn remove(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    RequestDeadline(deadline): RequestDeadline,
+) -> Reply {
     let deps = &api.deps;
     let (group, members) = load(deps, name).await?;
     let ids: Vec<String> = members.iter().map(|m| m.instance_id.clone()).collect();
@@ -155,14 +172,24 @@ pub async fn remove(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Re
         deps.clients.ec2.untag(&existing, GROUP_TAG).await?;
     }
     deps.store.delete_group(&group.name, &members).await?;
-    let mut history = History::new(deps);
-    history.note(None, "group-removed", format!("group removed; its {} instances keep running, unmanaged", ids.len()));
-    history.write(deps, &group.name).await;
+    let mut report = Report::new(deps);
+    report.note(
+        &group.name,
+        None,
+        HistoryKind::GroupRemoved,
+        format!("group removed; its {} instances keep running, unmanaged", ids.len()),
+    );
+    report.send(deps, deadline).await;
     Ok((StatusCode::OK, Json(json!({"removed": group.name, "released": ids, "terminated": []}))))
 }
 
 /// Adopts a running instance into a group.
-pub async fn adopt(State(api): State<Arc<Api>>, Path(name): Path<String>, Strict(body): Strict<AdoptBody>) -> Reply {
+pub async fn adopt(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    RequestDeadline(deadline): RequestDeadline,
+    Strict(body): Strict<AdoptBody>,
+) -> Reply {
     let deps = &api.deps;
     let (group, members) = load(deps, name).await?;
     check_instance_id("instance_id", &body.instance_id)?;
@@ -208,10 +235,11 @@ pub async fn adopt(State(api): State<Arc<Api>>, Path(name): Path<String>, Strict
     }
     let member = facts.clone().into_member(false);
     deps.store.add_members(&group, std::slice::from_ref(&member)).await?;
-    let mut history = History::new(deps);
-    history.note(
+    let mut report = Report::new(deps);
+    report.note(
+        &group.name,
         Some(&member.instance_id),
-        "instance-adopted",
+        HistoryKind::InstanceAdopted,
         format!("adopted {} ({})", member.instance_id, member.market),
     );
     if let GroupKind::Standalone(spec) = &group.kind {
@@ -220,10 +248,10 @@ pub async fn adopt(State(api): State<Arc<Api>>, Path(name): Path<String>, Strict
             let all: Vec<Member> = members.iter().cloned().chain([member.clone()]).collect();
             let online = bring_online(&deps.clients, spec, &member.instance_id, &all).await?;
             for (kind, line) in online.lines() {
-                history.note(Some(&member.instance_id), kind, line);
+                report.note(&group.name, Some(&member.instance_id), kind, line);
             }
         }
     }
-    history.write(deps, &group.name).await;
+    report.send(deps, deadline).await;
     Ok((StatusCode::CREATED, Json(json!(member))))
 }

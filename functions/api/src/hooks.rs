@@ -2,6 +2,8 @@
 //! webhooks (so Grafana, Uptime Kuma or any monitor can call it), and Prometheus Alertmanager's
 //! webhook on `POST /hooks/alertmanager` (bearer token).
 
+use crate::deadline::RequestDeadline;
+use spotkeeper::workflows::report::Report;
 use std::sync::Arc;
 
 use axum::Json;
@@ -40,7 +42,12 @@ fn check_filling(instance_id: &str, path: &str, field_prefix: &str) -> Result<()
     spotkeeper::decisions::growth::check_path(path).map_err(|m| ApiError::invalid(format!("{field_prefix}path"), m))
 }
 
-pub async fn volume_hook(State(api): State<Arc<Api>>, headers: HeaderMap, Raw(raw): Raw) -> Reply {
+pub async fn volume_hook(
+    State(api): State<Arc<Api>>,
+    RequestDeadline(deadline): RequestDeadline,
+    headers: HeaderMap,
+    Raw(raw): Raw,
+) -> Reply {
     let unauthorized = |message: String| ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", message);
     let Some(secret) = &api.webhook_secret else {
         return Err(unauthorized("inbound webhooks are off: set SPOTKEEPER_WEBHOOK_SECRET (or _PARAM)".into()));
@@ -60,7 +67,10 @@ pub async fn volume_hook(State(api): State<Arc<Api>>, headers: HeaderMap, Raw(ra
         fstype: None,
         source: "webhook",
     };
-    Ok((StatusCode::OK, Json(grown(volume::grow(&api.deps, &filling).await)?)))
+    let mut report = Report::new(&api.deps);
+    let outcome = volume::grow(&api.deps, &filling, &mut report).await;
+    report.send(&api.deps, deadline).await;
+    Ok((StatusCode::OK, Json(grown(outcome)?)))
 }
 
 /// Alertmanager's webhook payload: its schema is Alertmanager's, so extra fields are accepted;
@@ -77,9 +87,14 @@ pub struct AlertmanagerAlert {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
-pub async fn alertmanager(State(api): State<Arc<Api>>, Raw(raw): Raw) -> Reply {
+pub async fn alertmanager(
+    State(api): State<Arc<Api>>,
+    RequestDeadline(deadline): RequestDeadline,
+    Raw(raw): Raw,
+) -> Reply {
     let payload: Alertmanager = body::parse(&raw)?;
     let mut results = Vec::new();
+    let mut report = Report::new(&api.deps);
     for (i, alert) in payload.alerts.iter().enumerate().filter(|(_, a)| a.status == "firing") {
         let label = |name: &str| {
             alert.labels.get(name).cloned().ok_or_else(|| {
@@ -98,7 +113,14 @@ pub async fn alertmanager(State(api): State<Arc<Api>>, Raw(raw): Raw) -> Reply {
             fstype: alert.labels.get("fstype").cloned(),
             source: "alertmanager",
         };
-        results.push(grown(volume::grow(&api.deps, &filling).await)?);
+        match grown(volume::grow(&api.deps, &filling, &mut report).await) {
+            Ok(result) => results.push(result),
+            Err(err) => {
+                report.send(&api.deps, deadline).await;
+                return Err(err);
+            }
+        }
     }
+    report.send(&api.deps, deadline).await;
     Ok((StatusCode::OK, Json(json!({"results": results}))))
 }

@@ -3,6 +3,7 @@
 
 mod body;
 mod changes;
+mod deadline;
 mod groups;
 mod hooks;
 mod register;

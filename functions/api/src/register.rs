@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use spotkeeper::Deps;
 use spotkeeper::decisions::plan;
 use spotkeeper::decisions::recovery;
+use spotkeeper::domain::HistoryKind;
 use spotkeeper::domain::{
     AsgSpec, DataVolume, DnsSpec, GROUP_TAG, Group, GroupKind, GroupName, InstanceFacts, LaunchTemplateRef, Member,
     RebalancePolicy, StandaloneSpec,
@@ -15,7 +16,7 @@ use spotkeeper::workflows::online::bring_online;
 
 use crate::body::{AsgBody, StandaloneBody};
 use crate::reply::ApiError;
-use spotkeeper::workflows::history::History;
+use spotkeeper::workflows::report::Report;
 
 /// A registered group, what it holds, and what did not go to plan.
 pub struct Registered {
@@ -65,7 +66,7 @@ fn client_token(group: &Group) -> String {
     hex::encode(&digest[..16])
 }
 
-pub async fn standalone(deps: &Deps, body: StandaloneBody, history: &mut History) -> Result<Registered, ApiError> {
+pub async fn standalone(deps: &Deps, body: StandaloneBody, report: &mut Report) -> Result<Registered, ApiError> {
     body.check()?;
     let ec2 = &deps.clients.ec2;
     let template = LaunchTemplateRef {
@@ -158,9 +159,10 @@ pub async fn standalone(deps: &Deps, body: StandaloneBody, history: &mut History
     };
     let group = Group::new(body.name, GroupKind::Standalone(Box::new(spec.clone())), deps.clock.now());
     deps.store.create_group(&group).await?;
-    history.note(
+    report.note(
+        &group.name,
         None,
-        "group-registered",
+        HistoryKind::GroupRegistered,
         format!("standalone group registered with {} pools, capacity {}", pools.len(), spec.capacity),
     );
 
@@ -205,9 +207,9 @@ pub async fn standalone(deps: &Deps, body: StandaloneBody, history: &mut History
             for facts in ec2.instances(&launched_ids).await? {
                 let fell_back = launched.fell_back.contains(&facts.instance_id);
                 let market = if fell_back { "On-Demand: no Spot pool had capacity" } else { "Spot" };
-                history.note(
+                report.note(&group.name,
                     Some(&facts.instance_id),
-                    "instance-launched",
+                    HistoryKind::InstanceLaunched,
                     format!("launched {} in {} on {market}", facts.instance_type, facts.availability_zone),
                 );
                 members.push(facts.into_member(fell_back));
@@ -240,14 +242,24 @@ pub async fn standalone(deps: &Deps, body: StandaloneBody, history: &mut History
         {
             group = noted;
         }
-        history.note(None, "fallback", "no Spot pool had capacity: launched On-Demand until recovery");
+        report.note(
+            &group.name,
+            None,
+            HistoryKind::Fallback,
+            "no Spot pool had capacity: launched On-Demand until recovery",
+        );
     }
     for f in adopted.iter().filter(|f| f.state == "running") {
         let online = bring_online(&deps.clients, &spec, &f.instance_id, &members).await?;
         for (kind, line) in online.lines() {
-            history.note(Some(&f.instance_id), kind, line);
+            report.note(&group.name, Some(&f.instance_id), kind, line);
         }
-        history.note(Some(&f.instance_id), "instance-adopted", format!("adopted {} ({})", f.instance_id, f.market));
+        report.note(
+            &group.name,
+            Some(&f.instance_id),
+            HistoryKind::InstanceAdopted,
+            format!("adopted {} ({})", f.instance_id, f.market),
+        );
     }
     Ok(Registered { group, members, warnings })
 }
@@ -262,7 +274,7 @@ async fn undo(deps: &Deps, group: &Group, launched: &[String]) {
     }
 }
 
-pub async fn asg(deps: &Deps, body: AsgBody, history: &mut History) -> Result<Registered, ApiError> {
+pub async fn asg(deps: &Deps, body: AsgBody, report: &mut Report) -> Result<Registered, ApiError> {
     body.check()?;
     let Some(asg) = deps.clients.autoscaling.group(&body.asg_name).await? else {
         return Err(ApiError::unknown_reference(
@@ -291,11 +303,17 @@ pub async fn asg(deps: &Deps, body: AsgBody, history: &mut History) -> Result<Re
             undo(deps, &group, &[]).await;
             return Err(err.into());
         }
-        history.note(None, "capacity-rebalance", format!("Capacity Rebalancing turned on for {}", asg.name));
+        report.note(
+            &group.name,
+            None,
+            HistoryKind::CapacityRebalance,
+            format!("Capacity Rebalancing turned on for {}", asg.name),
+        );
     }
-    history.note(
+    report.note(
+        &group.name,
         None,
-        "group-registered",
+        HistoryKind::GroupRegistered,
         format!("asg group registered for {} with {} instances", asg.name, members.len()),
     );
     Ok(Registered { group, members, warnings: Vec::new() })

@@ -9,11 +9,12 @@
 use serde_json::{Value, json};
 use spotkeeper::adapters::notify::{Alert, Severity};
 use spotkeeper::decisions::{rebalancing, recovery};
-use spotkeeper::domain::{GroupKind, Reason, StandaloneSpec};
+use spotkeeper::domain::{AlertKind, HistoryKind};
+use spotkeeper::domain::{GroupKind, GroupName, Reason, StandaloneSpec};
 use spotkeeper::event::{self, Event, INSTANCE_STATE_CHANGE, InstanceStateChange};
-use spotkeeper::workflows::history::History;
 use spotkeeper::workflows::images;
 use spotkeeper::workflows::online::{self, bring_online, move_volumes};
+use spotkeeper::workflows::report::Report;
 use spotkeeper::{Deadline, Deps, Error, metrics};
 
 /// The function's entry: a bare event or an SQS batch of them. Every wait ends before the
@@ -50,9 +51,8 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>, deadline:
     updated.state_at = Some(seen_at);
     deps.store.save_member(&name, &updated).await?;
 
-    let mut history = History::new(deps);
-    let mut alerts = Vec::new();
-    history.note(Some(instance_id), "instance-state", format!("instance {instance_id} is {state}"));
+    let mut report = Report::new(deps);
+    report.note(&name, Some(instance_id), HistoryKind::InstanceState, format!("instance {instance_id} is {state}"));
     let mut done = json!({"action": "recorded", "group": name, "instance_id": instance_id, "state": state});
     let spec = match &group.kind {
         GroupKind::Standalone(spec) => Some(spec),
@@ -62,7 +62,7 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>, deadline:
         (Some(spec), "running") => {
             let online = bring_online(&deps.clients, spec, instance_id, &members).await?;
             for (kind, line) in online.lines() {
-                history.note(Some(instance_id), kind, line);
+                report.note(&name, Some(instance_id), kind, line);
             }
             done["action"] = json!("brought-online");
             done["dns"] = json!(online.dns);
@@ -70,9 +70,10 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>, deadline:
             done["volumes"] = json!(online.attached.iter().map(|(v, _)| v).collect::<Vec<_>>());
             if let Some(replaced) = &member.replaces {
                 let seconds = (seen_at - replaced.warned_at).num_milliseconds() as f64 / 1000.0;
-                history.note(
+                report.note(
+                    &name,
                     Some(instance_id),
-                    "replaced",
+                    HistoryKind::Replaced,
                     format!(
                         "{} replaced by {instance_id} in {seconds:.1} s ({})",
                         replaced.instance_id, replaced.reason
@@ -81,8 +82,8 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>, deadline:
                 done["replaced_in_seconds"] = json!(seconds);
                 metrics::histogram!("WarningToSwitchSeconds", "group" => name.to_string(), "reason" => replaced.reason.to_string()).record(seconds);
                 let mut alert = Alert::new(
-                    "replaced",
-                    name.as_str(),
+                    AlertKind::Replaced,
+                    &name,
                     Severity::Info,
                     format!("{name}: {} replaced by {instance_id} in {seconds:.1} s", replaced.instance_id),
                 )
@@ -97,10 +98,10 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>, deadline:
                 if let Some(address) = &online.address {
                     alert = alert.fact("elastic ip", address);
                 }
-                alerts.push(alert);
+                report.alert(alert);
                 let retiring = members.iter().find(|m| m.instance_id == replaced.instance_id && m.retiring.is_some());
                 if let Some(old) = retiring {
-                    retire(deps, spec, &old.instance_id, &mut history).await?;
+                    retire(deps, &name, spec, &old.instance_id, &mut report).await?;
                     done["retiring"] = json!(old.instance_id);
                 }
                 if replaced.reason == Reason::Recovery {
@@ -112,15 +113,16 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>, deadline:
                         .count();
                     deps.store.update_group(&name, |g| recovery::note_recovered(g, left, now)).await?;
                     metrics::counter!("Recoveries", "group" => name.to_string()).increment(1);
-                    history.note(
+                    report.note(
+                        &name,
                         Some(instance_id),
-                        "recovered",
+                        HistoryKind::Recovered,
                         format!("back on Spot: {instance_id} serves instead of On-Demand {}", replaced.instance_id),
                     );
-                    alerts.push(
+                    report.alert(
                         Alert::new(
-                            "recovered",
-                            name.as_str(),
+                            AlertKind::Recovered,
+                            &name,
                             Severity::Info,
                             format!("{name}: back on Spot, {instance_id} replaces On-Demand {}", replaced.instance_id),
                         )
@@ -143,7 +145,7 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>, deadline:
                 .and_then(|i| i.image_id);
             if images::died_in_probation(&group, member, image.as_deref(), seen_at) {
                 let why = format!("{instance_id}, launched from it, {state} within the probation period");
-                let rolled = images::rollback(deps, &group, &why).await.map_err(|e| match e {
+                let rolled = images::rollback(deps, &group, &why, &mut report).await.map_err(|e| match e {
                     images::RollbackError::NoPrevious(m) => Error::Invalid(m),
                     images::RollbackError::Failed(e) => e,
                 })?;
@@ -152,9 +154,10 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>, deadline:
                     deps.clients.ec2.terminate(std::slice::from_ref(instance_id)).await?;
                 }
                 deps.store.remove_member(&name, instance_id).await?;
-                history.note(
+                report.note(
+                    &name,
                     Some(instance_id),
-                    "member-closed",
+                    HistoryKind::MemberClosed,
                     format!(
                         "{instance_id} {state} in probation; replaced by {} from the previous image",
                         new.join(", ")
@@ -188,7 +191,7 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>, deadline:
                         })
                         .await?;
                 }
-                online::record_move(&name, instance_id, replacement, &moves, &mut history, &mut alerts);
+                online::record_move(&name, instance_id, replacement, &moves, &mut report);
                 done["action"] = json!("volumes-moved");
                 done["volumes"] = json!(moves.moved.iter().map(|(v, _)| v).collect::<Vec<_>>());
                 done["volumes_pending"] = json!(moves.pending.iter().map(|(v, _)| v).collect::<Vec<_>>());
@@ -197,9 +200,10 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>, deadline:
             // Stopped to move its volumes; now it goes (once they are off it).
             if retiring && !pending {
                 deps.clients.ec2.terminate(std::slice::from_ref(instance_id)).await?;
-                history.note(
+                report.note(
+                    &name,
                     Some(instance_id),
-                    "terminated",
+                    HistoryKind::Terminated,
                     format!("{instance_id} terminated: its replacement serves"),
                 );
             }
@@ -208,30 +212,46 @@ async fn state_changed(deps: &Deps, event: Event<InstanceStateChange>, deadline:
     }
     if state == "terminated" && !member.is_serving() {
         deps.store.remove_member(&name, instance_id).await?;
-        history.note(
+        report.note(
+            &name,
             Some(instance_id),
-            "member-closed",
+            HistoryKind::MemberClosed,
             format!("{instance_id} is gone; the group no longer lists it"),
         );
         if member.retiring.as_ref().is_some_and(|r| r.reason == Reason::Rebalance) {
             deps.store.update_group(&name, |g| rebalancing::free_slot(&mut g.status, instance_id.as_str())).await?;
         }
     }
-    history.write(deps, &name).await;
-    spotkeeper::workflows::alerts::send(deps, &alerts).await;
+    report.send(deps, deadline).await;
     Ok(done)
 }
 
 /// The replacement of a retiring member serves: the member goes. With data volumes it is stopped
 /// first, so they can move (its `stopped` event does that, then terminates it).
-async fn retire(deps: &Deps, spec: &StandaloneSpec, instance_id: &str, history: &mut History) -> Result<(), Error> {
+async fn retire(
+    deps: &Deps,
+    name: &GroupName,
+    spec: &StandaloneSpec,
+    instance_id: &str,
+    report: &mut Report,
+) -> Result<(), Error> {
     let ids = [instance_id.to_string()];
     if spec.data_volumes.is_empty() {
         deps.clients.ec2.terminate(&ids).await?;
-        history.note(Some(instance_id), "terminated", format!("{instance_id} terminated: its replacement serves"));
+        report.note(
+            name,
+            Some(instance_id),
+            HistoryKind::Terminated,
+            format!("{instance_id} terminated: its replacement serves"),
+        );
     } else {
         deps.clients.ec2.stop(&ids).await?;
-        history.note(Some(instance_id), "stopping", format!("{instance_id} stopping so its data volumes can move"));
+        report.note(
+            name,
+            Some(instance_id),
+            HistoryKind::Stopping,
+            format!("{instance_id} stopping so its data volumes can move"),
+        );
     }
     Ok(())
 }

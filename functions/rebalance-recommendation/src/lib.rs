@@ -9,11 +9,12 @@ use serde_json::{Value, json};
 use spotkeeper::adapters::notify::{Alert, Severity};
 use spotkeeper::decisions::rebalancing::{self, RebalanceDecision, Slot};
 use spotkeeper::decisions::{plan, recovery};
+use spotkeeper::domain::{AlertKind, HistoryKind};
 use spotkeeper::domain::{Member, PoolHealth, Reason, Retiring, StandaloneSpec};
 use spotkeeper::event::{self, Batch, REBALANCE_RECOMMENDATION, RebalanceRecommendation};
-use spotkeeper::workflows::history::History;
 use spotkeeper::workflows::intake::{Claimed, Intake, intake, release, settle};
 use spotkeeper::workflows::replacement::{self, Old, Request};
+use spotkeeper::workflows::report::Report;
 use spotkeeper::{Deps, Error};
 
 /// How long a delivery holds an event and its instance before another may take over.
@@ -26,19 +27,17 @@ type Recommendation = Claimed<RebalanceRecommendation>;
 
 /// The function's entry: parse the event (bare or an SQS batch), take it in, then per claimed
 /// recommendation decide and act, record; alert once and answer the batch.
-pub async fn handle(deps: &Deps, payload: Value, _deadline: spotkeeper::Deadline) -> Result<Value, Error> {
+pub async fn handle(deps: &Deps, payload: Value, deadline: spotkeeper::Deadline) -> Result<Value, Error> {
     let now = deps.clock.now();
     let batch = Batch::<RebalanceRecommendation>::open(payload, REBALANCE_RECOMMENDATION)?;
     let Intake { claimed, mut outcomes, health } =
         intake(deps, batch, |d| d.instance_id.as_str(), now, Duration::seconds(LEASE_SECONDS)).await;
-    let mut alerts = Vec::new();
+    let mut report = Report::new(deps);
     for recommendation in claimed {
-        let mut history = History::new(deps);
-        let result = recommended(deps, &recommendation, &health, now, &mut history, &mut alerts).await;
-        history.write(deps, &recommendation.lookup.group).await;
+        let result = recommended(deps, &recommendation, &health, now, &mut report).await;
         outcomes.push((recommendation.message, result));
     }
-    spotkeeper::workflows::alerts::send(deps, &alerts).await;
+    report.send(deps, deadline).await;
     event::respond(outcomes)
 }
 
@@ -49,14 +48,14 @@ async fn recommended(
     r: &Recommendation,
     health: &PoolHealth,
     now: DateTime<Utc>,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
+    report: &mut Report,
 ) -> Result<Value, Error> {
     let group = &r.lookup.config;
     let id = r.instance_id.as_str();
-    history.note(
+    report.note(
+        &r.lookup.group,
         Some(id),
-        "rebalance-recommended",
+        HistoryKind::RebalanceRecommended,
         format!("EC2 recommends rebalancing {id}: it is at elevated risk of interruption"),
     );
     let members = members_if_asked(deps, r).await?;
@@ -67,7 +66,7 @@ async fn recommended(
             Ok(json!({"action": "recorded", "instance_id": id}))
         }
         RebalanceDecision::Notify { action } => {
-            alerts.push(at_risk(r, format!("{}: {id} is at elevated risk of interruption", group.name), action));
+            report.alert(at_risk(r, format!("{}: {id} is at elevated risk of interruption", group.name), action));
             close(deps, r, "notified").await?;
             Ok(json!({"action": "notified", "instance_id": id}))
         }
@@ -75,7 +74,7 @@ async fn recommended(
             close(deps, r, outcome).await?;
             Ok(json!({"action": "skipped", "reason": why, "instance_id": id}))
         }
-        RebalanceDecision::Replace(spec) => in_turn(deps, r, spec, &members, health, now, history, alerts).await,
+        RebalanceDecision::Replace(spec) => in_turn(deps, r, spec, &members, health, now, report).await,
     }
 }
 
@@ -97,7 +96,7 @@ async fn close(deps: &Deps, r: &Recommendation, outcome: &str) -> Result<(), Err
 
 /// The warning that the recommended instance is at risk, and what is done about it.
 fn at_risk(r: &Recommendation, headline: String, action: &str) -> Alert {
-    Alert::new("rebalance-recommended", r.lookup.config.name.as_str(), Severity::Warning, headline)
+    Alert::new(AlertKind::RebalanceRecommended, &r.lookup.config.name, Severity::Warning, headline)
         .fact("instance", r.instance_id.as_str())
         .fact("pool", r.lookup.pool.as_ref().map(ToString::to_string).unwrap_or_default())
         .fact("action", action)
@@ -113,40 +112,40 @@ async fn in_turn(
     members: &[Member],
     health: &PoolHealth,
     now: DateTime<Utc>,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
+    report: &mut Report,
 ) -> Result<Value, Error> {
     let group = &r.lookup.config;
     let id = r.instance_id.as_str();
     let taken = deps.store.update_group(&group.name, |g| rebalancing::take_slot(&mut g.status, id)).await?;
     if let Slot::HeldBy(other) = rebalancing::slot(taken.as_ref().map(|g| &g.status), id) {
-        note_deferred(r, &other, history, alerts);
+        note_deferred(r, &other, report);
         close(deps, r, "deferred").await?;
         return Ok(json!({"action": "deferred", "instance_id": id, "in_flight": other}));
     }
     let on_demand = recovery::on_demand_replacing(group.policy.on_demand_base, members, &[id]);
-    let result = replace(deps, r, spec, on_demand, health, now, history, alerts).await;
+    let result = replace(deps, r, spec, on_demand, health, now, report).await;
     if let Err(err) = &result {
-        failed(deps, r, err, alerts).await;
+        failed(deps, r, err, report).await;
     }
     result
 }
 
 /// Another rebalance replacement is in flight for the group: this one is noted and alerted, and waits.
-fn note_deferred(r: &Recommendation, other: &str, history: &mut History, alerts: &mut Vec<Alert>) {
+fn note_deferred(r: &Recommendation, other: &str, report: &mut Report) {
     let id = r.instance_id.as_str();
-    history.note(
+    report.note(
+        &r.lookup.group,
         Some(id),
-        "rebalance-deferred",
+        HistoryKind::RebalanceDeferred,
         format!("a rebalance replacement for {other} is in flight; {id} waits"),
     );
     let headline =
         format!("{}: {id} is at elevated risk; a rebalance for {other} is already in flight", r.lookup.config.name);
-    alerts.push(at_risk(r, headline, "none for now"));
+    report.alert(at_risk(r, headline, "none for now"));
 }
 
 /// The replacement failed: the slot and the event are freed for another try, and it is alerted.
-async fn failed(deps: &Deps, r: &Recommendation, err: &Error, alerts: &mut Vec<Alert>) {
+async fn failed(deps: &Deps, r: &Recommendation, err: &Error, report: &mut Report) {
     let group = &r.lookup.config;
     let id = r.instance_id.as_str();
     let cleared = deps.store.update_group(&group.name, |g| rebalancing::free_slot(&mut g.status, id)).await;
@@ -154,10 +153,10 @@ async fn failed(deps: &Deps, r: &Recommendation, err: &Error, alerts: &mut Vec<A
         tracing::error!(group = %group.name, error = %e, "could not clear the rebalance in flight");
     }
     release(deps, &r.event_id, id, None).await;
-    alerts.push(
+    report.alert(
         Alert::new(
-            "rebalance-failed",
-            group.name.as_str(),
+            AlertKind::RebalanceFailed,
+            &group.name,
             Severity::Critical,
             format!("{}: no replacement for at-risk {id}", group.name),
         )
@@ -175,8 +174,7 @@ async fn replace(
     on_demand: u32,
     health: &PoolHealth,
     now: DateTime<Utc>,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
+    report: &mut Report,
 ) -> Result<Value, Error> {
     let group = &r.lookup.config;
     let id = r.instance_id.as_str();
@@ -203,9 +201,10 @@ async fn replace(
     // Until it is gone, an interruption warning for it launches nothing more.
     deps.store.lock_instance(id, &r.event_id, now, Duration::hours(RETIRING_LOCK_HOURS)).await?;
     settle(deps, &r.event_id, &format!("replaced by {}", new.instance_id)).await;
-    history.note(
+    report.note(
+        &r.lookup.group,
         Some(&new.instance_id),
-        "replacement-launched",
+        HistoryKind::ReplacementLaunched,
         format!("rebalance replacement {} launched on {} for {id}", new.instance_id, new.market),
     );
     let outage = if spec.data_volumes.is_empty() {
@@ -213,10 +212,10 @@ async fn replace(
     } else {
         "once the replacement serves it is stopped so its data volumes can move: a short outage of what uses them"
     };
-    alerts.push(
+    report.alert(
         Alert::new(
-            "rebalance-replacing",
-            group.name.as_str(),
+            AlertKind::RebalanceReplacing,
+            &group.name,
             Severity::Warning,
             format!("{}: {id} at elevated risk, replacement {} launched", group.name, new.instance_id),
         )

@@ -2,6 +2,7 @@
 //! to Spot and the groups' images (made on their schedule, activated, pruned); and, on `EC2 Instance Launch Unsuccessful` for lack of capacity, an Auto Scaling
 //! group's fallback to On-Demand.
 
+use spotkeeper::domain::{AlertKind, HistoryKind};
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
@@ -14,8 +15,8 @@ use spotkeeper::domain::{
     GROUP_TAG, Group, GroupKind, InstanceFacts, Member, OnDemandShare, PoolHealth, Reason, Retiring, StandaloneSpec,
 };
 use spotkeeper::event::{self, Event, LAUNCH_UNSUCCESSFUL, LaunchUnsuccessful, SCHEDULED_EVENT};
-use spotkeeper::workflows::history::History;
 use spotkeeper::workflows::replacement::{self, Old, Request};
+use spotkeeper::workflows::report::Report;
 use spotkeeper::workflows::{images, online};
 use spotkeeper::{Deps, Error, metrics};
 
@@ -25,16 +26,18 @@ const RECOVERY_HOLDER: &str = "recovery";
 
 /// The function's entry: the schedule's event, or Auto Scaling's launch failures. Nothing here
 /// waits on AWS: what is not done yet (a volume still detaching) is looked at again next run.
-pub async fn handle(deps: &Deps, payload: Value, _deadline: spotkeeper::Deadline) -> Result<Value, Error> {
+pub async fn handle(deps: &Deps, payload: Value, deadline: spotkeeper::Deadline) -> Result<Value, Error> {
     match event::detail_type(&payload).as_deref() {
-        Some(SCHEDULED_EVENT) => run(deps).await,
-        Some(LAUNCH_UNSUCCESSFUL) => event::dispatch(payload, LAUNCH_UNSUCCESSFUL, |e| launch_failed(deps, e)).await,
+        Some(SCHEDULED_EVENT) => run(deps, deadline).await,
+        Some(LAUNCH_UNSUCCESSFUL) => {
+            event::dispatch(payload, LAUNCH_UNSUCCESSFUL, |e| launch_failed(deps, e, deadline)).await
+        }
         _ => Err(event::unexpected(&payload, "Scheduled Event or EC2 Instance Launch Unsuccessful").into()),
     }
 }
 
 /// One scheduled run over every group.
-pub async fn run(deps: &Deps) -> Result<Value, Error> {
+pub async fn run(deps: &Deps, deadline: spotkeeper::Deadline) -> Result<Value, Error> {
     let now = deps.clock.now();
     let groups = deps.store.groups().await?;
     let members = futures::future::try_join_all(groups.iter().map(|g| deps.store.members(&g.name))).await?;
@@ -53,8 +56,8 @@ pub async fn run(deps: &Deps) -> Result<Value, Error> {
     if !unlisted.is_empty() {
         known.extend(deps.clients.ec2.instances(&unlisted).await?);
     }
-    let mut report = Vec::new();
-    let mut alerts = Vec::new();
+    let mut summary = Vec::new();
+    let mut report = Report::new(deps);
     let ledger = match savings(deps, &groups, &members, &known, now).await {
         Ok(ledger) => ledger,
         Err(err) => {
@@ -63,18 +66,15 @@ pub async fn run(deps: &Deps) -> Result<Value, Error> {
         }
     };
     for (group, members) in groups.iter().zip(&members) {
-        let mut history = History::new(deps);
         let drift = recovery::drift(group, members, &known, |id| managed.contains(id), recovery::owner_tag(group));
-        let reconciled = reconcile(deps, group, members, &drift, &health, now, &mut history, &mut alerts).await;
+        let reconciled = reconcile(deps, group, members, &drift, &health, now, &mut report).await;
         let step = recovery::recovery_step(group, members, now);
-        let recovered = recover(deps, group, members, &step, &health, now, &mut history, &mut alerts).await;
-        let imaged =
-            reported(images::refresh(deps, group, members, &known, now, &mut history, &mut alerts).await, group);
-        let probation = reported(images::probation(deps, group, members, &known, now).await, group);
-        let activities = asg_activities(deps, group, now, &mut history, &mut alerts).await;
-        let volumes = reported(online::continue_moves(deps, group, &mut history, &mut alerts).await, group);
-        history.write(deps, &group.name).await;
-        report.push(json!({
+        let recovered = recover(deps, group, members, &step, &health, now, &mut report).await;
+        let imaged = reported(images::refresh(deps, group, members, &known, now, &mut report).await, group);
+        let probation = reported(images::probation(deps, group, members, &known, now, &mut report).await, group);
+        let activities = asg_activities(deps, group, now, &mut report).await;
+        let volumes = reported(online::continue_moves(deps, group, &mut report).await, group);
+        summary.push(json!({
             "group": group.name, "reconcile": reconciled, "recovery": recovered, "images": imaged,
             "probation": probation, "scaling_activities": activities, "volume_moves": volumes,
         }));
@@ -84,8 +84,8 @@ pub async fn run(deps: &Deps) -> Result<Value, Error> {
         groups.iter().filter_map(|g| g.status.fallback.as_ref()).map(|f| (now - f.since).num_minutes()).collect();
     metrics::gauge!("FallbacksActive").set(fallen.len() as f64);
     metrics::gauge!("LongestFallbackMinutes").set(fallen.iter().copied().max().unwrap_or(0) as f64);
-    spotkeeper::workflows::alerts::send(deps, &alerts).await;
-    Ok(json!({"groups": report, "savings": ledger}))
+    report.send(deps, deadline).await;
+    Ok(json!({"groups": summary, "savings": ledger}))
 }
 
 /// On-Demand prices of these types: today's cached price, or the Price List API's, or (when it is
@@ -166,8 +166,7 @@ async fn reconcile(
     drift: &Drift,
     health: &PoolHealth,
     now: DateTime<Utc>,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
+    report: &mut Report,
 ) -> Value {
     if drift.is_empty() {
         return json!({"drift": false});
@@ -178,9 +177,10 @@ async fn reconcile(
             let strays: Vec<Member> = drift.strays.iter().cloned().map(|f| f.into_member(false)).collect();
             deps.store.add_members(group, &strays).await?;
             for m in &strays {
-                history.note(
+                report.note(
+                    &group.name,
                     Some(&m.instance_id),
-                    "instance-adopted",
+                    HistoryKind::InstanceAdopted,
                     format!("{} found running in the group; now a member", m.instance_id),
                 );
             }
@@ -210,9 +210,10 @@ async fn reconcile(
                 let launched = replacement::launch_for(deps, &request).await?;
                 let recorded = replacement::record(deps, &request, &launched, health, now).await;
                 for (old, new) in &recorded.pairs {
-                    history.note(
+                    report.note(
+                        &group.name,
                         Some(&new.instance_id),
-                        "replacement-launched",
+                        HistoryKind::ReplacementLaunched,
                         format!(
                             "{} vanished without an event; {} launched on {} in its place",
                             old.instance_id, new.instance_id, new.market
@@ -220,16 +221,17 @@ async fn reconcile(
                     );
                 }
                 for new in &recorded.added {
-                    history.note(
+                    report.note(
+                        &group.name,
                         Some(&new.instance_id),
-                        "instance-launched",
+                        HistoryKind::InstanceLaunched,
                         format!("the group was below its capacity; {} launched on {}", new.instance_id, new.market),
                     );
                 }
-                alerts.push(
+                report.alert(
                     Alert::new(
-                        "reconciled",
-                        group.name.as_str(),
+                        AlertKind::Reconciled,
+                        &group.name,
                         Severity::Warning,
                         format!(
                             "{}: {} vanished, {} launched",
@@ -267,9 +269,10 @@ async fn reconcile(
         }
         for m in &drift.vanished {
             deps.store.remove_member(&group.name, &m.instance_id).await?;
-            history.note(
+            report.note(
+                &group.name,
                 Some(&m.instance_id),
-                "member-closed",
+                HistoryKind::MemberClosed,
                 format!("{} no longer exists; the group no longer lists it", m.instance_id),
             );
         }
@@ -288,8 +291,7 @@ async fn recover(
     step: &Step,
     health: &PoolHealth,
     now: DateTime<Utc>,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
+    report: &mut Report,
 ) -> Value {
     let result = match (step, &group.kind) {
         (Step::Nothing, _) => Ok(json!({"step": "nothing"})),
@@ -297,11 +299,9 @@ async fn recover(
         (Step::Wait(at), _) => Ok(json!({"step": "wait", "until": at})),
         (Step::OutsideWindow, _) => Ok(json!({"step": "outside-window"})),
         (Step::Replace(member), GroupKind::Standalone(spec)) => {
-            back_to_spot(deps, group, spec, members, member, health, now, history, alerts).await
+            back_to_spot(deps, group, spec, members, member, health, now, report).await
         }
-        (Step::Restore(share), GroupKind::Asg(spec)) => {
-            restore(deps, group, &spec.asg_name, *share, now, history, alerts).await
-        }
+        (Step::Restore(share), GroupKind::Asg(spec)) => restore(deps, group, &spec.asg_name, *share, now, report).await,
         (Step::Replace(_) | Step::Restore(_), _) => Ok(json!({"step": "nothing"})),
     };
     reported(result, group)
@@ -318,8 +318,7 @@ async fn back_to_spot(
     member_id: &str,
     health: &PoolHealth,
     now: DateTime<Utc>,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
+    report: &mut Report,
 ) -> Result<Value, Error> {
     let name = &group.name;
     // The group's recovery slot, then the member's lock: a recovery and anything else
@@ -361,23 +360,24 @@ async fn back_to_spot(
     .await;
     let (launched, recorded) = match outcome {
         Ok(done) => done,
-        Err(err) => return failed_attempt(deps, group, member_id, &err.to_string(), now, history, alerts).await,
+        Err(err) => return failed_attempt(deps, group, member_id, &err.to_string(), now, report).await,
     };
     let Some((_, new)) = recorded.pairs.first() else {
         let error = format!("no Spot capacity: {}", launched.error_summary());
-        return failed_attempt(deps, group, member_id, &error, now, history, alerts).await;
+        return failed_attempt(deps, group, member_id, &error, now, report).await;
     };
     let retiring = Retiring { since: now, reason: Reason::Recovery, replaced_by: new.instance_id.clone() };
     deps.store.update_member(name, member_id, |m| m.retiring = Some(retiring.clone())).await?;
-    history.note(
+    report.note(
+        &group.name,
         Some(&new.instance_id),
-        "recovery-started",
+        HistoryKind::RecoveryStarted,
         format!("{} launched on Spot to replace On-Demand {member_id}", new.instance_id),
     );
-    alerts.push(
+    report.alert(
         Alert::new(
-            "recovery-started",
-            name.as_str(),
+            AlertKind::RecoveryStarted,
+            name,
             Severity::Info,
             format!("{name}: moving {member_id} back to Spot with {}", new.instance_id),
         )
@@ -394,23 +394,23 @@ async fn failed_attempt(
     member_id: &str,
     error: &str,
     now: DateTime<Utc>,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
+    report: &mut Report,
 ) -> Result<Value, Error> {
     let name = &group.name;
     deps.store.unlock_instance(member_id, RECOVERY_HOLDER).await?;
     let saved = deps.store.update_group(name, |g| recovery::note_failed_attempt(g, error, now)).await?;
     let next = saved.as_ref().and_then(|g| g.status.recovery.next_attempt_at);
     let attempts = saved.as_ref().map(|g| g.status.recovery.failed_attempts).unwrap_or_default();
-    history.note(
+    report.note(
+        &group.name,
         Some(member_id),
-        "recovery-failed",
+        HistoryKind::RecoveryFailed,
         format!("back to Spot failed ({error}); next attempt at {}", next.map(|n| n.to_rfc3339()).unwrap_or_default()),
     );
-    alerts.push(
+    report.alert(
         Alert::new(
-            "recovery-failed",
-            name.as_str(),
+            AlertKind::RecoveryFailed,
+            name,
             Severity::Warning,
             format!("{name}: still no Spot capacity for {member_id}"),
         )
@@ -428,8 +428,7 @@ async fn restore(
     asg_name: &str,
     share: OnDemandShare,
     now: DateTime<Utc>,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
+    report: &mut Report,
 ) -> Result<Value, Error> {
     let Some(asg) = deps.clients.autoscaling.group(asg_name).await? else {
         return Err(Error::Retry(format!("Auto Scaling group {asg_name} no longer exists")));
@@ -438,16 +437,20 @@ async fn restore(
     deps.store.update_group(&group.name, |g| recovery::note_recovered(g, 0, now)).await?;
     metrics::counter!("Recoveries", "group" => group.name.to_string()).increment(1);
     let text = format!("On-Demand share restored to base {} + {}% above it", share.base, share.percent_above_base);
-    history.note(None, "recovered", text.clone());
-    alerts.push(
-        Alert::new("recovered", group.name.as_str(), Severity::Info, format!("{}: back on Spot, {text}", group.name))
+    report.note(&group.name, None, HistoryKind::Recovered, text.clone());
+    report.alert(
+        Alert::new(AlertKind::Recovered, &group.name, Severity::Info, format!("{}: back on Spot, {text}", group.name))
             .fact("asg", asg_name),
     );
     Ok(json!({"step": "restored", "on_demand_share": share}))
 }
 
 /// Auto Scaling could not launch (its `EC2 Instance Launch Unsuccessful` event).
-async fn launch_failed(deps: &Deps, event: Event<LaunchUnsuccessful>) -> Result<Value, Error> {
+async fn launch_failed(
+    deps: &Deps,
+    event: Event<LaunchUnsuccessful>,
+    deadline: spotkeeper::Deadline,
+) -> Result<Value, Error> {
     let now = deps.clock.now();
     let detail = &event.detail;
     let groups = deps.store.groups().await?;
@@ -456,13 +459,10 @@ async fn launch_failed(deps: &Deps, event: Event<LaunchUnsuccessful>) -> Result<
         tracing::debug!(asg = %detail.asg_name, "no group follows this Auto Scaling group; ignored");
         return Ok(json!({"action": "ignored", "reason": "no group follows this Auto Scaling group"}));
     };
-    let mut history = History::new(deps);
-    let mut alerts = Vec::new();
-    let outcome =
-        asg_fallback(deps, group, &detail.asg_name, &detail.status_message, now, &mut history, &mut alerts).await;
-    history.write(deps, &group.name).await;
-    spotkeeper::workflows::alerts::send(deps, &alerts).await;
-    outcome
+    spotkeeper::workflows::report::reported(deps, deadline, async |report| {
+        asg_fallback(deps, group, &detail.asg_name, &detail.status_message, now, report).await
+    })
+    .await
 }
 
 /// An Auto Scaling group failed to launch: for lack of Spot capacity, raise the On-Demand share so
@@ -473,18 +473,17 @@ async fn asg_fallback(
     asg_name: &str,
     message: &str,
     now: DateTime<Utc>,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
+    report: &mut Report,
 ) -> Result<Value, Error> {
     if !plan::mentions_capacity(message) {
-        history.note(None, "launch-failed", format!("{asg_name} could not launch: {message}"));
+        report.note(&group.name, None, HistoryKind::LaunchFailed, format!("{asg_name} could not launch: {message}"));
         return Ok(json!({"action": "recorded", "reason": "not a capacity failure"}));
     }
     if !group.policy.fallback {
-        alerts.push(
+        report.alert(
             Alert::new(
-                "no-capacity",
-                group.name.as_str(),
+                AlertKind::NoCapacity,
+                &group.name,
                 Severity::Warning,
                 format!("{}: no Spot capacity; fallback is off", group.name),
             )
@@ -510,11 +509,11 @@ async fn asg_fallback(
     deps.store.count(&group.name, &now.format("%Y-%m-%d").to_string(), Counted::Fallback, 1).await?;
     metrics::counter!("Fallbacks", "group" => group.name.to_string()).increment(1);
     let text = format!("On-Demand share raised to 100% above base {} (was {}%)", share.base, share.percent_above_base);
-    history.note(None, "fallback", format!("no Spot capacity: {text}"));
-    alerts.push(
+    report.note(&group.name, None, HistoryKind::Fallback, format!("no Spot capacity: {text}"));
+    report.alert(
         Alert::new(
-            "fallback",
-            group.name.as_str(),
+            AlertKind::Fallback,
+            &group.name,
             Severity::Warning,
             format!("{}: no Spot capacity, {text}", group.name),
         )
@@ -531,13 +530,7 @@ const ACTIVITY_WINDOW_MINUTES: i64 = 10;
 
 /// An asg group's scaling activities that failed for lack of capacity since the last runs: the
 /// same fallback as the launch-failure event (which a missed or filtered rule may not bring).
-async fn asg_activities(
-    deps: &Deps,
-    group: &Group,
-    now: DateTime<Utc>,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
-) -> Value {
+async fn asg_activities(deps: &Deps, group: &Group, now: DateTime<Utc>, report: &mut Report) -> Value {
     let GroupKind::Asg(spec) = &group.kind else { return json!({"checked": false}) };
     if group.status.fallback.is_some() {
         return json!({"checked": false, "reason": "already on On-Demand"});
@@ -549,7 +542,7 @@ async fn asg_activities(
             .failed_activities(&spec.asg_name, now - Duration::minutes(ACTIVITY_WINDOW_MINUTES))
             .await?;
         match failures.iter().find(|m| plan::mentions_capacity(m)) {
-            Some(message) => asg_fallback(deps, group, &spec.asg_name, message, now, history, alerts).await,
+            Some(message) => asg_fallback(deps, group, &spec.asg_name, message, now, report).await,
             None => Ok(json!({"checked": true, "failures": failures.len()})),
         }
     }

@@ -4,6 +4,7 @@
 //! only then come the records, pool health, history and alerts. (A group with an On-Demand
 //! base reads its members first, to know whether the replacement must go On-Demand.)
 
+use spotkeeper::domain::{AlertKind, HistoryKind};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -15,9 +16,9 @@ use spotkeeper::adapters::store::{Claim, Counted};
 use spotkeeper::decisions::plan::{self, Action, Warning};
 use spotkeeper::domain::{GroupKind, GroupName, Interrupted, Pool, PoolHealth, Reason};
 use spotkeeper::event::{self, Batch, SPOT_INTERRUPTION_WARNING, SpotInterruptionWarning};
-use spotkeeper::workflows::history::History;
 use spotkeeper::workflows::intake::{Intake, intake, release, settle};
 use spotkeeper::workflows::replacement::{self, Attempt, Old, Request};
+use spotkeeper::workflows::report::Report;
 use spotkeeper::{Deps, Error, metrics};
 
 /// How long a delivery holds an event and its instance before another delivery may take over:
@@ -28,7 +29,7 @@ const LEASE_SECONDS: i64 = 120;
 type Results = Vec<(String, Result<Value, Error>)>;
 
 /// The function's entry: a bare event or an SQS batch of them.
-pub async fn handle(deps: &Deps, payload: Value, _deadline: spotkeeper::Deadline) -> Result<Value, Error> {
+pub async fn handle(deps: &Deps, payload: Value, deadline: spotkeeper::Deadline) -> Result<Value, Error> {
     let arrived = Instant::now();
     let now = deps.clock.now();
     let batch = Batch::<SpotInterruptionWarning>::open(payload, SPOT_INTERRUPTION_WARNING)?;
@@ -47,9 +48,9 @@ pub async fn handle(deps: &Deps, payload: Value, _deadline: spotkeeper::Deadline
     // Every action at once: each sends its request first, then records what it did.
     let actions = plan::interruption_actions(warnings, &attempts, &health, now);
     let done = futures::future::join_all(actions.iter().map(|a| act(deps, a, &health, now, arrived))).await;
-    let mut alerts = Vec::new();
-    for (results, action_alerts) in done.into_iter().chain([(unread, Vec::new())]) {
-        alerts.extend(action_alerts);
+    let mut report = Report::new(deps);
+    for (results, part) in done.into_iter().chain([(unread, Report::new(deps))]) {
+        report.extend(part);
         for (event_id, result) in results {
             // The other events of a launch sent again answer in their own deliveries.
             if let Some(message) = messages.remove(&event_id) {
@@ -57,7 +58,7 @@ pub async fn handle(deps: &Deps, payload: Value, _deadline: spotkeeper::Deadline
             }
         }
     }
-    spotkeeper::workflows::alerts::send(deps, &alerts).await;
+    report.send(deps, deadline).await;
     event::respond(outcomes)
 }
 
@@ -143,24 +144,21 @@ async fn act(
     health: &PoolHealth,
     now: DateTime<Utc>,
     arrived: Instant,
-) -> (Results, Vec<Alert>) {
+) -> (Results, Report) {
     let group = group_of(action);
-    let mut history = History::new(deps);
-    let mut alerts = Vec::new();
+    let mut report = Report::new(deps);
     let warnings = action.warnings();
     let results = match action {
         Action::Detach { asg_name, .. } => {
             let ids: Vec<String> = warnings.iter().map(|w| w.instance_id.clone()).collect();
             let refused = deps.clients.autoscaling.detach(asg_name, &ids).await;
             tracing::info!(group = %group, elapsed_ms = arrived.elapsed().as_millis() as u64, "detach request sent");
-            detached(deps, &group, asg_name, warnings, refused, &mut history, &mut alerts).await
+            detached(deps, &group, asg_name, warnings, refused, &mut report).await
         }
         Action::Replace { .. } | Action::Replay { .. } => {
             let on_demand = on_demand_of(deps, action).await;
             match request_of(action, on_demand) {
-                Some(request) => {
-                    launched(deps, action, &request, health, now, arrived, &mut history, &mut alerts).await
-                }
+                Some(request) => launched(deps, action, &request, health, now, arrived, &mut report).await,
                 None => Vec::new(),
             }
         }
@@ -176,14 +174,14 @@ async fn act(
     }
     // The other warnings of a launch sent again are told by the delivery that holds them.
     for w in warnings.iter().filter(|w| w.held) {
-        history.note(
+        report.note(
+            &group,
             Some(&w.instance_id),
-            "interrupted",
+            HistoryKind::Interrupted,
             format!("Spot interruption warning for {} in {}", w.instance_id, describe(w.lookup.pool.as_ref())),
         );
     }
-    history.write(deps, &group).await;
-    (results, alerts)
+    (results, report)
 }
 
 /// Sends the launch, then records what came of it.
@@ -195,8 +193,7 @@ async fn launched(
     health: &PoolHealth,
     now: DateTime<Utc>,
     arrived: Instant,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
+    report: &mut Report,
 ) -> Results {
     let group = &request.group.name;
     let warnings = action.warnings();
@@ -213,11 +210,11 @@ async fn launched(
         Ok(launched) => {
             let sent_again = matches!(action, Action::Replay { .. });
             let warnings = if sent_again { hold_others(deps, warnings, now).await } else { warnings.to_vec() };
-            replaced(deps, request, &warnings, &launched, health, now, sent_again, history, alerts).await
+            replaced(deps, request, &warnings, &launched, health, now, sent_again, report).await
         }
         Err(err) => {
             let kept = keep_attempt(deps, request, warnings, now).await;
-            failed(deps, group, warnings, &err, kept, history, alerts).await
+            failed(deps, group, warnings, &err, kept, report).await
         }
     }
 }
@@ -284,19 +281,23 @@ async fn failed(
     warnings: &[Warning],
     err: &Error,
     attempt: Option<&str>,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
+    report: &mut Report,
 ) -> Results {
     let reason = err.to_string();
     let held: Vec<&Warning> = warnings.iter().filter(|w| w.held).collect();
     futures::future::join_all(held.iter().map(|w| release(deps, &w.event_id, &w.instance_id, attempt))).await;
     let mut results = Vec::new();
     for w in held {
-        history.note(Some(&w.instance_id), "interruption-failed", format!("could not act on the warning: {reason}"));
-        alerts.push(
+        report.note(
+            group,
+            Some(&w.instance_id),
+            HistoryKind::InterruptionFailed,
+            format!("could not act on the warning: {reason}"),
+        );
+        report.alert(
             Alert::new(
-                "interruption-failed",
-                group.as_str(),
+                AlertKind::InterruptionFailed,
+                group,
                 Severity::Critical,
                 format!("{group}: could not act on the interruption of {}", w.instance_id),
             )
@@ -315,13 +316,12 @@ async fn detached(
     asg_name: &str,
     warnings: &[Warning],
     refused: Vec<(String, AwsError)>,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
+    report: &mut Report,
 ) -> Results {
     let mut results = Vec::new();
     for (id, err) in &refused {
         let refused_warnings: Vec<Warning> = warnings.iter().filter(|w| &w.instance_id == id).cloned().collect();
-        results.extend(failed(deps, group, &refused_warnings, &err.clone().into(), None, history, alerts).await);
+        results.extend(failed(deps, group, &refused_warnings, &err.clone().into(), None, report).await);
     }
     let out: Vec<&Warning> = warnings.iter().filter(|w| !refused.iter().any(|(id, _)| id == &w.instance_id)).collect();
     futures::future::join_all(out.iter().map(|w| async move {
@@ -330,15 +330,16 @@ async fn detached(
     }))
     .await;
     for w in out {
-        history.note(
+        report.note(
+            group,
             Some(&w.instance_id),
-            "detached",
+            HistoryKind::Detached,
             format!("detached from {asg_name} without decrement: the group launches its replacement"),
         );
-        alerts.push(
+        report.alert(
             Alert::new(
-                "interrupted",
-                group.as_str(),
+                AlertKind::Interrupted,
+                group,
                 Severity::Warning,
                 format!("{group}: {} interrupted, detached from {asg_name}", w.instance_id),
             )
@@ -363,8 +364,7 @@ async fn replaced(
     health: &PoolHealth,
     now: DateTime<Utc>,
     sent_again: bool,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
+    report: &mut Report,
 ) -> Results {
     let group = &request.group.name;
     let recorded = replacement::record(deps, request, launched, health, now).await;
@@ -387,9 +387,10 @@ async fn replaced(
     for (old, member) in &recorded.pairs {
         let Some(w) = warning_of(&old.instance_id) else { continue };
         let pool = member.pool();
-        history.note(
+        report.note(
+            group,
             Some(&member.instance_id),
-            "replacement-launched",
+            HistoryKind::ReplacementLaunched,
             format!(
                 "replacement {} launched on {} in {} for {}",
                 member.instance_id,
@@ -398,10 +399,10 @@ async fn replaced(
                 w.instance_id
             ),
         );
-        alerts.push(
+        report.alert(
             Alert::new(
-                "interrupted",
-                group.as_str(),
+                AlertKind::Interrupted,
+                group,
                 Severity::Warning,
                 format!(
                     "{group}: {} interrupted, replacement {} launched on {}",
@@ -416,15 +417,16 @@ async fn replaced(
             .fact("market", member.market),
         );
         if member.fallen_back {
-            history.note(
+            report.note(
+                group,
                 Some(&member.instance_id),
-                "fallback",
+                HistoryKind::Fallback,
                 "no Spot pool had capacity: the replacement runs On-Demand until recovery".to_string(),
             );
-            alerts.push(
+            report.alert(
                 Alert::new(
-                    "fallback",
-                    group.as_str(),
+                    AlertKind::Fallback,
+                    group,
                     Severity::Warning,
                     format!("{group}: no Spot capacity, {} launched On-Demand", member.instance_id),
                 )
@@ -447,7 +449,7 @@ async fn replaced(
             futures::future::join_all(unplaced.iter().map(|w| forget_attempt(deps, w, &request.token))).await;
         }
         let err = Error::Retry(format!("EC2 launched no replacement: {}", launched.error_summary()));
-        results.extend(failed(deps, group, &unplaced, &err, None, history, alerts).await);
+        results.extend(failed(deps, group, &unplaced, &err, None, report).await);
     }
     results
 }

@@ -9,20 +9,21 @@ use spotkeeper::event::{
     self, ALARM_STATE_CHANGE, AlarmStateChange, COMMAND_STATUS, CommandStatus, Event, VOLUME_NOTIFICATION,
     VolumeNotification,
 };
+use spotkeeper::workflows::report::reported;
 use spotkeeper::workflows::volume::{self, Filling};
-use spotkeeper::{Deps, Error};
+use spotkeeper::{Deadline, Deps, Error};
 
 /// The function's entry: a bare event or an SQS batch of them, of any of its three kinds.
-pub async fn handle(deps: &Deps, payload: Value, _deadline: spotkeeper::Deadline) -> Result<Value, Error> {
+pub async fn handle(deps: &Deps, payload: Value, deadline: Deadline) -> Result<Value, Error> {
     match event::detail_type(&payload).as_deref() {
-        Some(ALARM_STATE_CHANGE) => event::dispatch(payload, ALARM_STATE_CHANGE, |e| alarm(deps, e)).await,
-        Some(VOLUME_NOTIFICATION) => event::dispatch(payload, VOLUME_NOTIFICATION, |e| modified(deps, e)).await,
-        Some(COMMAND_STATUS) => event::dispatch(payload, COMMAND_STATUS, |e| command(deps, e)).await,
+        Some(ALARM_STATE_CHANGE) => event::dispatch(payload, ALARM_STATE_CHANGE, |e| alarm(deps, e, deadline)).await,
+        Some(VOLUME_NOTIFICATION) => event::dispatch(payload, VOLUME_NOTIFICATION, |e| modified(deps, e, deadline)).await,
+        Some(COMMAND_STATUS) => event::dispatch(payload, COMMAND_STATUS, |e| command(deps, e, deadline)).await,
         _ => Err(event::unexpected(&payload, "CloudWatch Alarm State Change, EBS Volume Notification or EC2 Command Invocation Status-change Notification").into()),
     }
 }
 
-async fn alarm(deps: &Deps, event: Event<AlarmStateChange>) -> Result<Value, Error> {
+async fn alarm(deps: &Deps, event: Event<AlarmStateChange>, deadline: Deadline) -> Result<Value, Error> {
     let alarm = &event.detail;
     if alarm.state.value != "ALARM" {
         return Ok(json!({"action": "ignored", "reason": format!("the alarm is {}", alarm.state.value)}));
@@ -49,10 +50,10 @@ async fn alarm(deps: &Deps, event: Event<AlarmStateChange>) -> Result<Value, Err
         fstype: metric.dimensions.get("fstype").cloned(),
         source: "alarm",
     };
-    volume::grow(deps, &filling).await
+    reported(deps, deadline, async |report| volume::grow(deps, &filling, report).await).await
 }
 
-async fn modified(deps: &Deps, event: Event<VolumeNotification>) -> Result<Value, Error> {
+async fn modified(deps: &Deps, event: Event<VolumeNotification>, deadline: Deadline) -> Result<Value, Error> {
     if event.detail.event != "modifyVolume" {
         return Ok(json!({"action": "ignored", "reason": format!("EBS event {}", event.detail.event)}));
     }
@@ -65,9 +66,11 @@ async fn modified(deps: &Deps, event: Event<VolumeNotification>) -> Result<Value
         .ok_or_else(|| {
             EventError::Malformed("EBS Volume Notification names no volume (vol-…) in its resources".into())
         })?;
-    volume::modified(deps, &volume_id, &event.detail.result).await
+    let result = &event.detail.result;
+    reported(deps, deadline, async |report| volume::modified(deps, &volume_id, result, report).await).await
 }
 
-async fn command(deps: &Deps, event: Event<CommandStatus>) -> Result<Value, Error> {
-    volume::command_finished(deps, &event.detail.command_id, &event.detail.status).await
+async fn command(deps: &Deps, event: Event<CommandStatus>, deadline: Deadline) -> Result<Value, Error> {
+    let CommandStatus { command_id, status, .. } = &event.detail;
+    reported(deps, deadline, async |report| volume::command_finished(deps, command_id, status, report).await).await
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::adapters::aws::AwsError;
 use crate::adapters::outbound::{self, Senders};
-use crate::domain::Secret;
+use crate::domain::{AlertKind, GroupName, Secret};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -32,9 +32,8 @@ impl fmt::Display for Severity {
 /// One alert: what happened, to which group, how bad, and the facts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
-    /// The lifecycle event, in kebab-case: `interrupted`, `replaced`, `fallback`, ...
-    pub event: String,
-    pub group: String,
+    pub event: AlertKind,
+    pub group: GroupName,
     pub severity: Severity,
     /// One line that says it all: the e-mail subject, the Slack headline.
     pub headline: String,
@@ -42,8 +41,8 @@ pub struct Alert {
 }
 
 impl Alert {
-    pub fn new(event: &str, group: &str, severity: Severity, headline: impl Into<String>) -> Self {
-        Self { event: event.into(), group: group.into(), severity, headline: headline.into(), facts: Vec::new() }
+    pub fn new(event: AlertKind, group: &GroupName, severity: Severity, headline: impl Into<String>) -> Self {
+        Self { event, group: group.clone(), severity, headline: headline.into(), facts: Vec::new() }
     }
 
     pub fn fact(mut self, name: &str, value: impl fmt::Display) -> Self {
@@ -62,9 +61,9 @@ impl Alert {
 
     pub fn body(&self) -> String {
         let mut body = format!("{}\n\n", self.headline);
-        for (name, value) in [("group", &self.group), ("event", &self.event)]
+        for (name, value) in [("group", self.group.as_str()), ("event", self.event.as_str())]
             .into_iter()
-            .chain(self.facts.iter().map(|(n, v)| (n.as_str(), v)))
+            .chain(self.facts.iter().map(|(n, v)| (n.as_str(), v.as_str())))
         {
             body.push_str(&format!("{name}: {value}\n"));
         }
@@ -81,11 +80,11 @@ const DIGEST_VALUES: usize = 20;
 /// a mass interruption is one message with the count and the instances, not a thousand messages
 /// (Slack would throttle them, and nobody reads them).
 pub fn digest(alerts: &[Alert], most: usize) -> Vec<Alert> {
-    let mut kinds: Vec<(&str, &str, Severity, Vec<&Alert>)> = Vec::new();
+    let mut kinds: Vec<(AlertKind, &GroupName, Severity, Vec<&Alert>)> = Vec::new();
     for alert in alerts {
-        match kinds.iter_mut().find(|(e, g, s, _)| *e == alert.event && *g == alert.group && *s == alert.severity) {
+        match kinds.iter_mut().find(|(e, g, s, _)| *e == alert.event && **g == alert.group && *s == alert.severity) {
             Some((_, _, _, same)) => same.push(alert),
-            None => kinds.push((&alert.event, &alert.group, alert.severity, vec![alert])),
+            None => kinds.push((alert.event, &alert.group, alert.severity, vec![alert])),
         }
     }
     let mut out = Vec::new();
@@ -174,11 +173,11 @@ impl Notifier {
         let Some(topic) = &self.topic_arn else { return Ok(()) };
         let attribute = |value: &str| MessageAttributeValue::builder().data_type("String").string_value(value).build();
         let mut request = self.sns.publish().topic_arn(topic).subject(alert.subject()).message(alert.body());
-        for (name, value) in
-            [("event", alert.event.clone()), ("group", alert.group.clone()), ("severity", alert.severity.to_string())]
+        let severity = alert.severity.to_string();
+        for (name, value) in [("event", alert.event.as_str()), ("group", alert.group.as_str()), ("severity", &severity)]
         {
             let value =
-                attribute(&value).map_err(|e| AwsError { operation: "Publish", code: None, message: e.to_string() })?;
+                attribute(value).map_err(|e| AwsError { operation: "Publish", code: None, message: e.to_string() })?;
             request = request.message_attributes(name, value);
         }
         request.send().await.map_err(|e| AwsError::from_sdk("Publish", e))?;
@@ -235,16 +234,20 @@ impl Notifier {
 mod tests {
     use super::*;
 
+    fn web() -> GroupName {
+        GroupName::try_from("web".to_string()).unwrap()
+    }
+
     #[test]
     fn a_flood_of_one_kind_becomes_one_digest_and_the_rest_stays_as_it_is() {
         let interrupted = |i: usize| {
-            Alert::new("interrupted", "web", Severity::Warning, format!("web: i-{i} interrupted"))
+            Alert::new(AlertKind::Interrupted, &web(), Severity::Warning, format!("web: i-{i} interrupted"))
                 .fact("instance", format!("i-{i}"))
                 .fact("action", "replaced")
         };
         let mut alerts: Vec<Alert> = (0..30).map(interrupted).collect();
-        alerts.push(Alert::new("fallback", "web", Severity::Warning, "web: no Spot capacity"));
-        alerts.push(Alert { group: "api".into(), ..interrupted(99) });
+        alerts.push(Alert::new(AlertKind::Fallback, &web(), Severity::Warning, "web: no Spot capacity"));
+        alerts.push(Alert { group: GroupName::try_from("api".to_string()).unwrap(), ..interrupted(99) });
         let out = digest(&alerts, DIGEST_OVER);
         assert_eq!(out.len(), 3, "{out:#?}");
         let folded = &out[0];
@@ -254,14 +257,15 @@ mod tests {
         assert_eq!(fact("action"), Some("replaced"), "one value, said once");
         let instances = fact("instance").unwrap();
         assert!(instances.starts_with("i-0, i-1, ") && instances.ends_with("i-19 and 10 more"), "{instances}");
-        assert_eq!(out[1].event, "fallback");
-        assert_eq!(out[2].group, "api", "another group's alert is its own");
+        assert_eq!(out[1].event, AlertKind::Fallback);
+        assert_eq!(out[2].group.as_str(), "api", "another group's alert is its own");
         assert_eq!(digest(&alerts[..5], DIGEST_OVER), alerts[..5].to_vec(), "a few go out as they are");
     }
 
     #[test]
     fn the_subject_fits_email() {
-        let alert = Alert::new("replaced", "web", Severity::Info, format!("web: replaced i-1 — {}", "x".repeat(200)));
+        let alert =
+            Alert::new(AlertKind::Replaced, &web(), Severity::Info, format!("web: replaced i-1 — {}", "x".repeat(200)));
         let subject = alert.subject();
         assert!(subject.len() <= 100);
         assert!(subject.is_ascii() && !subject.contains('—'));
@@ -270,7 +274,7 @@ mod tests {
 
     #[test]
     fn the_body_carries_the_facts() {
-        let alert = Alert::new("interrupted", "web", Severity::Warning, "web: i-1 will be interrupted")
+        let alert = Alert::new(AlertKind::Interrupted, &web(), Severity::Warning, "web: i-1 will be interrupted")
             .fact("pool", "m5.large in us-east-1a");
         assert!(alert.body().contains("pool: m5.large in us-east-1a"));
         assert!(alert.body().contains("group: web"));

@@ -24,6 +24,12 @@ impl Deadline {
         Self::after(deadline.duration_since(SystemTime::now()).unwrap_or_default())
     }
 
+    /// The time left for the report that ends the invocation: all of it but a second, for the
+    /// runtime to carry the answer back.
+    pub fn to_end(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now()).saturating_sub(Duration::from_secs(1))
+    }
+
     /// How long a wait may still last: the time to the deadline less the `MARGIN`.
     pub fn remaining(&self) -> Duration {
         self.at.saturating_duration_since(Instant::now()).saturating_sub(MARGIN)

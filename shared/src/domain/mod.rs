@@ -7,6 +7,7 @@ pub mod deadline;
 mod facts;
 mod group;
 mod ids;
+mod kinds;
 mod launch;
 mod ledger;
 mod lookup;
@@ -24,6 +25,7 @@ pub use group::{
     LaunchTemplateRef, OnDemandShare, Recovery, StandaloneSpec, VolumeMove,
 };
 pub use ids::{GROUP_TAG, GroupName, InstanceId, REPLACES_TAG, is_ec2_id};
+pub use kinds::{AlertKind, HistoryKind};
 pub use launch::{Attempt, Old};
 pub use ledger::{LedgerDay, Usage};
 pub use lookup::Lookup;

@@ -3,13 +3,14 @@
 //! previous one when a new image proves bad. The decisions first (pure, unit-tested), then the
 //! two actions built on them.
 
+use crate::domain::{AlertKind, HistoryKind};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 
 use crate::adapters::notify::{Alert, Severity};
 use crate::domain::{GROUP_TAG, Group, GroupKind, ImagePolicy, ImageRecord, ImageStage, InstanceFacts, Member};
 use crate::runtime::{Deps, Error};
-use crate::workflows::history::History;
+use crate::workflows::report::Report;
 
 /// What a scheduled run does about a group's images.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,8 +116,7 @@ pub async fn refresh(
     members: &[Member],
     instances: &[InstanceFacts],
     now: DateTime<Utc>,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
+    report: &mut Report,
 ) -> Result<Value, Error> {
     let GroupKind::Standalone(spec) = &group.kind else { return Ok(json!({"step": "nothing"})) };
     let policy = &group.policy.images;
@@ -154,15 +154,16 @@ pub async fn refresh(
                     }
                 })
                 .await?;
-            history.note(
+            report.note(
+                name,
                 None,
-                "image-activated",
+                HistoryKind::ImageActivated,
                 format!("image {image_id} is the group's now: launch template version {version} (was {current})"),
             );
-            alerts.push(
+            report.alert(
                 Alert::new(
-                    "image-activated",
-                    name.as_str(),
+                    AlertKind::ImageActivated,
+                    name,
                     Severity::Info,
                     format!("{name}: replacements now launch from image {image_id}"),
                 )
@@ -193,15 +194,16 @@ pub async fn refresh(
                     note: None,
                 };
                 deps.store.update_group(name, |g| g.status.images.push(record.clone())).await?;
-                history.note(
+                report.note(
+                    name,
                     Some(&member.instance_id),
-                    "image-created",
+                    HistoryKind::ImageCreated,
                     format!("image {image_id} being made of {}", member.instance_id),
                 );
-                alerts.push(
+                report.alert(
                     Alert::new(
-                        "image-created",
-                        name.as_str(),
+                        AlertKind::ImageCreated,
+                        name,
                         Severity::Info,
                         format!("{name}: image {image_id} being made"),
                     )
@@ -218,9 +220,10 @@ pub async fn refresh(
     for image_id in &prune {
         deps.clients.ec2.delete_image(image_id).await?;
         set_stage(deps, group, image_id, ImageStage::Pruned, None).await?;
-        history.note(
+        report.note(
+            name,
             None,
-            "image-pruned",
+            HistoryKind::ImagePruned,
             format!("image {image_id} and its snapshots deleted (keeping the newest {})", policy.keep),
         );
     }
@@ -272,7 +275,7 @@ impl From<crate::adapters::store::StoreError> for RollbackError {
 
 /// Goes back to the launch template version before the active image, marks the image bad (never
 /// activated again), and says why. Returns the group as saved.
-pub async fn rollback(deps: &Deps, group: &Group, why: &str) -> Result<Group, RollbackError> {
+pub async fn rollback(deps: &Deps, group: &Group, why: &str, report: &mut Report) -> Result<Group, RollbackError> {
     let (bad, previous) = rollback_target(&group.status.images).map_err(RollbackError::NoPrevious)?;
     let saved = deps
         .store
@@ -291,23 +294,23 @@ pub async fn rollback(deps: &Deps, group: &Group, why: &str) -> Result<Group, Ro
         })
         .await?
         .ok_or_else(|| RollbackError::NoPrevious(format!("group {} no longer exists", group.name)))?;
-    let mut history = History::new(deps);
-    history.note(
+    report.note(
+        &group.name,
         None,
-        "rollback",
+        HistoryKind::Rollback,
         format!("image {bad} rolled back ({why}): launch template version {previous} again"),
     );
-    history.write(deps, &group.name).await;
-    let alert = Alert::new(
-        "rollback",
-        group.name.as_str(),
-        Severity::Critical,
-        format!("{}: image {bad} rolled back", group.name),
-    )
-    .fact("image", &bad)
-    .fact("why", why)
-    .fact("template version", &previous);
-    crate::workflows::alerts::send(deps, &[alert]).await;
+    report.alert(
+        Alert::new(
+            AlertKind::Rollback,
+            &group.name,
+            Severity::Critical,
+            format!("{}: image {bad} rolled back", group.name),
+        )
+        .fact("image", &bad)
+        .fact("why", why)
+        .fact("template version", &previous),
+    );
     Ok(saved)
 }
 
@@ -320,6 +323,7 @@ pub async fn probation(
     members: &[Member],
     instances: &[InstanceFacts],
     now: DateTime<Utc>,
+    report: &mut Report,
 ) -> Result<Value, Error> {
     let Some(active) = group.status.images.iter().rev().find(|i| i.stage == ImageStage::Active) else {
         return Ok(json!({"checked": 0}));
@@ -338,7 +342,7 @@ pub async fn probation(
     let impaired = deps.clients.ec2.impaired(&on_trial).await?;
     let Some(first) = impaired.first() else { return Ok(json!({"checked": on_trial.len()})) };
     let why = format!("{first}, launched from it, failed its EC2 status checks within the probation period");
-    let rolled = rollback(deps, group, &why).await.map_err(|e| match e {
+    let rolled = rollback(deps, group, &why, report).await.map_err(|e| match e {
         RollbackError::NoPrevious(m) => Error::Invalid(m),
         RollbackError::Failed(e) => e,
     })?;

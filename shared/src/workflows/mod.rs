@@ -1,11 +1,10 @@
 //! Workflows: look up → decide → act → record → notify. They use every other floor; the function
 //! crates call them and answer.
 
-pub mod alerts;
-pub mod history;
 pub mod images;
 pub mod intake;
 pub mod launch;
 pub mod online;
 pub mod replacement;
+pub mod report;
 pub mod volume;

@@ -1,6 +1,7 @@
 //! Bringing a standalone group's instance online: its DNS record, its Elastic IP, its data volumes.
 //! Used when a member reaches `running` and when a running instance is adopted.
 
+use crate::domain::{AlertKind, HistoryKind};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -11,7 +12,7 @@ use crate::adapters::notify::{Alert, Severity};
 use crate::decisions::plan::{self, VolumeHold};
 use crate::domain::{Group, GroupKind, GroupName, InstanceFacts, Member, StandaloneSpec, VolumeMove};
 use crate::runtime::{Deps, Error};
-use crate::workflows::history::History;
+use crate::workflows::report::Report;
 
 /// What bringing an instance online did, and what it left for later.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,16 +29,16 @@ pub struct Online {
 
 impl Online {
     /// One line per thing done or left, for the history.
-    pub fn lines(&self) -> Vec<(&'static str, String)> {
+    pub fn lines(&self) -> Vec<(HistoryKind, String)> {
         let mut lines = Vec::new();
         if let Some(address) = &self.address {
-            lines.push(("address-associated", format!("Elastic IP {address} associated")));
+            lines.push((HistoryKind::AddressAssociated, format!("Elastic IP {address} associated")));
         }
         if let Some(dns) = &self.dns {
-            lines.push(("dns-updated", format!("DNS record now points to {}", dns.join(", "))));
+            lines.push((HistoryKind::DnsUpdated, format!("DNS record now points to {}", dns.join(", "))));
         }
         for (volume, device) in &self.attached {
-            lines.push(("volume-attached", format!("data volume {volume} attached as {device}")));
+            lines.push((HistoryKind::VolumeAttached, format!("data volume {volume} attached as {device}")));
         }
         for (volume, hold) in &self.held {
             let why = match hold {
@@ -47,7 +48,7 @@ impl Online {
                 VolumeHold::OtherZone { zone } => format!("lies in {zone}, another AZ: it cannot attach here"),
                 VolumeHold::Missing => "does not exist any more".to_string(),
             };
-            lines.push(("volume-held", format!("data volume {volume} {why}")));
+            lines.push((HistoryKind::VolumeHeld, format!("data volume {volume} {why}")));
         }
         lines
     }
@@ -204,29 +205,27 @@ pub fn note_moves(
 }
 
 /// Records a move's outcome in the history, and the alert for the volumes moved (if any).
-pub fn record_move(
-    group: &GroupName,
-    from: &str,
-    to: &str,
-    done: &Moved,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
-) {
+pub fn record_move(group: &GroupName, from: &str, to: &str, done: &Moved, report: &mut Report) {
     for (volume, device) in &done.moved {
-        history.note(Some(to), "volume-moved", format!("data volume {volume} moved from {from} to {to} as {device}"));
+        report.note(
+            group,
+            Some(to),
+            HistoryKind::VolumeMoved,
+            format!("data volume {volume} moved from {from} to {to} as {device}"),
+        );
     }
     for (volume, device) in &done.pending {
-        history.note(
+        report.note(group,
             Some(from),
-            "volume-detaching",
+            HistoryKind::VolumeDetaching,
             format!("data volume {volume} is still detaching from {from}; the next event or scheduled run attaches it to {to} as {device}"),
         );
     }
     if done.moved.is_empty() {
         return;
     }
-    alerts.push(
-        Alert::new("volume-moved", group.as_str(), Severity::Info, format!("{group}: data volumes moved to {to}"))
+    report.alert(
+        Alert::new(AlertKind::VolumeMoved, group, Severity::Info, format!("{group}: data volumes moved to {to}"))
             .fact("from", from)
             .fact("to", to)
             .fact("volumes", done.moved.iter().map(|(v, d)| format!("{v} as {d}")).collect::<Vec<_>>().join(", ")),
@@ -235,12 +234,7 @@ pub fn record_move(
 
 /// The scheduled run's part: the moves an invocation could not finish in its time. It looks
 /// once and does not wait: what is still detaching waits for the next run.
-pub async fn continue_moves(
-    deps: &Deps,
-    group: &Group,
-    history: &mut History,
-    alerts: &mut Vec<Alert>,
-) -> Result<Value, Error> {
+pub async fn continue_moves(deps: &Deps, group: &Group, report: &mut Report) -> Result<Value, Error> {
     let GroupKind::Standalone(spec) = &group.kind else { return Ok(json!({"pending": 0})) };
     let mut pairs: Vec<(&str, &str, bool)> = Vec::new();
     for m in &group.status.volume_moves {
@@ -259,10 +253,15 @@ pub async fn continue_moves(
                 note_moves(&mut g.status.volume_moves, from, to, &done.pending, terminate_from, now)
             })
             .await?;
-        record_move(&group.name, from, to, &done, history, alerts);
+        record_move(&group.name, from, to, &done, report);
         if done.pending.is_empty() && terminate_from {
             deps.clients.ec2.terminate(&[from.to_string()]).await?;
-            history.note(Some(from), "terminated", format!("{from} terminated: its data volumes serve {to}"));
+            report.note(
+                &group.name,
+                Some(from),
+                HistoryKind::Terminated,
+                format!("{from} terminated: its data volumes serve {to}"),
+            );
         }
         moved.extend(done.moved.into_iter().map(|(volume, _)| volume));
         pending += done.pending.len();

@@ -2,6 +2,7 @@
 //! alarm, the signed webhook or Alertmanager), EBS's modification events, and the SSM command
 //! that grows the filesystem. Decisions live in `growth`; this reads, acts and records.
 
+use crate::domain::{AlertKind, HistoryKind};
 use serde_json::{Value, json};
 
 use crate::adapters::notify::{Alert, Severity};
@@ -9,7 +10,7 @@ use crate::adapters::store::StoreError;
 use crate::decisions::growth;
 use crate::domain::{Modification, Stage, VolumeRecord};
 use crate::runtime::{Deps, Error};
-use crate::workflows::history::History;
+use crate::workflows::report::Report;
 
 /// A filesystem that is filling up.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,7 +30,7 @@ fn ignored(reason: &str) -> Value {
 
 /// Grows the volume behind `filling.path` on its instance, within the group's bounds and EBS's
 /// limits. A refusal is recorded and alerted, never silent.
-pub async fn grow(deps: &Deps, filling: &Filling) -> Result<Value, Error> {
+pub async fn grow(deps: &Deps, filling: &Filling, report: &mut Report) -> Result<Value, Error> {
     growth::check_path(&filling.path).map_err(Error::Invalid)?;
     let Some(name) = deps.store.group_of(&filling.instance_id).await? else {
         tracing::debug!(instance_id = %filling.instance_id, "no group manages this instance; ignored");
@@ -41,146 +42,132 @@ pub async fn grow(deps: &Deps, filling: &Filling) -> Result<Value, Error> {
         return Ok(ignored("below the group's threshold"));
     }
     let now = deps.clock.now();
-    let mut history = History::new(deps);
-    let mut alerts = Vec::new();
-    let outcome = async {
-        let Some(instance) =
-            deps.clients.ec2.instances(std::slice::from_ref(&filling.instance_id)).await?.into_iter().next()
-        else {
-            return Ok(ignored("the instance no longer exists"));
-        };
-        let refuse = |history: &mut History, alerts: &mut Vec<Alert>, kind: &str, why: String| {
-            metrics::counter!("VolumeRefusals", "group" => name.to_string()).increment(1);
-            history.note(Some(&filling.instance_id), "volume-refused", format!("{} not grown: {why}", filling.path));
-            alerts.push(
-                Alert::new(
-                    "volume-refused",
-                    name.as_str(),
-                    Severity::Warning,
-                    format!("{name}: {} on {} not grown ({kind})", filling.path, filling.instance_id),
-                )
-                .fact("instance", &filling.instance_id)
-                .fact("path", &filling.path)
-                .fact("reason", &why),
-            );
-            Ok::<_, Error>(json!({"action": "refused", "reason": kind, "message": why}))
-        };
-        let Some(device) = growth::device_for(&filling.path, policy, instance.root_device.as_deref()) else {
-            return refuse(
-                &mut history,
-                &mut alerts,
-                "no-device",
-                format!("the group maps no device to {} (set volumes.path_devices)", filling.path),
-            );
-        };
-        let Some(volume_id) =
-            instance.block_devices.iter().find(|(d, _)| same_device(d, &device)).map(|(_, v)| v.clone())
-        else {
-            return refuse(&mut history, &mut alerts, "no-volume", format!("no EBS volume is attached as {device}"));
-        };
-        let size = deps
-            .clients
-            .ec2
-            .volumes(std::slice::from_ref(&volume_id))
-            .await?
-            .first()
-            .map(|v| v.size_gib)
-            .unwrap_or_default();
-        let size = u32::try_from(size).unwrap_or_default();
-        let mut record = deps.store.volume(&volume_id).await?.unwrap_or_else(|| VolumeRecord {
-            volume_id: volume_id.clone(),
-            group: name.clone(),
-            instance_id: filling.instance_id.clone(),
-            path: filling.path.clone(),
-            device: device.clone(),
-            fstype: None,
-            modifications: Vec::new(),
-            version: 0,
-        });
-        let new_size = match growth::may_modify(&record.modifications, policy, now)
-            .and_then(|()| growth::grown_size(size, policy))
-        {
+    let Some(instance) =
+        deps.clients.ec2.instances(std::slice::from_ref(&filling.instance_id)).await?.into_iter().next()
+    else {
+        return Ok(ignored("the instance no longer exists"));
+    };
+    let refuse = |report: &mut Report, kind: &str, why: String| {
+        metrics::counter!("VolumeRefusals", "group" => name.to_string()).increment(1);
+        report.note(
+            &name,
+            Some(&filling.instance_id),
+            HistoryKind::VolumeRefused,
+            format!("{} not grown: {why}", filling.path),
+        );
+        report.alert(
+            Alert::new(
+                AlertKind::VolumeRefused,
+                &name,
+                Severity::Warning,
+                format!("{name}: {} on {} not grown ({kind})", filling.path, filling.instance_id),
+            )
+            .fact("instance", &filling.instance_id)
+            .fact("path", &filling.path)
+            .fact("reason", &why),
+        );
+        Ok::<_, Error>(json!({"action": "refused", "reason": kind, "message": why}))
+    };
+    let Some(device) = growth::device_for(&filling.path, policy, instance.root_device.as_deref()) else {
+        return refuse(
+            report,
+            "no-device",
+            format!("the group maps no device to {} (set volumes.path_devices)", filling.path),
+        );
+    };
+    let Some(volume_id) = instance.block_devices.iter().find(|(d, _)| same_device(d, &device)).map(|(_, v)| v.clone())
+    else {
+        return refuse(report, "no-volume", format!("no EBS volume is attached as {device}"));
+    };
+    let size = deps
+        .clients
+        .ec2
+        .volumes(std::slice::from_ref(&volume_id))
+        .await?
+        .first()
+        .map(|v| v.size_gib)
+        .unwrap_or_default();
+    let size = u32::try_from(size).unwrap_or_default();
+    let mut record = deps.store.volume(&volume_id).await?.unwrap_or_else(|| VolumeRecord {
+        volume_id: volume_id.clone(),
+        group: name.clone(),
+        instance_id: filling.instance_id.clone(),
+        path: filling.path.clone(),
+        device: device.clone(),
+        fstype: None,
+        modifications: Vec::new(),
+        version: 0,
+    });
+    let new_size =
+        match growth::may_modify(&record.modifications, policy, now).and_then(|()| growth::grown_size(size, policy)) {
             Ok(new_size) => new_size,
             Err(refusal) => {
-                return refuse(&mut history, &mut alerts, refusal.kind(), format!("{volume_id}: {refusal}"));
+                return refuse(report, refusal.kind(), format!("{volume_id}: {refusal}"));
             }
         };
-        // The modification is recorded before EBS is asked: of two requests racing on one
-        // volume, one is recorded and only that one asks.
-        record.group = name.clone();
-        record.instance_id = filling.instance_id.clone();
-        record.path = filling.path.clone();
-        record.device = device.clone();
-        record.fstype = filling.fstype.clone().or(record.fstype);
-        record.modifications.push(Modification {
-            at: now,
-            from_gib: size,
-            to_gib: new_size,
-            stage: Stage::Requested,
-            command_id: None,
-            resize_claimed_at: None,
-            source: filling.source.to_string(),
-        });
-        let keep_from = record.modifications.len().saturating_sub(20);
-        record.modifications.drain(..keep_from);
-        let mut record = match deps.store.save_volume(&record).await {
-            Ok(saved) => saved,
-            Err(StoreError::Conflict(_)) => {
-                return refuse(
-                    &mut history,
-                    &mut alerts,
-                    "in-progress",
-                    format!("{volume_id}: another request is growing it now"),
-                );
-            }
-            Err(err) => return Err(err.into()),
-        };
-        if let Err(err) = deps.clients.ec2.modify_volume(&volume_id, i32::try_from(new_size).unwrap_or(i32::MAX)).await
-        {
-            if let Some(last) = record.modifications.last_mut() {
-                last.stage = Stage::Failed;
-            }
-            deps.store.save_volume(&record).await?;
-            alerts.push(
-                Alert::new(
-                    "volume-refused",
-                    name.as_str(),
-                    Severity::Critical,
-                    format!("{name}: EBS refused to grow {volume_id}"),
-                )
-                .fact("volume", &volume_id)
-                .fact("error", &err),
-            );
-            return Err(err.into());
+    // The modification is recorded before EBS is asked: of two requests racing on one
+    // volume, one is recorded and only that one asks.
+    record.group = name.clone();
+    record.instance_id = filling.instance_id.clone();
+    record.path = filling.path.clone();
+    record.device = device.clone();
+    record.fstype = filling.fstype.clone().or(record.fstype);
+    record.modifications.push(Modification {
+        at: now,
+        from_gib: size,
+        to_gib: new_size,
+        stage: Stage::Requested,
+        command_id: None,
+        resize_claimed_at: None,
+        source: filling.source.to_string(),
+    });
+    let keep_from = record.modifications.len().saturating_sub(20);
+    record.modifications.drain(..keep_from);
+    let mut record = match deps.store.save_volume(&record).await {
+        Ok(saved) => saved,
+        Err(StoreError::Conflict(_)) => {
+            return refuse(report, "in-progress", format!("{volume_id}: another request is growing it now"));
         }
-        metrics::counter!("VolumeGrowths", "group" => name.to_string()).increment(1);
-        history.note(
-            Some(&filling.instance_id),
-            "volume-grown",
-            format!("{volume_id} ({device}, {}) growing from {size} to {new_size} GiB", filling.path),
-        );
-        alerts.push(
+        Err(err) => return Err(err.into()),
+    };
+    if let Err(err) = deps.clients.ec2.modify_volume(&volume_id, i32::try_from(new_size).unwrap_or(i32::MAX)).await {
+        if let Some(last) = record.modifications.last_mut() {
+            last.stage = Stage::Failed;
+        }
+        deps.store.save_volume(&record).await?;
+        report.alert(
             Alert::new(
-                "volume-grown",
-                name.as_str(),
-                Severity::Info,
-                format!("{name}: {} on {} growing to {new_size} GiB", filling.path, filling.instance_id),
+                AlertKind::VolumeRefused,
+                &name,
+                Severity::Critical,
+                format!("{name}: EBS refused to grow {volume_id}"),
             )
             .fact("volume", &volume_id)
-            .fact("device", &device)
-            .fact("from", format!("{size} GiB"))
-            .fact("to", format!("{new_size} GiB"))
-            .fact(
-                "used",
-                filling.used_percent.map(|u| format!("{u:.1}%")).unwrap_or_else(|| "over the threshold".into()),
-            ),
+            .fact("error", &err),
         );
-        Ok(json!({"action": "grown", "volume_id": volume_id, "device": device, "from_gib": size, "to_gib": new_size}))
+        return Err(err.into());
     }
-    .await;
-    history.write(deps, &name).await;
-    crate::workflows::alerts::send(deps, &alerts).await;
-    outcome
+    metrics::counter!("VolumeGrowths", "group" => name.to_string()).increment(1);
+    report.note(
+        &name,
+        Some(&filling.instance_id),
+        HistoryKind::VolumeGrown,
+        format!("{volume_id} ({device}, {}) growing from {size} to {new_size} GiB", filling.path),
+    );
+    report.alert(
+        Alert::new(
+            AlertKind::VolumeGrown,
+            &name,
+            Severity::Info,
+            format!("{name}: {} on {} growing to {new_size} GiB", filling.path, filling.instance_id),
+        )
+        .fact("volume", &volume_id)
+        .fact("device", &device)
+        .fact("from", format!("{size} GiB"))
+        .fact("to", format!("{new_size} GiB"))
+        .fact("used", filling.used_percent.map(|u| format!("{u:.1}%")).unwrap_or_else(|| "over the threshold".into())),
+    );
+    Ok(json!({"action": "grown", "volume_id": volume_id, "device": device, "from_gib": size, "to_gib": new_size}))
 }
 
 /// `/dev/sdf` and `/dev/xvdf` name the same attachment (the kernel's name differs by driver).
@@ -193,22 +180,21 @@ fn same_device(a: &str, b: &str) -> bool {
 /// filesystem grows (through SSM); at `completed` the modification is done. One resize per
 /// modification, whatever the delivery: the sending is claimed by a version-checked write before
 /// SendCommand, so of two results handled at once only the claimant sends.
-pub async fn modified(deps: &Deps, volume_id: &str, result: &str) -> Result<Value, Error> {
+pub async fn modified(deps: &Deps, volume_id: &str, result: &str, report: &mut Report) -> Result<Value, Error> {
     let now = deps.clock.now();
     let Some((record, at, claimed)) = note_result(deps, volume_id, result, now).await? else {
         return Ok(ignored("spotkeeper did not grow this volume, or none of its modifications is open"));
     };
-    let mut history = History::new(deps);
-    let mut alerts = Vec::new();
     let mut done = json!({"action": "recorded", "volume_id": volume_id, "result": result});
     let open = record.modifications.iter().find(|m| m.at == at);
     match (result, open) {
         ("optimizing" | "completed", Some(modification)) if claimed => {
             let to_gib = modification.to_gib;
             let command = send_resize(deps, &record, at).await?;
-            history.note(
+            report.note(
+                &record.group,
                 Some(&record.instance_id),
-                "filesystem-growing",
+                HistoryKind::FilesystemGrowing,
                 format!("{} on {volume_id} growing to {to_gib} GiB (SSM command {command})", record.path),
             );
             done["action"] = json!("filesystem-growing");
@@ -220,11 +206,16 @@ pub async fn modified(deps: &Deps, volume_id: &str, result: &str) -> Result<Valu
             done["reason"] = json!("another delivery of this modification sends its resize");
         }
         ("failed", _) => {
-            history.note(Some(&record.instance_id), "volume-refused", format!("EBS failed to modify {volume_id}"));
-            alerts.push(
+            report.note(
+                &record.group,
+                Some(&record.instance_id),
+                HistoryKind::VolumeRefused,
+                format!("EBS failed to modify {volume_id}"),
+            );
+            report.alert(
                 Alert::new(
-                    "volume-refused",
-                    record.group.as_str(),
+                    AlertKind::VolumeRefused,
+                    &record.group,
                     Severity::Critical,
                     format!("{}: EBS failed to grow {volume_id}", record.group),
                 )
@@ -233,8 +224,6 @@ pub async fn modified(deps: &Deps, volume_id: &str, result: &str) -> Result<Valu
         }
         _ => {}
     }
-    history.write(deps, &record.group).await;
-    crate::workflows::alerts::send(deps, &alerts).await;
     Ok(done)
 }
 
@@ -320,24 +309,29 @@ async fn update_modification(
 }
 
 /// SSM reports how the command that grows a filesystem ended: a failure is alerted.
-pub async fn command_finished(deps: &Deps, command_id: &str, status: &str) -> Result<Value, Error> {
+pub async fn command_finished(
+    deps: &Deps,
+    command_id: &str,
+    status: &str,
+    report: &mut Report,
+) -> Result<Value, Error> {
     let records = deps.store.volumes().await?;
     let Some(record) =
         records.iter().find(|r| r.modifications.iter().any(|m| m.command_id.as_deref() == Some(command_id)))
     else {
         return Ok(ignored("not a spotkeeper command"));
     };
-    let mut history = History::new(deps);
     let failed = matches!(status, "Failed" | "TimedOut" | "Cancelled" | "Undeliverable" | "Terminated");
     if failed {
-        history.note(
+        report.note(
+            &record.group,
             Some(&record.instance_id),
-            "filesystem-not-grown",
+            HistoryKind::FilesystemNotGrown,
             format!("SSM command {command_id} {status}: {} on {} did not grow", record.path, record.volume_id),
         );
         let alert = Alert::new(
-            "volume-refused",
-            record.group.as_str(),
+            AlertKind::VolumeRefused,
+            &record.group,
             Severity::Critical,
             format!("{}: the filesystem at {} did not grow ({status})", record.group, record.path),
         )
@@ -345,14 +339,14 @@ pub async fn command_finished(deps: &Deps, command_id: &str, status: &str) -> Re
         .fact("volume", &record.volume_id)
         .fact("command", command_id)
         .fact("next", "run the command's script by hand; the volume itself has grown");
-        crate::workflows::alerts::send(deps, &[alert]).await;
+        report.alert(alert);
     } else {
-        history.note(
+        report.note(
+            &record.group,
             Some(&record.instance_id),
-            "filesystem-grown",
+            HistoryKind::FilesystemGrown,
             format!("{} on {} grown (SSM command {command_id} {status})", record.path, record.volume_id),
         );
     }
-    history.write(deps, &record.group).await;
     Ok(json!({"action": if failed { "alerted" } else { "recorded" }, "command_id": command_id, "status": status}))
 }
