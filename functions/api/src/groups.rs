@@ -8,19 +8,20 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use spotkeeper::Deps;
-use spotkeeper::decisions::plan;
 use spotkeeper::decisions::recovery;
+use spotkeeper::decisions::{adoption, plan};
 use spotkeeper::domain::{GROUP_TAG, Group, GroupKind, GroupName, Member, RebalancePolicy};
 use spotkeeper::workflows::images;
 use spotkeeper::workflows::online::bring_online;
 use spotkeeper::workflows::report::Report;
 
 use crate::Api;
-use crate::body::{AdoptBody, PolicyPatch, Registration, Strict, check_instance_id};
+use crate::body::{AdoptBody, Registration, Strict, apply_patch, check_instance_id};
 use crate::changes;
 use crate::deadline::RequestDeadline;
 use crate::register::{self, Registered, adoptable};
 use crate::reply::ApiError;
+use spotkeeper::domain::PolicyPatch;
 
 type Reply = Result<(StatusCode, Json<Value>), ApiError>;
 
@@ -97,7 +98,7 @@ pub async fn change(
     let deps = &api.deps;
     let (mut group, members) = load(deps, name).await?;
     let before = group.policy.clone();
-    group.policy = patch.apply(&group)?;
+    group.policy = apply_patch(patch, &group)?;
     // A new cooldown applies to the fallback under way, until its first attempt.
     if let (Some(fallback), 0) = (&group.status.fallback, group.status.recovery.failed_attempts)
         && before.recovery.cooldown != group.policy.recovery.cooldown
@@ -200,39 +201,7 @@ pub async fn adopt(
         .ok_or_else(|| {
             ApiError::unknown_reference("instance_id", format!("instance {} does not exist", body.instance_id))
         })?;
-    match &group.kind {
-        GroupKind::Asg(spec) => {
-            if facts.tag("aws:autoscaling:groupName") != Some(spec.asg_name.as_str()) {
-                return Err(ApiError::unknown_reference(
-                    "instance_id",
-                    format!("instance {} is not in Auto Scaling group {}", facts.instance_id, spec.asg_name),
-                ));
-            }
-        }
-        GroupKind::Standalone(spec) => {
-            if !spec.subnets.iter().any(|s| Some(&s.id) == facts.subnet_id.as_ref()) {
-                return Err(ApiError::unknown_reference(
-                    "instance_id",
-                    format!("instance {} is not in one of the group's subnets", facts.instance_id),
-                ));
-            }
-            if spec.volume_zone.as_ref().is_some_and(|z| z != &facts.availability_zone) {
-                return Err(ApiError::unknown_reference(
-                    "instance_id",
-                    format!(
-                        "instance {} is in {}, not in the AZ of the group's data volumes",
-                        facts.instance_id, facts.availability_zone
-                    ),
-                ));
-            }
-            if members.len() >= spec.capacity as usize {
-                return Err(ApiError::conflict(format!(
-                    "group {} already has its capacity of {} instances: remove one or raise the capacity first",
-                    group.name, spec.capacity
-                )));
-            }
-        }
-    }
+    adoption::fits(&group, members.len(), &facts).map_err(|refusal| register::refused("instance_id", refusal))?;
     let member = facts.clone().into_member(false);
     deps.store.add_members(&group, std::slice::from_ref(&member)).await?;
     let mut report = Report::new(deps);

@@ -4,8 +4,8 @@
 use axum::http::StatusCode;
 use sha2::{Digest, Sha256};
 use spotkeeper::Deps;
-use spotkeeper::decisions::plan;
 use spotkeeper::decisions::recovery;
+use spotkeeper::decisions::{adoption, plan};
 use spotkeeper::domain::HistoryKind;
 use spotkeeper::domain::{
     AsgSpec, DataVolume, DnsSpec, GROUP_TAG, Group, GroupKind, GroupName, InstanceFacts, LaunchTemplateRef, Member,
@@ -29,7 +29,7 @@ fn missing(wanted: &[String], found: impl Fn(&str) -> bool) -> Vec<&str> {
     wanted.iter().map(String::as_str).filter(|id| !found(id)).collect()
 }
 
-/// An instance that may join `name`: it exists, runs (or is starting) and no group manages it.
+/// Instances that may join `name`: they exist, run (or are starting) and no group manages them.
 pub async fn adoptable(
     deps: &Deps,
     name: &GroupName,
@@ -37,28 +37,18 @@ pub async fn adoptable(
     ids: &[String],
 ) -> Result<Vec<InstanceFacts>, ApiError> {
     let facts = deps.clients.ec2.instances(ids).await?;
-    let gone = missing(ids, |id| facts.iter().any(|f| f.instance_id == id));
-    if !gone.is_empty() {
-        return Err(ApiError::unknown_reference(field, format!("instance {} does not exist", gone.join(", "))));
-    }
-    for f in &facts {
-        if !f.is_live() {
-            return Err(ApiError::unknown_reference(
-                field,
-                format!("instance {} is {}: only pending or running instances can be adopted", f.instance_id, f.state),
-            ));
-        }
-        if let Some(owner) = deps.store.group_of(&f.instance_id).await? {
-            return Err(ApiError::conflict(format!("instance {} is already managed by group {owner}", f.instance_id)));
-        }
-        if let Some(tagged) = f.tag(GROUP_TAG).filter(|t| *t != name.as_str()) {
-            return Err(ApiError::conflict(format!(
-                "instance {} carries {GROUP_TAG}={tagged}: remove it from that group first",
-                f.instance_id
-            )));
-        }
-    }
+    let owners = futures::future::try_join_all(facts.iter().map(|f| deps.store.group_of(&f.instance_id))).await?;
+    adoption::candidates(name, ids, &facts, &owners).map_err(|refusal| refused(field, refusal))?;
     Ok(facts)
+}
+
+/// An adoption refused: a conflict when the instance stands elsewhere, else a reference that does not hold.
+pub fn refused(field: &str, refusal: adoption::Refusal) -> ApiError {
+    if refusal.is_conflict() {
+        ApiError::conflict(refusal.to_string())
+    } else {
+        ApiError::unknown_reference(field, refusal.to_string())
+    }
 }
 
 fn client_token(group: &Group) -> String {

@@ -8,65 +8,7 @@ use std::time::Duration;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use thiserror::Error;
 
-use crate::domain::Webhook;
-
-/// An address a webhook may only reach with `allow_private`: loopback, private, shared (CGNAT),
-/// link-local (the instance metadata service among them), unique-local, multicast, unspecified;
-/// an IPv4 address written as IPv6 (`::ffff:10.0.0.1`) counts as the IPv4 address it is.
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || a == 0
-                || (a == 100 && (b & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6.to_ipv4().is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
-    }
-}
-
-/// Which addresses a webhook may reach: public ones; loopback too with `allow_loopback_http`
-/// (for local runs and tests); any with `allow_private`. One rule for the configured URL and
-/// for the addresses its host resolves to when a delivery connects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reach {
-    Public,
-    Loopback,
-    Private,
-}
-
-impl Reach {
-    pub fn of(webhook: &Webhook) -> Self {
-        if webhook.allow_private {
-            Reach::Private
-        } else if webhook.allow_loopback_http {
-            Reach::Loopback
-        } else {
-            Reach::Public
-        }
-    }
-
-    pub fn permits(self, ip: IpAddr) -> bool {
-        match self {
-            Reach::Private => true,
-            Reach::Loopback => !is_private(ip) || ip.to_canonical().is_loopback(),
-            Reach::Public => !is_private(ip),
-        }
-    }
-}
+use crate::domain::Reach;
 
 /// A host whose name resolved to an address its webhook may not reach.
 #[derive(Debug, Error)]

@@ -9,6 +9,6 @@ mod register;
 mod strict;
 
 pub use checks::check_instance_id;
-pub use patch::PolicyPatch;
+pub use patch::apply as apply_patch;
 pub use register::{AdoptBody, AsgBody, Registration, StandaloneBody};
 pub use strict::{MAX_BODY, Raw, Strict, StrictQuery, parse};
