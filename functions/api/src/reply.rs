@@ -98,7 +98,12 @@ impl From<Error> for ApiError {
                 "internal_error",
                 "a record in the fleet table is unreadable",
             ),
-            Error::Retry(_) => Self::new(
+            Error::Retry(_)
+            | Error::TableUnread(_)
+            | Error::KeptLaunchUnread(_)
+            | Error::NotLaunched { .. }
+            | Error::Shared(_)
+            | Error::AutoScaling(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the request could not be done now; try again",

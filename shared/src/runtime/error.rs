@@ -1,5 +1,7 @@
 //! The library's error: what went wrong, with enough context to act on it.
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 use crate::adapters::aws::AwsError;
@@ -23,6 +25,30 @@ pub enum Error {
     /// Nothing was done and the event should come again (SQS redelivers it).
     #[error("{0}; the event will be delivered again")]
     Retry(String),
+    /// The table could not be read for a batch: none of its events was acted on.
+    #[error("could not read the fleet table: {0}; the event will be delivered again")]
+    TableUnread(#[source] Arc<StoreError>),
+    /// A launch kept from an earlier delivery could not be read back; launching anew could launch twice.
+    #[error("could not read back an earlier launch for it: {0}; the event will be delivered again")]
+    KeptLaunchUnread(#[source] Arc<StoreError>),
+    /// EC2 answered a launch with no instance; its errors say why.
+    #[error("EC2 launched no replacement: {errors}; the event will be delivered again")]
+    NotLaunched { errors: String },
+    /// The action on several events failed at once: each event carries the one cause.
+    #[error("{0}; the event will be delivered again")]
+    Shared(#[source] Arc<Error>),
+    /// The Auto Scaling group a group follows is gone, or has no mixed instances policy to change.
+    #[error("{0}; the event will be delivered again")]
+    AutoScaling(AsgProblem),
+}
+
+/// What is wrong with a group's Auto Scaling group.
+#[derive(Debug, Error)]
+pub enum AsgProblem {
+    #[error("Auto Scaling group {0} no longer exists")]
+    Gone(String),
+    #[error("Auto Scaling group {0} has no mixed instances policy")]
+    NoMixedInstancesPolicy(String),
 }
 
 impl Error {
@@ -39,7 +65,12 @@ impl Error {
             Error::Event(_) => "EventError",
             Error::Store(_) => "StoreError",
             Error::Aws(_) => "AwsError",
-            Error::Retry(_) => "RetryError",
+            Error::Retry(_)
+            | Error::TableUnread(_)
+            | Error::KeptLaunchUnread(_)
+            | Error::NotLaunched { .. }
+            | Error::Shared(_)
+            | Error::AutoScaling(_) => "RetryError",
             Error::Invalid(_) => "InvalidInput",
         }
     }

@@ -3,6 +3,7 @@
 //! together — one round of table calls — then each message sorted into what is left to do.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -84,13 +85,12 @@ pub async fn intake<D: Serialize + DeserializeOwned>(
     let (lookups, health): (HashMap<String, Lookup>, PoolHealth) = match read {
         Ok(read) => read,
         Err(err) => {
-            let reason = err.to_string();
+            let err = Arc::new(err);
             for ((message, event), claim) in events.iter().zip(&claims) {
                 if matches!(claim, Ok(Claim::Won)) {
                     release(deps, event.id.as_deref().unwrap_or_default(), instance_of(&event.detail), None).await;
                 }
-                outcomes
-                    .push((message.clone(), Err(Error::Retry(format!("could not read the fleet table: {reason}")))));
+                outcomes.push((message.clone(), Err(Error::TableUnread(err.clone()))));
             }
             return Intake { claimed: Vec::new(), outcomes, health: PoolHealth::default() };
         }
