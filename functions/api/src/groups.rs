@@ -1,6 +1,5 @@
 //! The group routes: register, list, show, remove, adopt an instance.
 
-use spotkeeper::domain::HistoryKind;
 use std::sync::Arc;
 
 use axum::Json;
@@ -8,20 +7,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use spotkeeper::Deps;
-use spotkeeper::decisions::recovery;
-use spotkeeper::decisions::{adoption, plan};
-use spotkeeper::domain::{GROUP_TAG, Group, GroupKind, GroupName, Member, RebalancePolicy};
-use spotkeeper::workflows::images;
-use spotkeeper::workflows::online::bring_online;
+use spotkeeper::decisions::plan;
+use spotkeeper::domain::{Group, GroupKind, GroupName, Member, PolicyPatch};
+use spotkeeper::workflows::groups::{self, Registered, RolledBack};
 use spotkeeper::workflows::report::Report;
 
 use crate::Api;
 use crate::body::{AdoptBody, Registration, Strict, apply_patch, check_instance_id};
 use crate::changes;
 use crate::deadline::RequestDeadline;
-use crate::register::{self, Registered, adoptable};
 use crate::reply::ApiError;
-use spotkeeper::domain::PolicyPatch;
 
 type Reply = Result<(StatusCode, Json<Value>), ApiError>;
 
@@ -58,11 +53,13 @@ pub async fn register(
     Strict(body): Strict<Value>,
 ) -> Reply {
     let deps = &api.deps;
+    let registration = Registration::from_json(body)?;
     let mut report = Report::new(deps);
-    let Registered { group, members, warnings } = match Registration::from_json(body)? {
-        Registration::Asg(body) => register::asg(deps, body, &mut report).await?,
-        Registration::Standalone(body) => register::standalone(deps, *body, &mut report).await?,
+    let registered = match registration {
+        Registration::Asg(body) => groups::register_asg(deps, body.parse()?, &mut report).await,
+        Registration::Standalone(body) => groups::register_standalone(deps, body.parse()?, &mut report).await,
     };
+    let Registered { group, members, warnings } = registered?;
     report.send(deps, deadline).await;
     let mut view = view(&group, &members);
     if !warnings.is_empty() {
@@ -96,28 +93,10 @@ pub async fn change(
     Strict(patch): Strict<PolicyPatch>,
 ) -> Reply {
     let deps = &api.deps;
-    let (mut group, members) = load(deps, name).await?;
-    let before = group.policy.clone();
-    group.policy = apply_patch(patch, &group)?;
-    // A new cooldown applies to the fallback under way, until its first attempt.
-    if let (Some(fallback), 0) = (&group.status.fallback, group.status.recovery.failed_attempts)
-        && before.recovery.cooldown != group.policy.recovery.cooldown
-    {
-        group.status.recovery.next_attempt_at = Some(recovery::next_attempt(&group.policy.recovery, 0, fallback.since));
-    }
-    if let GroupKind::Asg(spec) = &group.kind
-        && (before.rebalance == RebalancePolicy::Off) != (group.policy.rebalance == RebalancePolicy::Off)
-    {
-        let asg = deps.clients.autoscaling.group(&spec.asg_name).await?.ok_or_else(|| {
-            ApiError::unknown_reference("rebalance", format!("Auto Scaling group {} no longer exists", spec.asg_name))
-        })?;
-        deps.clients.autoscaling.set_capacity_rebalance(&asg, group.policy.rebalance != RebalancePolicy::Off).await?;
-    }
-    let ids: Vec<String> = members.iter().map(|m| m.instance_id.clone()).collect();
-    let saved = deps.store.save_group(&group, &ids).await?;
+    let (group, members) = load(deps, name).await?;
+    let policy = apply_patch(patch, &group)?;
     let mut report = Report::new(deps);
-    // What changed, never the policy itself: it holds the webhooks' secrets.
-    report.note(&saved.name, None, HistoryKind::PolicyChanged, changes::policy_line(&before, &saved.policy));
+    let saved = groups::change_policy(deps, group, &members, policy, &mut report).await?;
     report.send(deps, deadline).await;
     Ok((StatusCode::OK, Json(view(&saved, &members))))
 }
@@ -131,28 +110,11 @@ pub async fn rollback(
 ) -> Reply {
     let deps = &api.deps;
     let (group, members) = load(deps, name).await?;
-    let bad = images::rollback_target(&group.status.images).map(|(image, _)| image).map_err(ApiError::conflict)?;
     let mut report = Report::new(deps);
-    let rolled =
-        images::rollback(deps, &group, "rolled back by hand (POST /groups/{name}/rollback)", &mut report).await;
+    let rolled = groups::roll_back(deps, &group, &members, &mut report).await;
     report.send(deps, deadline).await;
-    let saved = rolled.map_err(|e| match e {
-        images::RollbackError::NoPrevious(message) => ApiError::conflict(message),
-        images::RollbackError::Failed(err) => err.into(),
-    })?;
-    let ids: Vec<String> = members.iter().filter(|m| m.is_serving()).map(|m| m.instance_id.clone()).collect();
-    let on_bad: Vec<String> = deps
-        .clients
-        .ec2
-        .instances(&ids)
-        .await?
-        .into_iter()
-        .filter(|i| i.image_id.as_deref() == Some(bad.as_str()))
-        .map(|i| i.instance_id)
-        .collect();
-    let olds: Vec<&Member> = members.iter().filter(|m| on_bad.contains(&m.instance_id)).collect();
-    let replacements = images::replace_from_previous(deps, &saved, &olds, true, deps.clock.now()).await?;
-    let mut view = view(&saved, &members);
+    let RolledBack { group, bad, replacements } = rolled?;
+    let mut view = view(&group, &members);
     view["rolled_back"] = json!(bad);
     view["replacements"] = json!(replacements);
     Ok((StatusCode::OK, Json(view)))
@@ -166,22 +128,10 @@ pub async fn remove(
 ) -> Reply {
     let deps = &api.deps;
     let (group, members) = load(deps, name).await?;
-    let ids: Vec<String> = members.iter().map(|m| m.instance_id.clone()).collect();
-    if let GroupKind::Standalone(_) = group.kind {
-        let existing: Vec<String> =
-            deps.clients.ec2.instances(&ids).await?.into_iter().map(|f| f.instance_id).collect();
-        deps.clients.ec2.untag(&existing, GROUP_TAG).await?;
-    }
-    deps.store.delete_group(&group.name, &members).await?;
     let mut report = Report::new(deps);
-    report.note(
-        &group.name,
-        None,
-        HistoryKind::GroupRemoved,
-        format!("group removed; its {} instances keep running, unmanaged", ids.len()),
-    );
+    let released = groups::remove(deps, &group, &members, &mut report).await?;
     report.send(deps, deadline).await;
-    Ok((StatusCode::OK, Json(json!({"removed": group.name, "released": ids, "terminated": []}))))
+    Ok((StatusCode::OK, Json(json!({"removed": group.name, "released": released, "terminated": []}))))
 }
 
 /// Adopts a running instance into a group.
@@ -194,33 +144,8 @@ pub async fn adopt(
     let deps = &api.deps;
     let (group, members) = load(deps, name).await?;
     check_instance_id("instance_id", &body.instance_id)?;
-    let facts = adoptable(deps, &group.name, "instance_id", std::slice::from_ref(&body.instance_id))
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| {
-            ApiError::unknown_reference("instance_id", format!("instance {} does not exist", body.instance_id))
-        })?;
-    adoption::fits(&group, members.len(), &facts).map_err(|refusal| register::refused("instance_id", refusal))?;
-    let member = facts.clone().into_member(false);
-    deps.store.add_members(&group, std::slice::from_ref(&member)).await?;
     let mut report = Report::new(deps);
-    report.note(
-        &group.name,
-        Some(&member.instance_id),
-        HistoryKind::InstanceAdopted,
-        format!("adopted {} ({})", member.instance_id, member.market),
-    );
-    if let GroupKind::Standalone(spec) = &group.kind {
-        deps.clients.ec2.tag(std::slice::from_ref(&member.instance_id), GROUP_TAG, group.name.as_str()).await?;
-        if facts.state == "running" {
-            let all: Vec<Member> = members.iter().cloned().chain([member.clone()]).collect();
-            let online = bring_online(&deps.clients, spec, &member.instance_id, &all).await?;
-            for (kind, line) in online.lines() {
-                report.note(&group.name, Some(&member.instance_id), kind, line);
-            }
-        }
-    }
+    let member = groups::adopt(deps, &group, &members, &body.instance_id, &mut report).await?;
     report.send(deps, deadline).await;
     Ok((StatusCode::CREATED, Json(json!(member))))
 }

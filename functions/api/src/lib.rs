@@ -6,7 +6,6 @@ mod changes;
 mod deadline;
 mod groups;
 mod hooks;
-mod register;
 pub mod reply;
 mod views;
 

@@ -13,6 +13,7 @@ use serde_json::json;
 use spotkeeper::Error;
 use spotkeeper::adapters::aws::AwsError;
 use spotkeeper::adapters::store::StoreError;
+use spotkeeper::workflows::groups::GroupError;
 
 /// The header that repeats a failed request's id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -114,6 +115,20 @@ impl From<Error> for ApiError {
         };
         // The log keeps what the answer leaves out (an ARN in an access refusal, say).
         answer.caused_by(format!("{err:?}"))
+    }
+}
+
+impl From<GroupError> for ApiError {
+    fn from(err: GroupError) -> Self {
+        match err {
+            GroupError::Unknown { field, message } => ApiError::unknown_reference(field, message),
+            GroupError::Conflict(message) => ApiError::conflict(message),
+            GroupError::NothingLaunched { codes, summary } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "launch_failed", format!("EC2 launched no instance: {codes}"))
+                    .caused_by(summary)
+            }
+            GroupError::Failed(err) => err.into(),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! table tests. Workflows call them between looking up and acting.
 
 pub mod adoption;
+pub mod changes;
 pub mod growth;
 pub mod plan;
 pub mod policy;

@@ -212,3 +212,26 @@ mod tests {
         assert_eq!(json, serde_json::json!({"kind": "asg", "asg_name": "workers"}));
     }
 }
+
+/// A standalone group to register, its shape checked; what its references name is checked
+/// against AWS when it is registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStandalone {
+    pub name: GroupName,
+    pub launch_template: LaunchTemplateRef,
+    pub instance_types: Vec<String>,
+    pub subnets: Vec<String>,
+    pub capacity: u32,
+    pub dns: Option<DnsSpec>,
+    pub elastic_ip_allocation_id: Option<String>,
+    pub data_volumes: Vec<DataVolume>,
+    /// Running instances that join the group instead of being launched.
+    pub adopt: Vec<String>,
+}
+
+/// An Auto Scaling group to follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAsg {
+    pub name: GroupName,
+    pub asg_name: String,
+}

@@ -24,7 +24,7 @@ pub use deadline::Deadline;
 pub use facts::{InstanceFacts, LaunchError, LaunchedInstance, VolumeFacts, is_capacity_error, mentions_capacity};
 pub use group::{
     AddressKind, AsgSpec, DataVolume, DnsSpec, Fallback, Group, GroupKind, GroupStatus, ImageRecord, ImageStage,
-    LaunchTemplateRef, OnDemandShare, Recovery, StandaloneSpec, VolumeMove,
+    LaunchTemplateRef, NewAsg, NewStandalone, OnDemandShare, Recovery, StandaloneSpec, VolumeMove,
 };
 pub use ids::{GROUP_TAG, GroupName, InstanceId, REPLACES_TAG, is_ec2_id};
 pub use kinds::{AlertKind, HistoryKind};

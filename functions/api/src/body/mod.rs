@@ -10,5 +10,5 @@ mod strict;
 
 pub use checks::check_instance_id;
 pub use patch::apply as apply_patch;
-pub use register::{AdoptBody, AsgBody, Registration, StandaloneBody};
+pub use register::{AdoptBody, Registration};
 pub use strict::{MAX_BODY, Raw, Strict, StrictQuery, parse};

@@ -1,7 +1,7 @@
 //! `POST /groups` and adoption: the registration bodies and their shape and range checks.
 
 use serde::Deserialize;
-use spotkeeper::domain::{AddressKind, GroupName};
+use spotkeeper::domain::{AddressKind, DataVolume, DnsSpec, GroupName, LaunchTemplateRef, NewAsg, NewStandalone};
 
 use super::checks::{check_instance_id, id_like, unique};
 use super::strict::from_value;
@@ -108,7 +108,13 @@ pub const MAX_CAPACITY: u32 = 100;
 pub const MAX_POOLS: usize = 100;
 
 impl AsgBody {
-    pub fn check(&self) -> Result<(), ApiError> {
+    /// The group to follow, its name checked.
+    pub fn parse(self) -> Result<NewAsg, ApiError> {
+        self.check()?;
+        Ok(NewAsg { name: self.name, asg_name: self.asg_name })
+    }
+
+    fn check(&self) -> Result<(), ApiError> {
         let ok = (1..=255).contains(&self.asg_name.len()) && !self.asg_name.chars().any(char::is_control);
         if ok {
             Ok(())
@@ -119,8 +125,35 @@ impl AsgBody {
 }
 
 impl StandaloneBody {
-    /// Range and shape checks; references are checked against AWS afterwards.
-    pub fn check(&self) -> Result<(), ApiError> {
+    /// The group to register, its ranges and shapes checked; its references are checked against
+    /// AWS when it is registered.
+    pub fn parse(self) -> Result<NewStandalone, ApiError> {
+        self.check()?;
+        let TemplateBody { id, name, version } = self.launch_template;
+        Ok(NewStandalone {
+            name: self.name,
+            launch_template: LaunchTemplateRef { id, name, version },
+            instance_types: self.instance_types,
+            subnets: self.subnets,
+            capacity: self.capacity,
+            dns: self.dns.map(|d| DnsSpec {
+                hosted_zone_id: d.hosted_zone_id,
+                record_name: d.record_name,
+                ttl: d.ttl,
+                address: d.address,
+            }),
+            elastic_ip_allocation_id: self.elastic_ip_allocation_id,
+            data_volumes: self
+                .data_volumes
+                .into_iter()
+                .map(|v| DataVolume { volume_id: v.volume_id, device: v.device })
+                .collect(),
+            adopt: self.adopt,
+        })
+    }
+
+    /// Range and shape checks.
+    fn check(&self) -> Result<(), ApiError> {
         let t = &self.launch_template;
         match (&t.id, &t.name) {
             (Some(id), None) if id_like(id, "lt-") => {}
@@ -237,7 +270,7 @@ mod tests {
     use super::*;
     use crate::body::parse;
 
-    fn standalone(extra: serde_json::Value) -> Result<StandaloneBody, ApiError> {
+    fn standalone(extra: serde_json::Value) -> Result<NewStandalone, ApiError> {
         let mut body = json!({
             "name": "web", "kind": "standalone", "launch_template": {"name": "web"},
             "instance_types": ["m5.large"], "subnets": ["subnet-1"]
@@ -246,7 +279,7 @@ mod tests {
             body[k] = v.clone();
         }
         match Registration::from_json(body)? {
-            Registration::Standalone(body) => body.check().map(|()| *body),
+            Registration::Standalone(body) => body.parse(),
             Registration::Asg(_) => panic!("parsed as asg"),
         }
     }
