@@ -6,3 +6,4 @@ pub mod plan;
 pub mod rebalancing;
 pub mod recovery;
 pub mod savings;
+pub mod transitions;

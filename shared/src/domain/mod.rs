@@ -16,6 +16,7 @@ mod policy;
 mod pool;
 mod secret;
 pub mod signature;
+mod state;
 mod volume;
 
 pub use deadline::Deadline;
@@ -33,4 +34,5 @@ pub use member::{Interrupted, Member, Reason, Replaced, Retiring};
 pub use policy::{ImagePolicy, Policy, RebalancePolicy, RecoveryPolicy, VolumePolicy, Webhook, Window, defaults};
 pub use pool::{Market, Pool, PoolHealth, Subnet};
 pub use secret::Secret;
+pub use state::InstanceState;
 pub use volume::{Modification, Stage, VolumeRecord};

@@ -23,13 +23,16 @@ pub enum Error {
     /// Nothing was done and the event should come again (SQS redelivers it).
     #[error("{0}; the event will be delivered again")]
     Retry(String),
+    /// A workflow's typed outcome could not become the function's JSON answer.
+    #[error("could not write the answer: {0}")]
+    Outcome(#[source] serde_json::Error),
 }
 
 impl Error {
     /// Whether the same input could succeed later. Input that can never succeed (an unreadable
     /// or unexpected event, a refused value) is acknowledged, not delivered again.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, Error::Event(_) | Error::Invalid(_) | Error::Config(_))
+        !matches!(self, Error::Event(_) | Error::Invalid(_) | Error::Config(_) | Error::Outcome(_))
     }
 
     /// A short name for the kind of failure, as the Lambda runtime reports it.
@@ -41,6 +44,7 @@ impl Error {
             Error::Aws(_) => "AwsError",
             Error::Retry(_) => "RetryError",
             Error::Invalid(_) => "InvalidInput",
+            Error::Outcome(_) => "OutcomeError",
         }
     }
 }

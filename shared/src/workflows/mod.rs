@@ -2,6 +2,7 @@
 //! crates call them and answer.
 
 pub mod images;
+pub mod instance_state;
 pub mod intake;
 pub mod launch;
 pub mod online;
