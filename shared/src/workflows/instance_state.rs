@@ -8,13 +8,16 @@
 //! - An interrupted or retiring member stops or terminates: its data volumes move to its
 //!   replacement, and once it is gone the group forgets it.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::adapters::notify::{Alert, Severity};
 use crate::decisions::rebalancing;
 use crate::decisions::recovery;
 use crate::decisions::transitions::{self, Close, Leaving, MoveVolumes, Retire, Step, Switch};
-use crate::domain::{AlertKind, Deadline, Group, GroupName, HistoryKind, InstanceState, Member, Replaced};
+use crate::domain::{
+    AlertKind, Deadline, Group, GroupName, HistoryKind, InstanceState, Member, Replaced, StandaloneSpec,
+};
 use crate::runtime::event::{Event, InstanceStateChange};
 use crate::runtime::{Deps, Error};
 use crate::workflows::images;
@@ -79,7 +82,7 @@ struct Change<'a> {
     member: &'a Member,
     members: &'a [Member],
     state: InstanceState,
-    seen_at: chrono::DateTime<chrono::Utc>,
+    seen_at: DateTime<Utc>,
     deadline: Deadline,
 }
 
@@ -149,7 +152,7 @@ pub async fn state_changed(
 /// The member runs: it goes online, and a replacement settles what it replaces.
 async fn bring_online(
     change: &Change<'_>,
-    spec: &crate::domain::StandaloneSpec,
+    spec: &StandaloneSpec,
     switch: Option<Switch>,
     report: &mut Report,
 ) -> Result<Outcome, Error> {
