@@ -9,3 +9,4 @@ pub mod policy;
 pub mod rebalancing;
 pub mod recovery;
 pub mod savings;
+pub mod transitions;

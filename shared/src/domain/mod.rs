@@ -18,6 +18,7 @@ mod pool;
 mod reach;
 mod secret;
 pub mod signature;
+mod state;
 mod volume;
 
 pub use deadline::Deadline;
@@ -37,4 +38,5 @@ pub use policy::{ImagePolicy, Policy, RebalancePolicy, RecoveryPolicy, VolumePol
 pub use pool::{Market, Pool, PoolHealth, Subnet};
 pub use reach::{Reach, is_private};
 pub use secret::Secret;
+pub use state::InstanceState;
 pub use volume::{Modification, Stage, VolumeRecord};

@@ -40,6 +40,9 @@ pub enum Error {
     /// The Auto Scaling group a group follows is gone, or has no mixed instances policy to change.
     #[error("{0}; the event will be delivered again")]
     AutoScaling(AsgProblem),
+    /// A workflow's typed outcome could not become the function's JSON answer.
+    #[error("could not write the answer: {0}")]
+    Outcome(#[source] serde_json::Error),
 }
 
 /// What is wrong with a group's Auto Scaling group.
@@ -55,7 +58,7 @@ impl Error {
     /// Whether the same input could succeed later. Input that can never succeed (an unreadable
     /// or unexpected event, a refused value) is acknowledged, not delivered again.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, Error::Event(_) | Error::Invalid(_) | Error::Config(_))
+        !matches!(self, Error::Event(_) | Error::Invalid(_) | Error::Config(_) | Error::Outcome(_))
     }
 
     /// A short name for the kind of failure, as the Lambda runtime reports it.
@@ -72,6 +75,7 @@ impl Error {
             | Error::Shared(_)
             | Error::AutoScaling(_) => "RetryError",
             Error::Invalid(_) => "InvalidInput",
+            Error::Outcome(_) => "OutcomeError",
         }
     }
 }

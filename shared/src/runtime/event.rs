@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::domain::InstanceId;
+use crate::domain::{InstanceId, InstanceState};
 use crate::runtime::Error;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -29,7 +29,8 @@ pub type Event<D> = EventBridgeEvent<D>;
 pub struct InstanceStateChange {
     #[serde(rename = "instance-id")]
     pub instance_id: InstanceId,
-    pub state: String,
+    /// An unknown state makes the event malformed: acknowledged, counted, nothing changed.
+    pub state: InstanceState,
 }
 
 pub const INSTANCE_STATE_CHANGE: &str = "EC2 Instance State-change Notification";
@@ -301,7 +302,7 @@ mod tests {
     fn parses_a_state_change() {
         let event: Event<InstanceStateChange> = parse(state_change("e-1"), INSTANCE_STATE_CHANGE).unwrap();
         assert_eq!(event.detail.instance_id.as_str(), "i-0abc1234");
-        assert_eq!(event.detail.state, "running");
+        assert_eq!(event.detail.state, InstanceState::Running);
     }
 
     #[test]
@@ -327,6 +328,17 @@ mod tests {
             let err = parse::<InstanceStateChange>(event, INSTANCE_STATE_CHANGE).unwrap_err();
             assert!(matches!(err, EventError::Malformed(_)), "{err}");
             assert!(err.to_string().contains("not an EC2 instance id") && err.to_string().len() < 300, "{err}");
+        }
+    }
+
+    #[test]
+    fn refuses_states_ec2_does_not_have() {
+        for bad in ["rebooting", "Running", "", "stopped; rm -rf /"] {
+            let mut event = state_change("e-1");
+            event["detail"]["state"] = json!(bad);
+            let err = parse::<InstanceStateChange>(event, INSTANCE_STATE_CHANGE).unwrap_err();
+            assert!(matches!(err, EventError::Malformed(_)), "{bad}: {err}");
+            assert!(err.to_string().contains("detail.state"), "says where: {err}");
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod groups;
 pub mod images;
+pub mod instance_state;
 pub mod intake;
 pub mod launch;
 pub mod online;

@@ -73,6 +73,14 @@ async fn the_api_binary_reads_its_token_from_ssm_and_serves_api_gateway_events()
     // The function survives a bad event and handles the next one.
     let again = state.invoke(events::load("instance-state-running.json")).await.unwrap();
     assert_eq!(again["action"], "ignored");
+    // A state EC2 does not have makes the event malformed: refused and counted for the alarm.
+    let counted = |output: &str| emf(output).iter().filter(|d| d.get("MalformedEvents").is_some()).count();
+    let before = counted(&state.output());
+    let mut unknown = events::load("instance-state-running.json");
+    unknown["detail"]["state"] = json!("rebooting");
+    let err = state.invoke(unknown).await.unwrap_err();
+    assert!(err.contains("EventError") && err.contains("detail.state"), "{err}");
+    assert!(counted(&state.output()) > before, "counted as MalformedEvents");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

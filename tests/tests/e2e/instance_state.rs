@@ -45,6 +45,26 @@ async fn foreign_instances_are_ignored_and_bad_events_refused_without_a_change()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_ec2_does_not_have_is_refused_without_a_change() {
+    let h = Harness::start().await;
+    let (_, asg) = h.register_workers().await;
+    let member = asg["members"][0]["instance_id"].as_str().unwrap().to_string();
+    let items = h.table_items().await;
+
+    // A bare event: a clear error naming the field, nothing written.
+    let err = h.instance_state(events::state_change(&member, "rebooting")).await.unwrap_err();
+    assert!(matches!(err, spotkeeper::Error::Event(_)) && err.to_string().contains("detail.state"), "{err}");
+    assert_eq!(h.table_items().await, items, "an unknown state is not recorded");
+
+    // In an SQS batch: acknowledged (it can never succeed), nothing written.
+    let mut batch = events::load("sqs-instance-state-batch.json");
+    batch["Records"][0]["body"] = json!(events::state_change(&member, "hibernated").to_string());
+    let out = h.instance_state(batch).await.unwrap();
+    assert_eq!(out, json!({"batchItemFailures": []}));
+    assert_eq!(h.table_items().await, items, "an unknown state is not recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_event_does_not_overwrite_a_newer_state() {
     let h = Harness::start().await;
     let (_, asg) = h.register_workers().await;
