@@ -1,7 +1,9 @@
 //! Decisions: pure functions over the domain — no I/O, no clients, no clock reads — each with
 //! table tests. Workflows call them between looking up and acting.
 
+pub mod fallback;
 pub mod growth;
+pub mod images;
 pub mod plan;
 pub mod rebalancing;
 pub mod recovery;

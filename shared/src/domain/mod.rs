@@ -27,7 +27,7 @@ pub use group::{
 pub use ids::{GROUP_TAG, GroupName, InstanceId, REPLACES_TAG, is_ec2_id};
 pub use kinds::{AlertKind, HistoryKind};
 pub use launch::{Attempt, Old};
-pub use ledger::{LedgerDay, Usage};
+pub use ledger::{BadDay, Day, LedgerDay, Usage};
 pub use lookup::Lookup;
 pub use member::{Interrupted, Member, Reason, Replaced, Retiring};
 pub use policy::{ImagePolicy, Policy, RebalancePolicy, RecoveryPolicy, VolumePolicy, Webhook, Window, defaults};
