@@ -30,7 +30,9 @@ pub use launch::{Attempt, Old};
 pub use ledger::{BadDay, Day, LedgerDay, Usage};
 pub use lookup::Lookup;
 pub use member::{Interrupted, Member, Reason, Replaced, Retiring};
-pub use policy::{ImagePolicy, Policy, RebalancePolicy, RecoveryPolicy, VolumePolicy, Webhook, Window, defaults};
+pub use policy::{
+    BadWindow, ImagePolicy, Policy, RebalancePolicy, RecoveryPolicy, VolumePolicy, Webhook, Window, defaults,
+};
 pub use pool::{Market, Pool, PoolHealth, Subnet};
 pub use secret::Secret;
 pub use volume::{Modification, Stage, VolumeRecord};

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
-use spotkeeper::decisions::recovery;
 use spotkeeper::domain::{Group, GroupKind, ImagePolicy, Policy, RebalancePolicy, VolumePolicy, Webhook, Window};
 
 use crate::reply::ApiError;
@@ -37,7 +36,16 @@ pub struct RecoveryPatch {
     pub backoff_base: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub backoff_max: Option<Duration>,
-    pub windows: Option<Vec<Window>>,
+    pub windows: Option<Vec<WindowPatch>>,
+}
+
+/// A recovery window as written, `HH:MM` each end: read into a [`Window`] by the patch, so a bad
+/// one is refused as `recovery.windows` whichever end is wrong.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowPatch {
+    pub start: String,
+    pub end: String,
 }
 
 const SHORTEST: Duration = Duration::from_secs(60);
@@ -94,10 +102,11 @@ impl PolicyPatch {
                 return Err(ApiError::invalid("recovery.backoff_base", "must not be longer than recovery.backoff_max"));
             }
             if let Some(windows) = recovery.windows {
-                for window in &windows {
-                    recovery::check_window(window).map_err(|m| ApiError::invalid("recovery.windows", m))?;
-                }
-                r.windows = windows;
+                r.windows = windows
+                    .iter()
+                    .map(|w| Window::parse(&w.start, &w.end))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| ApiError::invalid("recovery.windows", e.to_string()))?;
             }
         }
         if let Some(images) = self.images {
