@@ -14,7 +14,7 @@ use chrono::{Duration, NaiveDate};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use spotkeeper::decisions::savings;
-use spotkeeper::domain::GroupName;
+use spotkeeper::domain::{Day, GroupName};
 
 use crate::Api;
 use crate::body::StrictQuery;
@@ -127,13 +127,12 @@ pub async fn savings(State(api): State<Arc<Api>>, StrictQuery(period): StrictQue
         }
         None => deps.store.groups().await?.into_iter().map(|g| g.name).collect(),
     };
-    let (from_text, to_text) = (from.format("%Y-%m-%d").to_string(), to.format("%Y-%m-%d").to_string());
-    let ledgers =
-        futures::future::try_join_all(groups.iter().map(|g| deps.store.ledger(g, &from_text, &to_text))).await?;
+    let (from, to) = (Day::from(from), Day::from(to));
+    let ledgers = futures::future::try_join_all(groups.iter().map(|g| deps.store.ledger(g, from, to))).await?;
     let by_group: BTreeMap<String, Vec<spotkeeper::domain::LedgerDay>> =
         groups.iter().map(GroupName::to_string).zip(ledgers).collect();
     let mut answer = savings::summary(&by_group);
-    answer["from"] = json!(from_text);
-    answer["to"] = json!(to_text);
+    answer["from"] = json!(from);
+    answer["to"] = json!(to);
     Ok((StatusCode::OK, Json(answer)))
 }

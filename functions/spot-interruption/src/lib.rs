@@ -163,12 +163,12 @@ async fn act(
             }
         }
     };
-    let day = now.format("%Y-%m-%d").to_string();
+    let day = spotkeeper::domain::Day::of(now);
     // Counted once handled: a warning that fails is counted on the delivery that handles it.
     let handled = results.iter().filter(|(_, r)| r.is_ok()).count() as u64;
     metrics::counter!("InterruptionsHandled", "group" => group.to_string()).increment(handled);
     if handled > 0
-        && let Err(err) = deps.store.count(&group, &day, Counted::Interruption, handled).await
+        && let Err(err) = deps.store.count(&group, day, Counted::Interruption, handled).await
     {
         tracing::error!(group = %group, error = %err, "could not count the interruptions in the ledger");
     }

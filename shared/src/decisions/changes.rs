@@ -118,7 +118,7 @@ mod tests {
         after.rebalance = RebalancePolicy::Off;
         after.fallback = false;
         after.recovery.cooldown = Duration::from_secs(30 * 60);
-        after.recovery.windows = vec![Window { start: "22:00".into(), end: "06:00".into() }];
+        after.recovery.windows = vec![Window::parse("22:00", "06:00").unwrap()];
         after.on_demand_prices.insert("m5.large".into(), 0.05);
         assert_eq!(
             policy_changes(&before, &after),

@@ -3,7 +3,9 @@
 
 pub mod adoption;
 pub mod changes;
+pub mod fallback;
 pub mod growth;
+pub mod images;
 pub mod plan;
 pub mod policy;
 pub mod rebalancing;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::decisions::{growth, recovery};
-use crate::domain::{Group, GroupKind, Policy, PolicyPatch, RebalancePolicy, VolumePolicy};
+use crate::decisions::growth;
+use crate::domain::{Group, GroupKind, Policy, PolicyPatch, RebalancePolicy, VolumePolicy, Window};
 
 /// Why a patch is refused: the field at fault and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -77,10 +77,11 @@ pub fn apply(patch: PolicyPatch, group: &Group) -> Result<Policy, Refusal> {
             return Err(Refusal::new("recovery.backoff_base", "must not be longer than recovery.backoff_max"));
         }
         if let Some(windows) = recovery.windows {
-            for window in &windows {
-                recovery::check_window(window).map_err(|m| Refusal::new("recovery.windows", m))?;
-            }
-            r.windows = windows;
+            r.windows = windows
+                .iter()
+                .map(|w| Window::parse(&w.start, &w.end))
+                .collect::<Result<_, _>>()
+                .map_err(|e| Refusal::new("recovery.windows", e.to_string()))?;
         }
     }
     if let Some(images) = patch.images {

@@ -1,7 +1,7 @@
 //! The way back to Spot and the reconcile: pure decisions over a group, its members and what EC2
 //! reports. No I/O here; every function is unit-tested.
 
-use chrono::{DateTime, Duration, NaiveTime, Timelike, Utc};
+use chrono::{DateTime, Duration, Timelike, Utc};
 
 use crate::domain::{Fallback, Group, GroupKind, InstanceFacts, Member, OnDemandShare, RecoveryPolicy, Window};
 
@@ -69,28 +69,13 @@ pub fn on_demand_replacing(base: u32, members: &[Member], leaving: &[&str]) -> u
     on_demand_wanted(base, &staying)
 }
 
-/// Reads `HH:MM` as a time of day.
-pub fn time_of_day(text: &str) -> Result<NaiveTime, String> {
-    NaiveTime::parse_from_str(text, "%H:%M").map_err(|_| format!("{text:?} is not a UTC time of day HH:MM"))
-}
-
-/// Checks a window's two ends.
-pub fn check_window(window: &Window) -> Result<(), String> {
-    let (start, end) = (time_of_day(&window.start)?, time_of_day(&window.end)?);
-    if start == end { Err(format!("window {}-{} is empty", window.start, window.end)) } else { Ok(()) }
-}
-
 /// Whether `now` falls in one of the windows (none: any time). A window may wrap past midnight.
 pub fn in_window(windows: &[Window], now: DateTime<Utc>) -> bool {
     if windows.is_empty() {
         return true;
     }
     let t = now.time().with_nanosecond(0).unwrap_or(now.time());
-    windows.iter().any(|w| match (time_of_day(&w.start), time_of_day(&w.end)) {
-        (Ok(start), Ok(end)) if start < end => start <= t && t < end,
-        (Ok(start), Ok(end)) => t >= start || t < end,
-        _ => false,
-    })
+    windows.iter().any(|w| if w.start < w.end { w.start <= t && t < w.end } else { t >= w.start || t < w.end })
 }
 
 /// What a scheduled run does about a group's way back to Spot.
@@ -211,7 +196,7 @@ pub fn owner_tag(group: &Group) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AsgSpec, GroupName, Market, StandaloneSpec};
+    use crate::domain::{AsgSpec, BadWindow, GroupName, Market, StandaloneSpec};
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
@@ -266,13 +251,43 @@ mod tests {
 
     #[test]
     fn windows_may_wrap_past_midnight() {
-        let night = vec![Window { start: "22:00".into(), end: "06:00".into() }];
-        assert!(in_window(&night, at("2026-11-21T23:30:00Z")));
-        assert!(in_window(&night, at("2026-11-21T05:59:00Z")));
-        assert!(!in_window(&night, at("2026-11-21T12:00:00Z")));
-        assert!(in_window(&[], at("2026-11-21T12:00:00Z")));
-        assert!(check_window(&Window { start: "25:00".into(), end: "06:00".into() }).is_err());
-        assert!(check_window(&Window { start: "06:00".into(), end: "06:00".into() }).is_err());
+        let window = |start, end| Window::parse(start, end).unwrap();
+        let cases = [
+            (vec![window("22:00", "06:00")], "2026-11-21T23:30:00Z", true),
+            (vec![window("22:00", "06:00")], "2026-11-21T05:59:00Z", true),
+            (vec![window("22:00", "06:00")], "2026-11-21T06:00:00Z", false),
+            (vec![window("22:00", "06:00")], "2026-11-21T12:00:00Z", false),
+            (vec![window("01:00", "02:00")], "2026-11-21T01:00:00Z", true),
+            (vec![window("01:00", "02:00")], "2026-11-21T01:59:59.900Z", true),
+            (vec![window("01:00", "02:00")], "2026-11-21T02:00:00Z", false),
+            (vec![window("01:00", "02:00"), window("22:00", "06:00")], "2026-11-21T23:00:00Z", true),
+            (vec![], "2026-11-21T12:00:00Z", true),
+        ];
+        for (windows, now, expected) in cases {
+            assert_eq!(in_window(&windows, at(now)), expected, "{now} in {windows:?}");
+        }
+    }
+
+    #[test]
+    fn a_window_is_two_times_of_day_apart_and_written_as_it_was_read() {
+        let cases = [
+            ("22:00", "06:00", Ok("22:00-06:00")),
+            ("00:00", "23:59", Ok("00:00-23:59")),
+            ("25:00", "06:00", Err(BadWindow::NotATime("25:00".into()))),
+            ("22:00", "6pm", Err(BadWindow::NotATime("6pm".into()))),
+            ("06:00", "06:00", Err(BadWindow::Empty("06:00".into(), "06:00".into()))),
+        ];
+        for (start, end, expected) in cases {
+            let window = Window::parse(start, end);
+            assert_eq!(window.as_ref().map(ToString::to_string).map_err(Clone::clone), expected.map(str::to_string));
+            if let Ok(window) = window {
+                let written = serde_json::json!({"start": start, "end": end});
+                assert_eq!(serde_json::to_value(window).unwrap(), written);
+                assert_eq!(serde_json::from_value::<Window>(written).unwrap(), window);
+            }
+        }
+        let stored = serde_json::json!({"start": "25:00", "end": "06:00"});
+        assert!(serde_json::from_value::<Window>(stored).is_err(), "never a window that is none");
     }
 
     fn member(id: &str, fallen_back: bool) -> Member {
@@ -301,7 +316,7 @@ mod tests {
         group.status.recovery.next_attempt_at = Some(now + Duration::minutes(5));
         assert_eq!(recovery_step(&group, &members, now), Step::Wait(now + Duration::minutes(5)));
         group.status.recovery.next_attempt_at = Some(now);
-        group.policy.recovery.windows = vec![Window { start: "01:00".into(), end: "02:00".into() }];
+        group.policy.recovery.windows = vec![Window::parse("01:00", "02:00").unwrap()];
         assert_eq!(recovery_step(&group, &members, now), Step::OutsideWindow);
         group.policy.recovery.windows.clear();
         assert_eq!(recovery_step(&group, &members, now), Step::Replace("i-od".into()));

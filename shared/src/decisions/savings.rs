@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{InstanceFacts, LedgerDay, Market, Member, Usage};
+use crate::domain::{Day, InstanceFacts, LedgerDay, Market, Member, Usage};
 
 /// On-Demand list prices (USD per hour, Linux, us-east-1) of the `large` size of common
 /// families; other sizes scale with their vCPUs. The fallback when the Price List API cannot be
@@ -150,9 +150,9 @@ pub fn summary(ledgers: &BTreeMap<String, Vec<LedgerDay>>) -> serde_json::Value 
             value
         })
         .collect();
-    let mut by_day: BTreeMap<&str, Vec<&LedgerDay>> = BTreeMap::new();
+    let mut by_day: BTreeMap<Day, Vec<&LedgerDay>> = BTreeMap::new();
     for day in ledgers.values().flatten() {
-        by_day.entry(day.day.as_str()).or_default().push(day);
+        by_day.entry(day.day).or_default().push(day);
     }
     let days: Vec<serde_json::Value> = by_day
         .iter()
@@ -211,7 +211,7 @@ mod tests {
     #[test]
     fn the_summary_adds_groups_and_days() {
         let day = |d: &str, cost: f64, od: f64, i: u64| LedgerDay {
-            day: d.into(),
+            day: d.parse().unwrap(),
             usage: Usage { spot_hours: 10.0, on_demand_hours: 0.0, cost, on_demand_cost: od },
             interruptions: i,
             fallbacks: 0,

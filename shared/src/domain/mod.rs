@@ -30,11 +30,13 @@ pub use group::{
 pub use ids::{GROUP_TAG, GroupName, InstanceId, REPLACES_TAG, is_ec2_id};
 pub use kinds::{AlertKind, HistoryKind};
 pub use launch::{Attempt, Old};
-pub use ledger::{LedgerDay, Usage};
+pub use ledger::{BadDay, Day, LedgerDay, Usage};
 pub use lookup::Lookup;
 pub use member::{Interrupted, Member, Reason, Replaced, Retiring};
-pub use patch::{PolicyPatch, RecoveryPatch};
-pub use policy::{ImagePolicy, Policy, RebalancePolicy, RecoveryPolicy, VolumePolicy, Webhook, Window, defaults};
+pub use patch::{PolicyPatch, RecoveryPatch, WindowPatch};
+pub use policy::{
+    BadWindow, ImagePolicy, Policy, RebalancePolicy, RecoveryPolicy, VolumePolicy, Webhook, Window, defaults,
+};
 pub use pool::{Market, Pool, PoolHealth, Subnet};
 pub use reach::{Reach, is_private};
 pub use secret::Secret;

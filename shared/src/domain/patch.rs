@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ImagePolicy, RebalancePolicy, VolumePolicy, Webhook, Window};
+use super::{ImagePolicy, RebalancePolicy, VolumePolicy, Webhook};
 
 /// The policy fields to change; what is left out stays.
 #[derive(Debug, Deserialize)]
@@ -35,5 +35,14 @@ pub struct RecoveryPatch {
     pub backoff_base: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub backoff_max: Option<Duration>,
-    pub windows: Option<Vec<Window>>,
+    pub windows: Option<Vec<WindowPatch>>,
+}
+
+/// A recovery window as written, `HH:MM` each end: read into a [`Window`](super::Window) by the
+/// patch, so a bad one is refused as `recovery.windows` whichever end is wrong.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowPatch {
+    pub start: String,
+    pub end: String,
 }

@@ -2,7 +2,9 @@
 
 use std::fmt;
 
+use chrono::NaiveTime;
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 use super::GroupKind;
 
@@ -18,12 +20,60 @@ pub enum RebalancePolicy {
     Replace,
 }
 
-/// A UTC time range, `HH:MM` to `HH:MM` (it may wrap past midnight), in which recovery may run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A UTC time range (it may wrap past midnight) in which recovery may run: held as times,
+/// stored and written as `{"start": "HH:MM", "end": "HH:MM"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Window {
-    pub start: String,
-    pub end: String,
+    #[serde(with = "hh_mm")]
+    pub start: NaiveTime,
+    #[serde(with = "hh_mm")]
+    pub end: NaiveTime,
+}
+
+/// Why two ends make no window.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BadWindow {
+    #[error("{0:?} is not a UTC time of day HH:MM")]
+    NotATime(String),
+    #[error("window {0}-{1} is empty")]
+    Empty(String, String),
+}
+
+impl Window {
+    /// Reads a window from its two ends, `HH:MM` each; an empty one is refused.
+    pub fn parse(start: &str, end: &str) -> Result<Window, BadWindow> {
+        let window = Window { start: hh_mm::read(start)?, end: hh_mm::read(end)? };
+        if window.start == window.end { Err(BadWindow::Empty(start.to_string(), end.to_string())) } else { Ok(window) }
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.start.format(hh_mm::FORMAT), self.end.format(hh_mm::FORMAT))
+    }
+}
+
+/// A time of day as `HH:MM`, the way the API and the table write it.
+mod hh_mm {
+    use chrono::NaiveTime;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::BadWindow;
+
+    pub(super) const FORMAT: &str = "%H:%M";
+
+    pub(super) fn read(text: &str) -> Result<NaiveTime, BadWindow> {
+        NaiveTime::parse_from_str(text, FORMAT).map_err(|_| BadWindow::NotATime(text.to_string()))
+    }
+
+    pub(super) fn serialize<S: Serializer>(time: &NaiveTime, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&time.format(FORMAT))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NaiveTime, D::Error> {
+        read(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
 }
 
 /// How a group goes back to Spot after falling back to On-Demand.

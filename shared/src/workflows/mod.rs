@@ -9,4 +9,5 @@ pub mod launch;
 pub mod online;
 pub mod replacement;
 pub mod report;
+pub mod scheduled;
 pub mod volume;

@@ -198,11 +198,11 @@ pub async fn record(
     if let Err(err) = deps.store.avoid_pools(&avoid, now + Duration::minutes(AVOID_POOL_MINUTES), health, now).await {
         tracing::error!(group = %group, error = %err, "could not record pool health");
     }
-    let day = now.format("%Y-%m-%d").to_string();
+    let day = crate::domain::Day::of(now);
     let fell_back = members.iter().filter(|m| m.fallen_back).count() as u64;
     if fell_back > 0 {
         metrics::counter!("Fallbacks", "group" => group.to_string()).increment(fell_back);
-        if let Err(err) = deps.store.count(group, &day, crate::adapters::store::Counted::Fallback, fell_back).await {
+        if let Err(err) = deps.store.count(group, day, crate::adapters::store::Counted::Fallback, fell_back).await {
             tracing::error!(group = %group, error = %err, "could not count the fallbacks in the ledger");
         }
     }

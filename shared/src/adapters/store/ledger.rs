@@ -8,7 +8,7 @@ use super::keys::{TTL_ATTRIBUTE, s};
 use super::write::parse;
 use super::{Store, StoreError};
 use crate::adapters::aws::AwsError;
-use crate::domain::GroupName;
+use crate::domain::{Day, GroupName};
 
 /// What a ledger counts besides hours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,12 +19,7 @@ pub enum Counted {
 
 impl Store {
     /// Adds a stretch of usage to a group's ledger for a day (atomic: concurrent runs add up).
-    pub async fn add_usage(
-        &self,
-        group: &GroupName,
-        day: &str,
-        usage: &crate::domain::Usage,
-    ) -> Result<(), StoreError> {
+    pub async fn add_usage(&self, group: &GroupName, day: Day, usage: &crate::domain::Usage) -> Result<(), StoreError> {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -32,7 +27,7 @@ impl Store {
             .key("sk", s(format!("DAY#{day}")))
             .update_expression("SET #day = :day ADD spot_hours :s, on_demand_hours :o, cost :c, on_demand_cost :d")
             .expression_attribute_names("#day", "day")
-            .expression_attribute_values(":day", s(day))
+            .expression_attribute_values(":day", s(day.to_string()))
             .expression_attribute_values(":s", AttributeValue::N(usage.spot_hours.to_string()))
             .expression_attribute_values(":o", AttributeValue::N(usage.on_demand_hours.to_string()))
             .expression_attribute_values(":c", AttributeValue::N(usage.cost.to_string()))
@@ -44,7 +39,7 @@ impl Store {
     }
 
     /// Counts an interruption or a fallback in a group's ledger for a day.
-    pub async fn count(&self, group: &GroupName, day: &str, what: Counted, by: u64) -> Result<(), StoreError> {
+    pub async fn count(&self, group: &GroupName, day: Day, what: Counted, by: u64) -> Result<(), StoreError> {
         let field = match what {
             Counted::Interruption => "interruptions",
             Counted::Fallback => "fallbacks",
@@ -56,7 +51,7 @@ impl Store {
             .key("sk", s(format!("DAY#{day}")))
             .update_expression(format!("SET #day = :day ADD {field} :by"))
             .expression_attribute_names("#day", "day")
-            .expression_attribute_values(":day", s(day))
+            .expression_attribute_values(":day", s(day.to_string()))
             .expression_attribute_values(":by", AttributeValue::N(by.to_string()))
             .send()
             .await
@@ -68,8 +63,8 @@ impl Store {
     pub async fn ledger(
         &self,
         group: &GroupName,
-        from: &str,
-        to: &str,
+        from: Day,
+        to: Day,
     ) -> Result<Vec<crate::domain::LedgerDay>, StoreError> {
         let mut pages = self
             .client
@@ -90,7 +85,7 @@ impl Store {
     }
 
     /// A cached On-Demand price, if one was stored today.
-    pub async fn cached_price(&self, region: &str, instance_type: &str, day: &str) -> Result<Option<f64>, StoreError> {
+    pub async fn cached_price(&self, region: &str, instance_type: &str, day: Day) -> Result<Option<f64>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -101,7 +96,7 @@ impl Store {
             .await
             .map_err(|e| AwsError::from_sdk("GetItem", e))?;
         let item = out.item.unwrap_or_default();
-        let fresh = matches!(item.get("day"), Some(AttributeValue::S(d)) if d == day);
+        let fresh = matches!(item.get("day"), Some(AttributeValue::S(d)) if *d == day.to_string());
         Ok(match item.get("price") {
             Some(AttributeValue::N(price)) if fresh => price.parse().ok(),
             _ => None,
@@ -113,7 +108,7 @@ impl Store {
         &self,
         region: &str,
         instance_type: &str,
-        day: &str,
+        day: Day,
         price: f64,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -122,7 +117,7 @@ impl Store {
             .table_name(&self.table)
             .item("pk", s("PRICE#on-demand"))
             .item("sk", s(format!("{region}#{instance_type}")))
-            .item("day", s(day))
+            .item("day", s(day.to_string()))
             .item("price", AttributeValue::N(price.to_string()))
             .item(TTL_ATTRIBUTE, AttributeValue::N((now + Duration::days(7)).timestamp().to_string()))
             .send()
