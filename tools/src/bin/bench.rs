@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use axum::http::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 use spotkeeper_tests::emulator::workspace_root;
 use spotkeeper_tests::runtime::{Function, binary};
 use spotkeeper_tests::{Harness, TOKEN, events, mass};
@@ -137,11 +136,7 @@ async fn setup() -> Result<(Harness, Vec<(String, String)>, String), String> {
         .map(|(k, v)| if k == "AWS_ENDPOINT_URL" { (k, h.proxy.endpoint.clone()) } else { (k, v) })
         .chain([("SPOTKEEPER_API_TOKEN".to_string(), TOKEN.to_string()), ("RUST_LOG".to_string(), "warn".to_string())])
         .collect();
-    let body = json!({
-        "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
-        "instance_types": ["m5.large", "m5a.large"], "subnets": [h.fleet.subnet_a, h.fleet.subnet_b], "capacity": 2,
-    });
-    let (_, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
+    let (_, web) = h.standalone("web").capacity(2).post().await;
     h.register_workers().await;
     let member = web["members"][0]["instance_id"].as_str().ok_or("no member")?.to_string();
     Ok((h, env, member))
