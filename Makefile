@@ -33,10 +33,10 @@ build:
 	$(CARGO) build --workspace --bins
 
 demo: tools build
-	$(CARGO) run --quiet -p spotkeeper-tests --bin demo
+	$(CARGO) run --quiet -p spotkeeper-tools --bin demo
 
 emulator: tools build
-	$(CARGO) run --quiet -p spotkeeper-tests --bin demo -- --keep
+	$(CARGO) run --quiet -p spotkeeper-tools --bin demo -- --keep
 
 # cargo prints one result line per test binary; the last line here adds them up.
 test: tools browser build lint
@@ -51,7 +51,7 @@ test: tools browser build lint
 # Speed and memory of the release binaries: writes BENCHMARKS.md.
 bench: tools
 	$(CARGO) build --release --workspace --bins
-	SPOTKEEPER_BIN_DIR=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/release $(CARGO) run --release -p spotkeeper-tests --bin bench
+	SPOTKEEPER_BIN_DIR=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/release $(CARGO) run --release -p spotkeeper-tools --bin bench
 
 # The release profile against its candidates in Cargo.toml, built alike and measured in turn:
 # writes BENCHMARKS.md's "Release profile" section (make bench keeps it).
@@ -59,7 +59,7 @@ PROFILES := release release-s release-z
 bench-profiles: tools
 	for p in $(PROFILES); do $(CARGO) build --profile $$p --workspace --bins; done
 	dir=$${CARGO_TARGET_DIR:-$(CURDIR)/target}; \
-	$(CARGO) run --release -p spotkeeper-tests --bin bench -- $(foreach p,$(PROFILES),$(p)=$$dir/$(p))
+	$(CARGO) run --release -p spotkeeper-tools --bin bench -- $(foreach p,$(PROFILES),$(p)=$$dir/$(p))
 
 # The property tests of event parsing and API bodies, far longer than in `make test`.
 fuzz:

@@ -8,8 +8,9 @@ pub mod adapters;
 mod architecture;
 pub mod decisions;
 pub mod domain;
-#[cfg(test)]
-mod fixtures;
+/// Fixtures and property-test strategies shared by the unit and end-to-end tests.
+#[cfg(any(test, feature = "test-support"))]
+pub mod fixtures;
 mod runtime;
 pub mod workflows;
 

@@ -5,6 +5,7 @@ pub mod clock;
 pub mod emulator;
 pub mod events;
 pub mod fleet;
+pub mod groups;
 pub mod mass;
 pub mod proxy;
 pub mod queue;
@@ -24,6 +25,7 @@ use tower::ServiceExt;
 
 pub use emulator::Emulator;
 pub use fleet::LocalFleet;
+pub use groups::{Standalone, member_in, tag};
 pub use proxy::FaultProxy;
 pub use receiver::Receiver;
 
@@ -237,15 +239,6 @@ impl Harness {
     pub async fn register_workers(&self) -> (StatusCode, Value) {
         let body = serde_json::json!({"name": "workers", "kind": "asg", "asg_name": self.fleet.asg_name});
         self.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await
-    }
-
-    /// The member ids of a group view (as the API answers it), each sent its `running` event.
-    pub async fn all_running(&self, group: &Value) -> Vec<String> {
-        let ids = member_ids(group);
-        for id in &ids {
-            self.instance_state(events::state_change(id, "running")).await.expect("the running event");
-        }
-        ids
     }
 
     /// Sends an event to the `instance-state` function.

@@ -42,11 +42,7 @@ pub async fn build(h: &Harness, standalone: usize, asgs: usize, size: u32) -> Re
     let types = |i: usize| [TYPES[(2 * i) % TYPES.len()], TYPES[(2 * i + 1) % TYPES.len()]];
     let mut bodies = Vec::new();
     for i in 0..standalone {
-        bodies.push(json!({
-            "name": format!("web-{}", i + 1), "kind": "standalone",
-            "launch_template": {"id": h.fleet.template_id, "version": "$Latest"},
-            "instance_types": types(i), "subnets": subnets, "capacity": size,
-        }));
+        bodies.push(h.standalone(&format!("web-{}", i + 1)).latest().types(&types(i)).capacity(size).body());
     }
     for i in 0..asgs {
         let asg_name = format!("batch-{}-asg", i + 1);

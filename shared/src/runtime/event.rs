@@ -376,34 +376,22 @@ mod fuzz {
     use super::*;
     use proptest::prelude::*;
 
-    /// Any JSON value, a few levels deep, with the field names events use mixed in.
+    /// The field names events use, mixed into the generated JSON.
+    const KEYS: &[&str] = &[
+        "detail-type",
+        "detail",
+        "id",
+        "source",
+        "time",
+        "Records",
+        "body",
+        "messageId",
+        "instance-id",
+        "instance-action",
+    ];
+
     fn json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(Value::from),
-            ".{0,40}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(4, 64, 8, |inner| {
-            let key = prop_oneof![
-                Just("detail-type".to_string()),
-                Just("detail".to_string()),
-                Just("id".to_string()),
-                Just("source".to_string()),
-                Just("time".to_string()),
-                Just("Records".to_string()),
-                Just("body".to_string()),
-                Just("messageId".to_string()),
-                Just("instance-id".to_string()),
-                Just("instance-action".to_string()),
-                "[a-z-]{1,12}",
-            ];
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::btree_map(key, inner, 0..8).prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
+        crate::fixtures::json(KEYS, &[])
     }
 
     fn explained(err: &EventError) -> bool {
@@ -411,8 +399,7 @@ mod fuzz {
     }
 
     proptest! {
-        // 400 cases in `make test`; `make fuzz` runs many more (PROPTEST_CASES).
-        #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(400), ..ProptestConfig::default() })]
+        #![proptest_config(crate::fixtures::proptest_config())]
 
         #[test]
         fn bare_events_never_panic(value in json()) {

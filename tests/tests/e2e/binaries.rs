@@ -178,14 +178,7 @@ fn emf(output: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handlers_emit_metrics_as_embedded_metric_format_lines() {
     let h = Harness::start().await;
-    let body = json!({
-        "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
-        "instance_types": ["m5.large", "m5a.large"], "subnets": [h.fleet.subnet_a],
-    });
-    let (status, web) = h.call(axum::http::Method::POST, "/groups", Some(spotkeeper_tests::TOKEN), Some(body)).await;
-    assert_eq!(status.as_u16(), 201, "{web}");
-    let id = web["members"][0]["instance_id"].as_str().unwrap().to_string();
-    h.instance_state(events::state_change(&id, "running")).await.unwrap();
+    let id = h.standalone("web").subnets(&[h.fleet.subnet_a.as_str()]).online().await.remove(0);
 
     let mut spot = Function::start("spot-interruption", &h.function_env()).await.unwrap();
     let out = spot.invoke(events::spot_warning(&id)).await.unwrap();

@@ -65,13 +65,8 @@ async fn the_dashboard_shows_the_fleet_the_timeline_and_the_savings() {
     // Two members launched on Spot and one On-Demand instance adopted; the Auto Scaling group's
     // members are all On-Demand (the emulator's ASGs launch On-Demand only).
     let by_hand = h.run_by_hand().await;
-    let body = json!({
-        "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
-        "instance_types": ["m5.large", "m5a.large"], "subnets": [h.fleet.subnet_a], "capacity": 3,
-        "adopt": [by_hand],
-    });
-    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
-    assert_eq!(status.as_u16(), 201, "{web}");
+    let web =
+        h.standalone("web").subnets(&[h.fleet.subnet_a.as_str()]).capacity(3).adopting(&[&by_hand]).register().await;
     let (_, workers) = h.register_workers().await;
     let ids: Vec<String> = [&web, &workers]
         .iter()
@@ -92,7 +87,7 @@ async fn the_dashboard_shows_the_fleet_the_timeline_and_the_savings() {
     // A policy change, webhook secret and all.
     let secret = "whsec_dashboard_0123456789";
     let patch = json!({"fallback": false, "webhooks": [{"url": "http://127.0.0.1:9/hook", "secret": secret, "allow_loopback_http": true}]});
-    let (status, changed) = h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(patch)).await;
+    let (status, changed) = h.patch("web", patch).await;
     assert_eq!(status.as_u16(), 200, "{changed}");
 
     let (url, _server) = h.serve_api().await;

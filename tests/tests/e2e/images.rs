@@ -6,29 +6,8 @@ use chrono::Duration;
 use serde_json::{Value, json};
 use spotkeeper_tests::{Harness, TOKEN, events};
 
-async fn web(h: &Harness, images: Value) -> String {
-    let body = json!({
-        "name": "web", "kind": "standalone",
-        "launch_template": {"id": h.fleet.template_id, "version": "$Latest"},
-        "instance_types": ["m5.large", "m5a.large"],
-        "subnets": [h.fleet.subnet_a, h.fleet.subnet_b],
-    });
-    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{web}");
-    let id = web["members"][0]["instance_id"].as_str().unwrap().to_string();
-    h.instance_state(events::state_change(&id, "running")).await.unwrap();
-    let (status, patched) = h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(json!({"images": images}))).await;
-    assert_eq!(status, StatusCode::OK, "{patched}");
-    id
-}
-
-async fn group(h: &Harness) -> Value {
-    h.call(Method::GET, "/groups/web", Some(TOKEN), None).await.1
-}
-
 async fn image_of(h: &Harness, instance_id: &str) -> String {
-    let out = h.ec2().describe_instances().instance_ids(instance_id).send().await.unwrap();
-    out.reservations()[0].instances()[0].image_id().unwrap().to_string()
+    h.instance(instance_id).await.image_id().unwrap().to_string()
 }
 
 async fn image_exists(h: &Harness, image_id: &str) -> bool {
@@ -54,7 +33,8 @@ async fn interrupt(h: &Harness, id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn days_of_images_are_made_activated_and_pruned_and_replacements_use_them() {
     let h = Harness::start().await;
-    let mut member = web(&h, json!({"enabled": true, "keep": 2})).await;
+    let mut member =
+        h.standalone("web").latest().policy(json!({"images": {"enabled": true, "keep": 2}})).online().await.remove(0);
     let original = image_of(&h, &member).await;
     let mut activated = Vec::new();
     for day in 0..5 {
@@ -71,7 +51,7 @@ async fn days_of_images_are_made_activated_and_pruned_and_replacements_use_them(
         h.clock.advance(Duration::minutes(5));
         let active = images_step(&h).await;
         assert_eq!(active["step"], "activated", "{active}");
-        let web = group(&h).await;
+        let web = h.group("web").await;
         assert_eq!(
             web["launch_template"]["version"], active["template_version"],
             "the group launches from the new version"
@@ -86,7 +66,7 @@ async fn days_of_images_are_made_activated_and_pruned_and_replacements_use_them(
     }
     assert_ne!(activated[0], original);
     // keep = 2: the oldest images are gone (deregistered, snapshots deleted), the newest stay.
-    let web = group(&h).await;
+    let web = h.group("web").await;
     let stages: Vec<(String, String)> = web["status"]["images"]
         .as_array()
         .unwrap()
@@ -106,21 +86,22 @@ async fn days_of_images_are_made_activated_and_pruned_and_replacements_use_them(
     for event in ["image-created", "image-activated"] {
         assert!(alerts.iter().any(|a| a.attributes.get("event").map(String::as_str) == Some(event)), "{event}");
     }
-    let (_, shown) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    let shown = h.group("web").await;
     assert!(shown["recent_events"].as_array().unwrap().iter().any(|e| e["kind"] == "image-pruned"), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replacement_that_dies_in_probation_rolls_the_image_back() {
     let h = Harness::start().await;
-    let member = web(&h, json!({"enabled": true})).await;
+    let member = h.standalone("web").latest().policy(json!({"images": {"enabled": true}})).online().await.remove(0);
     let original = image_of(&h, &member).await;
     images_step(&h).await;
     images_step(&h).await;
     let active = images_step(&h).await;
     assert_eq!(active["step"], "activated", "{active}");
     let new_image = active["image"].as_str().unwrap().to_string();
-    let previous_version = group(&h).await["status"]["images"][0]["previous_version"].as_str().unwrap().to_string();
+    let previous_version =
+        h.group("web").await["status"]["images"][0]["previous_version"].as_str().unwrap().to_string();
 
     // The replacement from the new image dies within probation, with no interruption.
     let replacement = interrupt(&h, &member).await;
@@ -129,7 +110,7 @@ async fn a_replacement_that_dies_in_probation_rolls_the_image_back() {
     h.ec2().terminate_instances().instance_ids(&replacement).send().await.unwrap();
     let out = h.instance_state(h.now_on(events::state_change(&replacement, "terminated"))).await.unwrap();
     assert_eq!(out["action"], "rolled-back", "{out}");
-    let web = group(&h).await;
+    let web = h.group("web").await;
     assert_eq!(
         web["launch_template"]["version"].as_str(),
         Some(previous_version.as_str()),
@@ -168,7 +149,7 @@ async fn a_replacement_that_dies_in_probation_rolls_the_image_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_rollback_works_and_without_a_previous_version_is_a_conflict() {
     let h = Harness::start().await;
-    let member = web(&h, json!({"enabled": true})).await;
+    let member = h.standalone("web").latest().policy(json!({"images": {"enabled": true}})).online().await.remove(0);
     let (status, refused) = h.call(Method::POST, "/groups/web/rollback", Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap().contains("nothing to roll back"), "{refused}");
@@ -179,7 +160,7 @@ async fn manual_rollback_works_and_without_a_previous_version_is_a_conflict() {
     let on_new = interrupt(&h, &member).await;
     assert_eq!(image_of(&h, &on_new).await, new_image);
     // The group now wants an On-Demand base its only (Spot) member does not hold.
-    let (status, _) = h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(json!({"on_demand_base": 1}))).await;
+    let (status, _) = h.patch("web", json!({"on_demand_base": 1})).await;
     assert_eq!(status, StatusCode::OK);
 
     let (status, rolled) = h.call(Method::POST, "/groups/web/rollback", Some(TOKEN), None).await;
@@ -190,7 +171,7 @@ async fn manual_rollback_works_and_without_a_previous_version_is_a_conflict() {
     // and the replacement keeps the base.
     let replacement = rolled["replacements"][0].as_str().unwrap().to_string();
     assert_ne!(image_of(&h, &replacement).await, new_image);
-    let web = group(&h).await;
+    let web = h.group("web").await;
     let member = web["members"].as_array().unwrap().iter().find(|m| m["instance_id"] == replacement.as_str());
     assert_eq!(member.map(|m| m["market"].clone()), Some(json!("on-demand")), "{web}");
     h.instance_state(events::state_change(&replacement, "running")).await.unwrap();
@@ -202,15 +183,14 @@ async fn manual_rollback_works_and_without_a_previous_version_is_a_conflict() {
     assert_eq!(state.as_deref(), Some("terminated"), "retired once its replacement serves");
     let (status, _) = h.call(Method::POST, "/groups/web/rollback", Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::CONFLICT, "nothing left to roll back");
-    let (status, err) =
-        h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(json!({"images": {"enabled": true, "keep": 0}}))).await;
+    let (status, err) = h.patch("web", json!({"images": {"enabled": true, "keep": 0}})).await;
     assert_eq!((status, err["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("images.keep")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replacement_failing_its_status_checks_in_probation_rolls_the_image_back() {
     let h = Harness::start().await;
-    let member = web(&h, json!({"enabled": true})).await;
+    let member = h.standalone("web").latest().policy(json!({"images": {"enabled": true}})).online().await.remove(0);
     let original = image_of(&h, &member).await;
     images_step(&h).await;
     images_step(&h).await;
@@ -231,7 +211,7 @@ async fn a_replacement_failing_its_status_checks_in_probation_rolls_the_image_ba
     assert_eq!(probation["rolled_back"], new_image.as_str(), "{run}");
     let next = probation["replacements"][0].as_str().unwrap().to_string();
     assert_eq!(image_of(&h, &next).await, original, "replaced from the previous image");
-    let web = group(&h).await;
+    let web = h.group("web").await;
     assert_eq!(web["status"]["images"][0]["stage"], "bad");
     assert!(web["status"]["images"][0]["note"].as_str().unwrap().contains("status checks"));
 }
@@ -239,7 +219,7 @@ async fn a_replacement_failing_its_status_checks_in_probation_rolls_the_image_ba
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_never_goes_back_to_a_pruned_image() {
     let h = Harness::start().await;
-    web(&h, json!({"enabled": true, "keep": 1})).await;
+    h.standalone("web").latest().policy(json!({"images": {"enabled": true, "keep": 1}})).online().await;
     for day in 0..3 {
         assert_eq!(images_step(&h).await["step"], "created", "day {day}");
         images_step(&h).await;
@@ -254,7 +234,7 @@ async fn a_rollback_never_goes_back_to_a_pruned_image() {
     let (status, refused) = h.call(Method::POST, "/groups/web/rollback", Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap().contains("nothing left to roll back"), "{refused}");
-    let web = group(&h).await;
+    let web = h.group("web").await;
     assert_eq!(web["launch_template"]["version"], version, "the group stays where it was");
     // Where the group launches from still exists.
     let active = web["status"]["images"].as_array().unwrap().iter().find(|i| i["stage"] == "active").cloned();

@@ -1,10 +1,10 @@
 //! The `instance-state` function against the emulator: what it ignores and what it refuses.
 
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use serde_json::json;
 use spotkeeper::Deadline;
 use spotkeeper_tests::proxy::Fault;
-use spotkeeper_tests::{Harness, TOKEN, events};
+use spotkeeper_tests::{Harness, events};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_instances_are_ignored_and_bad_events_refused_without_a_change() {
@@ -31,13 +31,13 @@ async fn foreign_instances_are_ignored_and_bad_events_refused_without_a_change()
 
     // An SQS batch: the good message handled; the bad one, which can never succeed, acknowledged
     // (not delivered again), nothing failing.
-    let (_, group) = h.call(Method::GET, "/groups/workers", Some(TOKEN), None).await;
+    let group = h.group("workers").await;
     let member = group["members"][0]["instance_id"].as_str().unwrap().to_string();
     let mut batch = events::load("sqs-instance-state-batch.json");
     batch["Records"][0]["body"] = json!(events::state_change(&member, "stopping").to_string());
     let out = h.instance_state(batch).await.unwrap();
     assert_eq!(out, json!({"batchItemFailures": []}));
-    let (_, group) = h.call(Method::GET, "/groups/workers", Some(TOKEN), None).await;
+    let group = h.group("workers").await;
     let state =
         group["members"].as_array().unwrap().iter().find(|m| m["instance_id"] == member.as_str()).unwrap()["state"]
             .clone();
@@ -76,7 +76,7 @@ async fn a_late_event_does_not_overwrite_a_newer_state() {
     h.instance_state(stopped).await.unwrap();
     let out = h.instance_state(late_running).await.unwrap();
     assert_eq!(out["action"], "ignored", "{out}");
-    let (_, group) = h.call(Method::GET, "/groups/workers", Some(TOKEN), None).await;
+    let group = h.group("workers").await;
     let member = group["members"].as_array().unwrap().iter().find(|m| m["instance_id"] == id.as_str()).unwrap().clone();
     assert_eq!(member["state"], "stopped");
 }
@@ -93,15 +93,14 @@ fn detaching(volume_id: &str, zone: &str, instance_id: &str) -> String {
 /// old member, replacement).
 async fn a_detach_left_pending(h: &Harness) -> (String, String, String) {
     let volume = h.fleet.volume_id.clone();
-    let body = json!({
-        "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
-        "instance_types": ["m5.large"], "subnets": [h.fleet.subnet_b],
-        "data_volumes": [{"volume_id": volume, "device": "/dev/sdf"}],
-    });
-    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{web}");
-    let old = web["members"][0]["instance_id"].as_str().unwrap().to_string();
-    h.instance_state(events::state_change(&old, "running")).await.unwrap();
+    let old = h
+        .standalone("web")
+        .types(&["m5.large"])
+        .subnets(&[h.fleet.subnet_b.as_str()])
+        .with_volume()
+        .online()
+        .await
+        .remove(0);
     let out = h.spot_interruption(events::spot_warning(&old)).await.unwrap();
     let new = out["replacement"].as_str().unwrap_or_else(|| panic!("{out}")).to_string();
     h.instance_state(events::state_change(&new, "running")).await.unwrap();
@@ -120,7 +119,7 @@ async fn a_detach_left_pending(h: &Harness) -> (String, String, String) {
     let out = h.instance_state_by(events::state_change(&old, "stopped"), deadline).await.unwrap();
     assert_eq!(out["volumes_pending"], json!([volume]), "{out}");
     assert_eq!(out["volumes"], json!([]), "{out}");
-    let (_, web) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    let web = h.group("web").await;
     let moves = &web["status"]["volume_moves"];
     assert_eq!(
         (moves[0]["volume_id"].as_str(), moves[0]["to"].as_str()),
@@ -138,7 +137,7 @@ async fn moved_to(h: &Harness, volume: &str, new: &str) {
     let attached = h.ec2().describe_volumes().volume_ids(volume).send().await.unwrap();
     let holders: Vec<&str> = attached.volumes()[0].attachments().iter().filter_map(|a| a.instance_id()).collect();
     assert_eq!(holders, vec![new]);
-    let (_, web) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    let web = h.group("web").await;
     assert!(web["status"].get("volume_moves").is_none(), "nothing left to move: {web}");
 }
 

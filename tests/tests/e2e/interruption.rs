@@ -1,53 +1,19 @@
 //! Spot interruption warnings end to end, against the emulator: replace or detach, exactly once,
 //! with DNS, Elastic IP and data volume following, and the alerts.
 
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use serde_json::{Value, json};
 use spotkeeper_tests::proxy::{Fault, ec2_error, is_spot_fleet};
-use spotkeeper_tests::{Harness, TOKEN, events};
+use spotkeeper_tests::{Harness, TOKEN, events, member_ids, tag};
 
 const DYNAMODB_500: &str =
     r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error"}"#;
 
-async fn register_web(h: &Harness, with_volume: bool) -> String {
-    let mut body = json!({
-        "name": "web", "kind": "standalone",
-        "launch_template": {"id": h.fleet.template_id, "version": "$Latest"},
-        "instance_types": ["m5.large", "m5a.large"],
-        "subnets": [h.fleet.subnet_a, h.fleet.subnet_b],
-        "dns": {"hosted_zone_id": h.fleet.zone_id, "record_name": "web.fleet.internal"},
-        "elastic_ip_allocation_id": h.fleet.allocation_id,
-    });
-    if with_volume {
-        body["data_volumes"] = json!([{"volume_id": h.fleet.volume_id, "device": "/dev/sdf"}]);
-    }
-    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{web}");
-    let id = web["members"][0]["instance_id"].as_str().unwrap().to_string();
-    let out = h.instance_state(events::state_change(&id, "running")).await.unwrap();
-    assert_eq!(out["action"], "brought-online", "{out}");
-    id
-}
-
-async fn instance(h: &Harness, id: &str) -> aws_sdk_ec2::types::Instance {
-    let out = h.ec2().describe_instances().instance_ids(id).send().await.unwrap();
-    out.reservations()[0].instances()[0].clone()
-}
-
-fn tag<'a>(i: &'a aws_sdk_ec2::types::Instance, key: &str) -> Option<&'a str> {
-    i.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
-}
-
-async fn member(h: &Harness, id: &str) -> Option<Value> {
-    let (_, group) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
-    group["members"].as_array().unwrap().iter().find(|m| m["instance_id"] == id).cloned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standalone_member_is_replaced_and_dns_address_and_volume_follow() {
     let h = Harness::start().await;
-    let old = register_web(&h, true).await;
-    assert_eq!(instance(&h, &old).await.subnet_id(), Some(h.fleet.subnet_b.as_str()), "the volume's AZ");
+    let old = h.standalone("web").latest().with_dns().with_address().with_volume().online().await.remove(0);
+    assert_eq!(h.instance(&old).await.subnet_id(), Some(h.fleet.subnet_b.as_str()), "the volume's AZ");
     h.sns_alerts().await;
     h.proxy.forget_calls();
 
@@ -70,16 +36,16 @@ async fn a_standalone_member_is_replaced_and_dns_address_and_volume_follow() {
     // the two are sent together, so under load one may be answered before the other leaves.
 
     // A tagged Spot replacement in the other pool of the volume's AZ.
-    let web = member(&h, &old).await.expect("the old member is still listed until it is gone");
+    let web = h.member("web", &old).await.expect("the old member is still listed until it is gone");
     let new = web["interrupted"]["replaced_by"].as_str().expect("replaced_by").to_string();
     assert_eq!(web["interrupted"]["action"], "replaced");
-    let replacement = instance(&h, &new).await;
+    let replacement = h.instance(&new).await;
     assert_eq!(tag(&replacement, "spotkeeper:group"), Some("web"));
     assert_eq!(tag(&replacement, "spotkeeper:replaces"), Some(old.as_str()));
     assert_eq!(replacement.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
     assert_eq!(replacement.subnet_id(), Some(h.fleet.subnet_b.as_str()));
     assert_eq!(replacement.instance_type().map(|t| t.as_str()), Some("m5a.large"), "not the interrupted pool m5.large");
-    let new_member = member(&h, &new).await.expect("the replacement is a member");
+    let new_member = h.member("web", &new).await.expect("the replacement is a member");
     assert_eq!(
         (new_member["replaces"]["instance_id"].as_str(), new_member["market"].as_str()),
         (Some(old.as_str()), Some("spot"))
@@ -101,7 +67,7 @@ async fn a_standalone_member_is_replaced_and_dns_address_and_volume_follow() {
     let volume = h.ec2().describe_volumes().volume_ids(&h.fleet.volume_id).send().await.unwrap();
     let attachment = &volume.volumes()[0].attachments()[0];
     assert_eq!((attachment.instance_id(), attachment.device()), (Some(new.as_str()), Some("/dev/sdf")));
-    assert!(member(&h, &old).await.is_none(), "the old member is closed");
+    assert!(h.member("web", &old).await.is_none(), "the old member is closed");
     assert!(h.deps.store.group_of(&old).await.unwrap().is_none());
 
     // Alerts: SNS (filterable attributes, an e-mail subject) and Slack carry the facts.
@@ -139,7 +105,7 @@ async fn a_standalone_member_is_replaced_and_dns_address_and_volume_follow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_spot_capacity_anywhere_means_an_on_demand_replacement_marked_fallen_back() {
     let h = Harness::start().await;
-    let old = register_web(&h, false).await;
+    let old = h.standalone("web").latest().with_dns().with_address().online().await.remove(0);
     h.sns_alerts().await;
     // Every Spot pool answers "no capacity" inside the instant fleet's 200 response.
     h.no_spot_capacity();
@@ -150,8 +116,8 @@ async fn no_spot_capacity_anywhere_means_an_on_demand_replacement_marked_fallen_
         "{out}"
     );
     let new = out["replacement"].as_str().unwrap().to_string();
-    assert_eq!(instance(&h, &new).await.instance_lifecycle(), None, "On-Demand has no lifecycle");
-    let shown = member(&h, &new).await.unwrap();
+    assert_eq!(h.instance(&new).await.instance_lifecycle(), None, "On-Demand has no lifecycle");
+    let shown = h.member("web", &new).await.unwrap();
     assert_eq!((shown["fallen_back"].as_bool(), shown["market"].as_str()), (Some(true), Some("on-demand")));
     let alerts = h.sns_alerts().await;
     let fallback = alerts
@@ -170,7 +136,7 @@ async fn no_spot_capacity_anywhere_means_an_on_demand_replacement_marked_fallen_
         "the interrupted pool: {health:?}"
     );
     // The group is in fallback, and recovery is scheduled after the cooldown.
-    let (_, group) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    let group = h.group("web").await;
     assert!(group["status"]["fallback"]["since"].is_string(), "{group}");
     assert!(group["status"]["recovery"]["next_attempt_at"].is_string(), "{group}");
 
@@ -212,7 +178,7 @@ async fn asg_members_are_detached_without_decrement_in_one_call() {
     let now: Vec<&str> = group.instances().iter().filter_map(|i| i.instance_id()).collect();
     assert_eq!(now.len(), 2, "the ASG launched replacements: {now:?}");
     assert!(ids.iter().all(|id| !now.contains(&id.as_str())), "the warned instances are out of the group");
-    let (_, workers) = h.call(Method::GET, "/groups/workers", Some(TOKEN), None).await;
+    let workers = h.group("workers").await;
     assert!(
         workers["members"].as_array().unwrap().iter().all(|m| m["interrupted"]["action"] == "detached"),
         "{workers}"
@@ -239,7 +205,7 @@ fn refuse_detach(h: &Harness, id: &str, why: String) {
 async fn a_detach_sent_again_skips_the_instances_already_out_of_the_group() {
     let h = Harness::start().await;
     let (_, asg) = h.register_workers().await;
-    let ids = spotkeeper_tests::member_ids(&asg);
+    let ids = member_ids(&asg);
     let autoscaling = aws_sdk_autoscaling::Client::new(&h.sdk);
     // The first detach went through, its answer lost: the first instance is out already.
     autoscaling
@@ -271,7 +237,7 @@ async fn a_detach_sent_again_skips_the_instances_already_out_of_the_group() {
 async fn an_instance_that_cannot_be_detached_fails_alone() {
     let h = Harness::start().await;
     let (_, asg) = h.register_workers().await;
-    let ids = spotkeeper_tests::member_ids(&asg);
+    let ids = member_ids(&asg);
     // AWS refuses the whole call for one instance that is neither InService nor Standby.
     let (stuck, asg_name) = (ids[0].clone(), h.fleet.asg_name.clone());
     refuse_detach(&h, &stuck, "is not in InService or Standby".to_string());
@@ -308,7 +274,7 @@ async fn an_instance_that_cannot_be_detached_fails_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_event_three_times_at_once_acts_once() {
     let h = Harness::start().await;
-    let old = register_web(&h, false).await;
+    let old = h.standalone("web").latest().with_dns().with_address().online().await.remove(0);
     let before = h.instance_count().await;
     h.proxy.forget_calls();
     let warning = events::spot_warning(&old);
@@ -337,7 +303,7 @@ async fn the_same_event_three_times_at_once_acts_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_instances_and_malformed_messages_change_nothing() {
     let h = Harness::start().await;
-    register_web(&h, false).await;
+    h.standalone("web").latest().with_dns().with_address().online().await;
     h.proxy.forget_calls();
     let items = h.table_items().await;
     let instances = h.instance_count().await;
@@ -372,17 +338,8 @@ async fn foreign_instances_and_malformed_messages_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_warnings_for_one_group_share_one_launch_request() {
     let h = Harness::start().await;
-    let body = json!({
-        "name": "web", "kind": "standalone",
-        "launch_template": {"name": h.fleet.template_name},
-        "instance_types": ["m5.large", "m5a.large"],
-        "subnets": [h.fleet.subnet_a, h.fleet.subnet_b],
-        "capacity": 3,
-    });
-    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{web}");
-    let ids: Vec<String> =
-        web["members"].as_array().unwrap().iter().map(|m| m["instance_id"].as_str().unwrap().to_string()).collect();
+    let web = h.standalone("web").template_by_name().capacity(3).register().await;
+    let ids = member_ids(&web);
     h.proxy.forget_calls();
     let out = h
         .spot_interruption(events::sqs_batch(&ids.iter().map(|id| events::spot_warning(id)).collect::<Vec<_>>()))
@@ -391,7 +348,7 @@ async fn several_warnings_for_one_group_share_one_launch_request() {
     assert_eq!(out, json!({"batchItemFailures": []}));
     assert_eq!(h.proxy.count("CreateFleet"), 1, "three replacements, one request");
     assert_eq!(h.proxy.count("CreateTags"), 0, "and no tag call per replacement");
-    let (_, web) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    let web = h.group("web").await;
     let members = web["members"].as_array().unwrap();
     assert_eq!(members.len(), 6, "{web}");
     for old in &ids {
@@ -401,14 +358,14 @@ async fn several_warnings_for_one_group_share_one_launch_request() {
             .to_string();
         let replacement = members.iter().find(|m| m["instance_id"] == new.as_str()).unwrap();
         assert_eq!(replacement["replaces"]["instance_id"], old.as_str(), "each replacement names its own");
-        assert_eq!(tag(&instance(&h, &new).await, "spotkeeper:group"), Some("web"));
+        assert_eq!(tag(&h.instance(&new).await, "spotkeeper:group"), Some("web"));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_to_the_claim_does_not_lose_the_warning() {
     let h = Harness::start().await;
-    let old = register_web(&h, false).await;
+    let old = h.standalone("web").latest().with_dns().with_address().online().await.remove(0);
     // The claim reaches the table, but its answer is lost: the SDK tries again, and that retry
     // must find its own claim, not stand aside as if another delivery held it.
     let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

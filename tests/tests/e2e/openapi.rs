@@ -44,23 +44,8 @@ fn the_document_lists_exactly_the_routes_the_api_serves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_route_answers_as_documented() {
     let h = Harness::start().await;
-    let body = json!({
-        "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
-        "instance_types": ["m5.large"], "subnets": [h.fleet.subnet_a],
-    });
-    let run = h
-        .ec2()
-        .run_instances()
-        .launch_template(
-            aws_sdk_ec2::types::LaunchTemplateSpecification::builder().launch_template_id(&h.fleet.template_id).build(),
-        )
-        .subnet_id(&h.fleet.subnet_a)
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .unwrap();
-    let spare = run.instances()[0].instance_id().unwrap().to_string();
+    let body = h.standalone("web").types(&["m5.large"]).subnets(&[h.fleet.subnet_a.as_str()]).body();
+    let spare = h.run_by_hand().await;
     let hook = json!({"instance_id": "i-0fffffffffffffff0", "path": "/data", "used_percent": 90.0});
     // A request for each route; it runs once with the token (or signature) and once without.
     let requests: Vec<(&str, String, Option<Value>)> = vec![

@@ -3,56 +3,19 @@
 
 use axum::http::{Method, StatusCode};
 use chrono::Duration;
-use serde_json::{Value, json};
-use spotkeeper_tests::{Harness, TOKEN, events};
-
-async fn register_web(h: &Harness, capacity: u32, with_volume: bool) -> Vec<String> {
-    let mut body = json!({
-        "name": "web", "kind": "standalone",
-        "launch_template": {"id": h.fleet.template_id, "version": "$Latest"},
-        "instance_types": ["m5.large", "m5a.large"],
-        "subnets": [h.fleet.subnet_a, h.fleet.subnet_b],
-        "capacity": capacity,
-    });
-    if with_volume {
-        body["dns"] = json!({"hosted_zone_id": h.fleet.zone_id, "record_name": "web.fleet.internal"});
-        body["elastic_ip_allocation_id"] = json!(h.fleet.allocation_id);
-        body["data_volumes"] = json!([{"volume_id": h.fleet.volume_id, "device": "/dev/sdf"}]);
-    }
-    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{web}");
-    h.all_running(&web).await
-}
-
-async fn state(h: &Harness, id: &str) -> String {
-    let out = h.ec2().describe_instances().instance_ids(id).send().await.unwrap();
-    out.reservations()[0].instances()[0]
-        .state()
-        .and_then(|s| s.name())
-        .map(|n| n.as_str().to_string())
-        .unwrap_or_default()
-}
-
-async fn group(h: &Harness, name: &str) -> Value {
-    let (status, group) = h.call(Method::GET, &format!("/groups/{name}"), Some(TOKEN), None).await;
-    assert_eq!(status, StatusCode::OK, "{group}");
-    group
-}
-
-fn member<'a>(group: &'a Value, id: &str) -> Option<&'a Value> {
-    group["members"].as_array().unwrap().iter().find(|m| m["instance_id"] == id)
-}
+use serde_json::json;
+use spotkeeper_tests::{Harness, TOKEN, events, member_in};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalance_replace_switches_dns_before_the_old_instance_goes() {
     let h = Harness::start().await;
-    let old = register_web(&h, 1, true).await.remove(0);
+    let old = h.standalone("web").latest().capacity(1).with_dns().with_address().with_volume().online().await.remove(0);
     let out = h.rebalance(events::rebalance(&old)).await.unwrap();
     assert_eq!(out["action"], "replacing", "{out}");
     let new = out["replacement"].as_str().unwrap().to_string();
-    assert_eq!(state(&h, &old).await, "running", "launch before terminate");
-    let web = group(&h, "web").await;
-    assert_eq!(member(&web, &old).unwrap()["retiring"]["replaced_by"], new.as_str());
+    assert_eq!(h.ec2_state(&old).await, "running", "launch before terminate");
+    let web = h.group("web").await;
+    assert_eq!(member_in(&web, &old).unwrap()["retiring"]["replaced_by"], new.as_str());
     assert_eq!(web["status"]["rebalance_in_flight"], old.as_str());
 
     // The replacement runs: DNS and the address move to it, and only then is the old one
@@ -64,17 +27,17 @@ async fn rebalance_replace_switches_dns_before_the_old_instance_goes() {
         .unwrap()
         .to_string();
     assert_eq!(h.web_dns().await, vec![new_ip]);
-    assert_eq!(state(&h, &old).await, "stopped", "stopped to move its volume, after the switch");
+    assert_eq!(h.ec2_state(&old).await, "stopped", "stopped to move its volume, after the switch");
 
     // Stopped: the volume moves, and the old one is terminated.
     let out = h.instance_state(events::state_change(&old, "stopped")).await.unwrap();
     assert_eq!(out["action"], "volumes-moved", "{out}");
     let volume = h.ec2().describe_volumes().volume_ids(&h.fleet.volume_id).send().await.unwrap();
     assert_eq!(volume.volumes()[0].attachments()[0].instance_id(), Some(new.as_str()));
-    assert_eq!(state(&h, &old).await, "terminated");
+    assert_eq!(h.ec2_state(&old).await, "terminated");
     h.instance_state(events::state_change(&old, "terminated")).await.unwrap();
-    let web = group(&h, "web").await;
-    assert!(member(&web, &old).is_none(), "closed");
+    let web = h.group("web").await;
+    assert!(member_in(&web, &old).is_none(), "closed");
     assert!(web["status"]["rebalance_in_flight"].is_null(), "the group's rebalance slot is free: {web}");
     let alerts = h.sns_alerts().await;
     let replacing = alerts
@@ -100,9 +63,8 @@ async fn rebalance_replace_switches_dns_before_the_old_instance_goes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalance_notify_and_off_change_nothing_and_duplicates_do_nothing() {
     let h = Harness::start().await;
-    let ids = register_web(&h, 2, false).await;
-    let (status, patched) =
-        h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(json!({"rebalance": "notify"}))).await;
+    let ids = h.standalone("web").latest().capacity(2).online().await;
+    let (status, patched) = h.patch("web", json!({"rebalance": "notify"})).await;
     assert_eq!((status, patched["policy"]["rebalance"].as_str()), (StatusCode::OK, Some("notify")), "{patched}");
     h.sns_alerts().await;
     let instances = h.instance_count().await;
@@ -120,16 +82,16 @@ async fn rebalance_notify_and_off_change_nothing_and_duplicates_do_nothing() {
             .count(),
         1
     );
-    assert!(member(&group(&h, "web").await, &ids[0]).unwrap()["retiring"].is_null());
+    assert!(member_in(&h.group("web").await, &ids[0]).unwrap()["retiring"].is_null());
 
-    h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(json!({"rebalance": "off"}))).await;
+    h.patch("web", json!({"rebalance": "off"})).await;
     let out = h.rebalance(events::rebalance(&ids[1])).await.unwrap();
     assert_eq!(out["action"], "recorded");
     assert!(h.sns_alerts().await.is_empty(), "off alerts nobody");
     assert_eq!(h.instance_count().await, instances);
 
     // One rebalance replacement in flight per group: the second waits.
-    h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(json!({"rebalance": "replace"}))).await;
+    h.patch("web", json!({"rebalance": "replace"})).await;
     let first = h.rebalance(events::rebalance(&ids[0])).await.unwrap();
     assert_eq!(first["action"], "replacing", "{first}");
     let second = h.rebalance(events::rebalance(&ids[1])).await.unwrap();
@@ -144,7 +106,7 @@ async fn rebalance_notify_and_off_change_nothing_and_duplicates_do_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fallen_back_member_returns_to_spot_after_the_cooldown_with_doubling_backoff() {
     let h = Harness::start().await;
-    let old = register_web(&h, 1, false).await.remove(0);
+    let old = h.standalone("web").latest().capacity(1).online().await.remove(0);
     h.no_spot_capacity();
     let out = h.spot_interruption(events::spot_warning(&old)).await.unwrap();
     let on_demand = out["replacement"].as_str().unwrap().to_string();
@@ -152,7 +114,7 @@ async fn a_fallen_back_member_returns_to_spot_after_the_cooldown_with_doubling_b
     h.instance_state(events::state_change(&on_demand, "running")).await.unwrap();
     h.ec2().terminate_instances().instance_ids(&old).send().await.unwrap();
     h.instance_state(events::state_change(&old, "terminated")).await.unwrap();
-    let web = group(&h, "web").await;
+    let web = h.group("web").await;
     let first_attempt =
         chrono::DateTime::parse_from_rfc3339(web["status"]["recovery"]["next_attempt_at"].as_str().unwrap()).unwrap();
 
@@ -194,16 +156,16 @@ async fn a_fallen_back_member_returns_to_spot_after_the_cooldown_with_doubling_b
     let instance =
         h.ec2().describe_instances().instance_ids(&spot).send().await.unwrap().reservations()[0].instances()[0].clone();
     assert_eq!(instance.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
-    assert_eq!(state(&h, &on_demand).await, "running", "the On-Demand one serves until the Spot one does");
+    assert_eq!(h.ec2_state(&on_demand).await, "running", "the On-Demand one serves until the Spot one does");
     assert_eq!(h.scheduled(None).await.unwrap()["groups"][0]["recovery"]["step"], "in-flight");
     h.instance_state(events::state_change(&spot, "running")).await.unwrap();
-    assert_eq!(state(&h, &on_demand).await, "terminated");
-    let web = group(&h, "web").await;
+    assert_eq!(h.ec2_state(&on_demand).await, "terminated");
+    let web = h.group("web").await;
     assert!(web["status"]["fallback"].is_null(), "the fallback is over: {web}");
     assert_eq!(web["status"]["recovery"]["failed_attempts"], 0);
     assert!(h.sns_alerts().await.iter().any(|a| a.attributes.get("event").map(String::as_str) == Some("recovered")));
     h.instance_state(events::state_change(&on_demand, "terminated")).await.unwrap();
-    let web = group(&h, "web").await;
+    let web = h.group("web").await;
     assert_eq!(web["members"].as_array().unwrap().len(), 1);
     assert_eq!(
         (web["members"][0]["instance_id"].as_str(), web["members"][0]["market"].as_str()),
@@ -236,7 +198,7 @@ async fn an_asg_falls_back_by_raising_its_on_demand_share_and_recovery_restores_
     let out = h.scheduled(Some(events::launch_unsuccessful(&h.fleet.asg_name))).await.unwrap();
     assert_eq!(out["action"], "fallback", "{out}");
     assert_eq!(share(&describe().await.unwrap().auto_scaling_groups()[0]), Some(100), "desired capacity met On-Demand");
-    let workers = group(&h, "workers").await;
+    let workers = h.group("workers").await;
     assert_eq!(workers["status"]["fallback"]["restore"], json!({"base": 0, "percent_above_base": 0}));
     // A second failure changes nothing more.
     let again = h.scheduled(Some(events::launch_unsuccessful(&h.fleet.asg_name))).await.unwrap();
@@ -246,7 +208,7 @@ async fn an_asg_falls_back_by_raising_its_on_demand_share_and_recovery_restores_
     let run = h.scheduled(None).await.unwrap();
     assert_eq!(run["groups"][0]["recovery"]["step"], "restored", "{run}");
     assert_eq!(share(&describe().await.unwrap().auto_scaling_groups()[0]), Some(0), "the recorded share is back");
-    assert!(group(&h, "workers").await["status"]["fallback"].is_null());
+    assert!(h.group("workers").await["status"]["fallback"].is_null());
     // A failure that is not about capacity is recorded, not a fallback.
     let mut other = events::launch_unsuccessful(&h.fleet.asg_name);
     other["detail"]["StatusMessage"] = json!("The security group 'sg-0123' does not exist.");
@@ -256,7 +218,7 @@ async fn an_asg_falls_back_by_raising_its_on_demand_share_and_recovery_restores_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reconcile_replaces_what_vanished_with_one_listing() {
     let h = Harness::start().await;
-    let ids = register_web(&h, 2, false).await;
+    let ids = h.standalone("web").latest().capacity(2).online().await;
     h.register_workers().await;
     // Terminated behind spotkeeper's back: no event arrives.
     h.ec2().terminate_instances().instance_ids(&ids[0]).send().await.unwrap();
@@ -267,15 +229,15 @@ async fn the_reconcile_replaces_what_vanished_with_one_listing() {
     assert_eq!(web_run["reconcile"]["closed"], json!([ids[0]]), "{run}");
     let launched = web_run["reconcile"]["launched"].as_array().unwrap();
     assert_eq!(launched.len(), 1, "{run}");
-    let web = group(&h, "web").await;
+    let web = h.group("web").await;
     let members: Vec<&str> =
         web["members"].as_array().unwrap().iter().map(|m| m["instance_id"].as_str().unwrap()).collect();
     assert_eq!(members.len(), 2);
     assert!(members.contains(&ids[1].as_str()) && !members.contains(&ids[0].as_str()));
-    assert_eq!(member(&web, launched[0].as_str().unwrap()).unwrap()["replaces"]["reason"], "reconcile");
+    assert_eq!(member_in(&web, launched[0].as_str().unwrap()).unwrap()["replaces"]["reason"], "reconcile");
 
     // An Auto Scaling group's new instances (launched after a detach) become members.
-    let (_, workers) = h.call(Method::GET, "/groups/workers", Some(TOKEN), None).await;
+    let workers = h.group("workers").await;
     let detached = workers["members"][0]["instance_id"].as_str().unwrap().to_string();
     h.spot_interruption(events::spot_warning(&detached)).await.unwrap();
     let run = h.scheduled(None).await.unwrap();
@@ -289,7 +251,7 @@ async fn the_reconcile_replaces_what_vanished_with_one_listing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_and_an_interruption_at_once_make_one_replacement() {
     let h = Harness::start().await;
-    let old = register_web(&h, 1, false).await.remove(0);
+    let old = h.standalone("web").latest().capacity(1).online().await.remove(0);
     h.no_spot_capacity();
     let on_demand =
         h.spot_interruption(events::spot_warning(&old)).await.unwrap()["replacement"].as_str().unwrap().to_string();
@@ -309,7 +271,7 @@ async fn recovery_and_an_interruption_at_once_make_one_replacement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_changes_are_checked_and_reach_the_lookups() {
     let h = Harness::start().await;
-    let ids = register_web(&h, 2, false).await;
+    let ids = h.standalone("web").latest().capacity(2).online().await;
     for (body, field) in [
         (json!({"rebalance": "sometimes"}), "rebalance"),
         (json!({"colour": "red"}), "colour"),
@@ -318,10 +280,10 @@ async fn policy_changes_are_checked_and_reach_the_lookups() {
         (json!({"recovery": {"windows": [{"start": "25:00", "end": "06:00"}]}}), "recovery.windows"),
         (json!({"on_demand_base": 3}), "on_demand_base"),
     ] {
-        let (status, err) = h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(body.clone())).await;
+        let (status, err) = h.patch("web", body.clone()).await;
         assert_eq!((status, err["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{body}: {err}");
     }
-    let (status, _) = h.call(Method::PATCH, "/groups/nope", Some(TOKEN), Some(json!({"fallback": false}))).await;
+    let (status, _) = h.patch("nope", json!({"fallback": false})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, web) = h
         .call(Method::PATCH, "/groups/web", Some(TOKEN), Some(json!({"fallback": false, "recovery": {"cooldown": "10m", "windows": [{"start": "22:00", "end": "06:00"}]}})))
@@ -335,22 +297,21 @@ async fn policy_changes_are_checked_and_reach_the_lookups() {
     let (lookups, _) = h.deps.store.lookups(&ids).await.unwrap();
     assert!(lookups.values().all(|l| !l.config.policy.fallback && l.config.policy.recovery.cooldown.as_secs() == 600));
     h.register_workers().await;
-    let (status, err) =
-        h.call(Method::PATCH, "/groups/workers", Some(TOKEN), Some(json!({"rebalance": "replace"}))).await;
+    let (status, err) = h.patch("workers", json!({"rebalance": "replace"})).await;
     assert_eq!((status, err["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("rebalance")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_on_demand_base_is_kept_by_what_spotkeeper_launches() {
     let h = Harness::start().await;
-    let ids = register_web(&h, 2, false).await;
-    let (status, _) = h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(json!({"on_demand_base": 1}))).await;
+    let ids = h.standalone("web").latest().capacity(2).online().await;
+    let (status, _) = h.patch("web", json!({"on_demand_base": 1})).await;
     assert_eq!(status, StatusCode::OK);
     h.ec2().terminate_instances().instance_ids(&ids[0]).send().await.unwrap();
     let run = h.scheduled(None).await.unwrap();
     let launched = run["groups"][0]["reconcile"]["launched"][0].as_str().expect("a replacement").to_string();
-    let web = group(&h, "web").await;
-    let new = member(&web, &launched).unwrap();
+    let web = h.group("web").await;
+    let new = member_in(&web, &launched).unwrap();
     assert_eq!((new["market"].as_str(), new["fallen_back"].as_bool()), (Some("on-demand"), Some(false)), "{web}");
     // On-Demand by choice, not for lack of Spot: recovery leaves it be.
     h.clock.advance(Duration::hours(1));
@@ -360,15 +321,15 @@ async fn the_on_demand_base_is_kept_by_what_spotkeeper_launches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalance_and_interruption_replacements_keep_the_on_demand_base() {
     let h = Harness::start().await;
-    let ids = register_web(&h, 2, false).await;
-    let (status, _) = h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(json!({"on_demand_base": 1}))).await;
+    let ids = h.standalone("web").latest().capacity(2).online().await;
+    let (status, _) = h.patch("web", json!({"on_demand_base": 1})).await;
     assert_eq!(status, StatusCode::OK);
     // Both members run on Spot: the base is not met, so the first replacement goes On-Demand.
     let out = h.rebalance(events::rebalance(&ids[0])).await.unwrap();
     assert_eq!((out["action"].as_str(), out["market"].as_str()), (Some("replacing"), Some("on-demand")), "{out}");
     let by_rebalance = out["replacement"].as_str().unwrap().to_string();
-    let web = group(&h, "web").await;
-    assert_eq!(member(&web, &by_rebalance).unwrap()["fallen_back"], false, "On-Demand by choice: {web}");
+    let web = h.group("web").await;
+    assert_eq!(member_in(&web, &by_rebalance).unwrap()["fallen_back"], false, "On-Demand by choice: {web}");
     // Now the base is held: the other Spot member's replacement stays on Spot.
     let out = h.spot_interruption(events::spot_warning(&ids[1])).await.unwrap();
     assert_eq!((out["action"].as_str(), out["market"].as_str()), (Some("replaced"), Some("spot")), "{out}");
@@ -391,6 +352,6 @@ async fn failed_scaling_activities_make_an_asg_fall_back_too() {
     });
     let run = h.scheduled(None).await.unwrap();
     assert_eq!(run["groups"][0]["scaling_activities"]["action"], "fallback", "{run}");
-    let workers = group(&h, "workers").await;
+    let workers = h.group("workers").await;
     assert_eq!(workers["status"]["fallback"]["restore"], json!({"base": 0, "percent_above_base": 0}), "{workers}");
 }

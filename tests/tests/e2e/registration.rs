@@ -3,25 +3,12 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use spotkeeper_tests::proxy::access_denied;
-use spotkeeper_tests::{Harness, TOKEN, messages_of};
+use spotkeeper_tests::{Harness, Standalone, TOKEN, member_ids, messages_of};
 
-fn standalone_body(h: &Harness) -> Value {
-    json!({
-        "name": "web",
-        "kind": "standalone",
-        "launch_template": {"id": h.fleet.template_id, "version": "$Latest"},
-        "instance_types": ["m5.large", "m5a.large"],
-        "subnets": [h.fleet.subnet_a, h.fleet.subnet_b],
-        "capacity": 1,
-        "dns": {"hosted_zone_id": h.fleet.zone_id, "record_name": "web.fleet.internal", "ttl": 60, "address": "private"},
-        "elastic_ip_allocation_id": h.fleet.allocation_id,
-        "data_volumes": [{"volume_id": h.fleet.volume_id, "device": "/dev/sdf"}]
-    })
-}
-
-async fn describe(h: &Harness, id: &str) -> aws_sdk_ec2::types::Instance {
-    let out = h.ec2().describe_instances().instance_ids(id).send().await.unwrap();
-    out.reservations.unwrap()[0].instances.clone().unwrap()[0].clone()
+/// The standalone group `web` with everything that follows its instance: DNS record, Elastic IP
+/// and data volume.
+fn web_with_all(h: &Harness) -> Standalone<'_> {
+    h.standalone("web").latest().capacity(1).with_dns().with_address().with_volume()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,8 +20,7 @@ async fn both_kinds_register_and_the_standalone_instance_comes_online() {
     assert_eq!(asg["kind"], "asg");
     assert_eq!(asg["members"].as_array().unwrap().len(), 2, "{asg}");
 
-    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(standalone_body(&h))).await;
-    assert_eq!(status, StatusCode::CREATED, "{web}");
+    let web = web_with_all(&h).register().await;
     let members = web["members"].as_array().unwrap();
     assert_eq!(members.len(), 1, "{web}");
     let id = members[0]["instance_id"].as_str().unwrap().to_string();
@@ -46,7 +32,7 @@ async fn both_kinds_register_and_the_standalone_instance_comes_online() {
     assert_eq!(pools.len(), 2, "two types in the one subnet of the volume's AZ: {web}");
     assert!(pools.iter().all(|p| p["subnet_id"] == h.fleet.subnet_b.as_str()), "{web}");
 
-    let instance = describe(&h, &id).await;
+    let instance = h.instance(&id).await;
     let tags: Vec<(String, String)> =
         instance.tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect();
     assert!(tags.contains(&("spotkeeper:group".into(), "web".into())), "{tags:?}");
@@ -86,7 +72,7 @@ async fn both_kinds_register_and_the_standalone_instance_comes_online() {
 async fn bad_requests_change_nothing() {
     let h = Harness::start().await;
     let instances = h.instance_count().await;
-    let good = standalone_body(&h);
+    let good = web_with_all(&h).body();
     let with = |path: &[&str], value: Value| {
         let mut body = good.clone();
         let mut at = &mut body;
@@ -163,13 +149,7 @@ async fn bad_requests_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adopting_and_removing_a_group_terminates_nothing() {
     let h = Harness::start().await;
-    let mut body = standalone_body(&h);
-    for key in ["dns", "elastic_ip_allocation_id", "data_volumes"] {
-        body.as_object_mut().unwrap().remove(key);
-    }
-    body["capacity"] = json!(2);
-    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{web}");
+    h.standalone("web").latest().capacity(2).register().await;
 
     // An instance started by hand in one of the group's subnets: adopted as the second member.
     let pet = h.run_by_hand().await;
@@ -179,16 +159,8 @@ async fn adopting_and_removing_a_group_terminates_nothing() {
 
     let (status, _) = h.call(Method::DELETE, "/groups/web", Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::OK);
-    let mut body = standalone_body(&h);
-    for key in ["dns", "elastic_ip_allocation_id", "data_volumes"] {
-        body.as_object_mut().unwrap().remove(key);
-    }
-    body["capacity"] = json!(3);
-    body["adopt"] = json!([pet]);
-    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{web}");
-    let ids: Vec<String> =
-        web["members"].as_array().unwrap().iter().map(|m| m["instance_id"].as_str().unwrap().to_string()).collect();
+    let web = h.standalone("web").latest().capacity(3).adopting(&[&pet]).register().await;
+    let ids = member_ids(&web);
     assert_eq!(ids.len(), 3, "one adopted, two launched: {web}");
     assert!(ids.contains(&pet));
 
@@ -259,7 +231,7 @@ async fn a_policy_change_is_recorded_as_a_diff_without_secrets() {
         "recovery": {"cooldown": "30m"},
         "webhooks": [hook("http://127.0.0.1:9/a"), hook("http://127.0.0.1:9/b")],
     });
-    let (status, view) = h.call(Method::PATCH, "/groups/workers", Some(TOKEN), Some(patch)).await;
+    let (status, view) = h.patch("workers", patch).await;
     assert_eq!(status, StatusCode::OK, "{view}");
     assert!(!view.to_string().contains(secret), "{view}");
     let (_, page) = h.call(Method::GET, "/groups/workers/events", Some(TOKEN), None).await;

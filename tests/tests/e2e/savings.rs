@@ -61,13 +61,7 @@ async fn a_day_of_spot_and_on_demand_is_in_the_ledger_and_the_savings() {
     // The Price List API (out of the emulator's reach) answers through the proxy.
     let od = [("m5.large", 0.096), ("m5a.large", 0.086)];
     answer_prices(&h, od);
-    let body = json!({
-        "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
-        "instance_types": ["m5.large", "m5a.large"], "subnets": [h.fleet.subnet_a], "capacity": 2,
-    });
-    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{web}");
-    let ids = h.all_running(&web).await;
+    let ids = h.standalone("web").subnets(&[h.fleet.subnet_a.as_str()]).capacity(2).online().await;
     // One member falls back to On-Demand: an interruption with no Spot capacity anywhere.
     h.no_spot_capacity();
     let out = h.spot_interruption(events::spot_warning(&ids[0])).await.unwrap();
@@ -79,8 +73,7 @@ async fn a_day_of_spot_and_on_demand_is_in_the_ledger_and_the_savings() {
     h.instance_state(events::state_change(&ids[0], "terminated")).await.unwrap();
 
     // Recovery would move the On-Demand member back to Spot during the day: not today.
-    let (status, _) =
-        h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(json!({"recovery": {"cooldown": "7d"}}))).await;
+    let (status, _) = h.patch("web", json!({"recovery": {"cooldown": "7d"}})).await;
     assert_eq!(status, StatusCode::OK);
     // A simulated day, the next one: the schedule runs every hour from 00:30 (the ledger starts
     // counting at the first run).
@@ -95,7 +88,7 @@ async fn a_day_of_spot_and_on_demand_is_in_the_ledger_and_the_savings() {
     assert_eq!(h.proxy.count("DescribeSpotPriceHistory"), 23, "one Spot price call a run, for every pool");
     assert_eq!(h.proxy.count("GetProducts"), 0, "On-Demand prices were cached for the day at the first run");
 
-    let (_, web) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    let web = h.group("web").await;
     let spot_member = web["members"].as_array().unwrap().iter().find(|m| m["market"] == "spot").unwrap().clone();
     let od_member = web["members"].as_array().unwrap().iter().find(|m| m["market"] == "on-demand").unwrap().clone();
     let spot_type = spot_member["instance_type"].as_str().unwrap();
@@ -190,15 +183,9 @@ async fn a_group_s_own_on_demand_prices_are_what_the_ledger_uses() {
     let h = Harness::start().await;
     // The Price List API has its price; the group sets another, far from it.
     answer_prices(&h, [("m5.large", 0.096), ("m5a.large", 0.086)]);
-    let body = json!({
-        "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
-        "instance_types": ["m5.large"], "subnets": [h.fleet.subnet_a], "capacity": 1,
-    });
-    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{web}");
-    h.all_running(&web).await;
+    h.standalone("web").types(&["m5.large"]).subnets(&[h.fleet.subnet_a.as_str()]).capacity(1).online().await;
     let prices = json!({"on_demand_prices": {"m5.large": 2.5}});
-    let (status, view) = h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(prices)).await;
+    let (status, view) = h.patch("web", prices).await;
     assert_eq!(status, StatusCode::OK, "{view}");
     assert_eq!(view["policy"]["on_demand_prices"], json!({"m5.large": 2.5}), "{view}");
 
@@ -210,10 +197,10 @@ async fn a_group_s_own_on_demand_prices_are_what_the_ledger_uses() {
         (json!({"not a type": 1.0}), "on_demand_prices"),
     ] {
         let patch = json!({"on_demand_prices": bad, "fallback": false});
-        let (status, err) = h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(patch)).await;
+        let (status, err) = h.patch("web", patch).await;
         assert_eq!((status, err["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{bad}: {err}");
     }
-    let (_, shown) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    let shown = h.group("web").await;
     assert_eq!(shown["policy"]["on_demand_prices"], json!({"m5.large": 2.5}), "{shown}");
     assert_eq!(shown["policy"]["fallback"], true, "the refused patches changed nothing: {shown}");
     assert_eq!(

@@ -123,11 +123,7 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
     let asg = json!({"name": "workers", "kind": "asg", "asg_name": h.fleet.asg_name});
     let (status, workers) = api.call("POST", "/groups", "", t, Some(asg)).await;
     assert_eq!(status, 201, "{workers}");
-    let standalone = json!({
-        "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
-        "instance_types": ["m5.large", "m5a.large"], "subnets": [h.fleet.subnet_a, h.fleet.subnet_b],
-        "dns": {"hosted_zone_id": h.fleet.zone_id, "record_name": "web.fleet.internal"},
-    });
+    let standalone = h.standalone("web").with_dns().body();
     let (status, web) = api.call("POST", "/groups", "", t, Some(standalone)).await;
     assert_eq!(status, 201, "{web}");
     let webhook =

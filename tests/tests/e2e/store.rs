@@ -2,6 +2,7 @@
 
 use spotkeeper::adapters::store::StoreError;
 use spotkeeper::domain::{AsgSpec, Group, GroupKind, GroupName};
+use spotkeeper::fixtures::member;
 use spotkeeper_tests::Harness;
 
 fn group(name: &str) -> Group {
@@ -52,21 +53,6 @@ async fn an_instance_belongs_to_one_group_only() {
     let (a, b) = (group("a"), group("b"));
     store.create_group(&a).await.unwrap();
     store.create_group(&b).await.unwrap();
-    let member = |id: &str| spotkeeper::domain::Member {
-        instance_id: id.into(),
-        market: spotkeeper::domain::Market::Spot,
-        instance_type: "m5.large".into(),
-        availability_zone: "us-east-1a".into(),
-        subnet_id: None,
-        state: "running".into(),
-        state_at: None,
-        launched_at: None,
-        fallen_back: false,
-        replaces: None,
-        interrupted: None,
-        retiring: None,
-        version: 0,
-    };
     store.add_members(&a, &[member("i-1"), member("i-2")]).await.unwrap();
     let err = store.add_members(&b, &[member("i-3"), member("i-2")]).await.unwrap_err();
     assert!(matches!(&err, StoreError::Conflict(m) if m.contains("i-2")), "{err}");

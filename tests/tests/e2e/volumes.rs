@@ -4,24 +4,11 @@
 use axum::http::{Method, StatusCode};
 use chrono::Duration;
 use serde_json::{Value, json};
-use spotkeeper_tests::{Harness, TOKEN, WEBHOOK_SECRET, events};
+use spotkeeper_tests::{Harness, Standalone, TOKEN, WEBHOOK_SECRET, events};
 
-/// A standalone group whose instance carries the data volume at /dev/sdf, mapped to /data.
-async fn web(h: &Harness, volumes: Value) -> String {
-    let body = json!({
-        "name": "web", "kind": "standalone",
-        "launch_template": {"id": h.fleet.template_id},
-        "instance_types": ["m5.large"],
-        "subnets": [h.fleet.subnet_b],
-        "data_volumes": [{"volume_id": h.fleet.volume_id, "device": "/dev/sdf"}],
-    });
-    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{web}");
-    let id = web["members"][0]["instance_id"].as_str().unwrap().to_string();
-    h.instance_state(events::state_change(&id, "running")).await.unwrap();
-    let (status, patched) = h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(json!({"volumes": volumes}))).await;
-    assert_eq!(status, StatusCode::OK, "{patched}");
-    id
+/// A standalone group whose one instance carries the data volume at /dev/sdf (in its AZ).
+fn web(h: &Harness) -> Standalone<'_> {
+    h.standalone("web").types(&["m5.large"]).subnets(&[h.fleet.subnet_b.as_str()]).with_volume()
 }
 
 async fn size(h: &Harness, volume_id: &str) -> i32 {
@@ -67,7 +54,7 @@ fn alert_events(alerts: &[spotkeeper_tests::SnsAlert]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_grows_the_right_volume_and_the_filesystem_follows() {
     let h = Harness::start().await;
-    let id = web(&h, json!({"path_devices": {"/data": "/dev/sdf"}})).await;
+    let id = web(&h).policy(json!({"volumes": {"path_devices": {"/data": "/dev/sdf"}}})).online().await.remove(0);
     assert_eq!(size(&h, &h.fleet.volume_id).await, 20);
     let out = h.volume_threshold(events::disk_alarm(&id, "/data", "ext4", 86.3)).await.unwrap();
     assert_eq!(
@@ -112,7 +99,11 @@ async fn an_alarm_grows_the_right_volume_and_the_filesystem_follows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cap_and_ebs_limits_each_refuse_with_a_record_and_an_alert() {
     let h = Harness::start().await;
-    let id = web(&h, json!({"path_devices": {"/data": "/dev/sdf"}, "min_interval": "1h", "max_size_gib": 100})).await;
+    let id = web(&h)
+        .policy(json!({"volumes": {"path_devices": {"/data": "/dev/sdf"}, "min_interval": "1h", "max_size_gib": 100}}))
+        .online()
+        .await
+        .remove(0);
     let alarm = || events::disk_alarm(&id, "/data", "ext4", 90.0);
     let grow = async |h: &Harness| h.volume_threshold(alarm()).await.unwrap();
     let complete =
@@ -148,7 +139,7 @@ async fn the_cap_and_ebs_limits_each_refuse_with_a_record_and_an_alert() {
     assert_eq!(out["reason"], "full-size", "{out}");
     assert_eq!(size(&h, &h.fleet.volume_id).await, 63);
 
-    let (_, web) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    let web = h.group("web").await;
     let refusals = web["recent_events"].as_array().unwrap().iter().filter(|e| e["kind"] == "volume-refused").count();
     assert_eq!(refusals, 4, "each refusal is recorded: {web}");
     let refused = refused_subjects(&h).await;
@@ -161,7 +152,7 @@ async fn the_cap_and_ebs_limits_each_refuse_with_a_record_and_an_alert() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_signed_webhook_grows_and_a_bad_signature_changes_nothing() {
     let h = Harness::start().await;
-    let id = web(&h, json!({"path_devices": {"/data": "/dev/sdf"}})).await;
+    let id = web(&h).policy(json!({"volumes": {"path_devices": {"/data": "/dev/sdf"}}})).online().await.remove(0);
     let body = json!({"instance_id": id, "path": "/data", "used_percent": 88.5}).to_string().into_bytes();
     let now = spotkeeper::clock::Clock::now(h.clock.as_ref());
     let signed = spotkeeper::domain::signature::sign(WEBHOOK_SECRET.as_bytes(), now, &body);
@@ -204,7 +195,7 @@ async fn the_signed_webhook_grows_and_a_bad_signature_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alertmanager_payloads_grow_volumes() {
     let h = Harness::start().await;
-    let id = web(&h, json!({"path_devices": {"/data": "/dev/sdf"}})).await;
+    let id = web(&h).policy(json!({"volumes": {"path_devices": {"/data": "/dev/sdf"}}})).online().await.remove(0);
     let mut payload = events::load("alertmanager-disk-full.json");
     payload["alerts"][0]["labels"]["instance_id"] = json!(id);
     let (status, _) = h.call(Method::POST, "/hooks/alertmanager", None, Some(payload.clone())).await;
@@ -231,7 +222,7 @@ async fn alertmanager_payloads_grow_volumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_instances_other_alarms_and_malformed_events_change_nothing() {
     let h = Harness::start().await;
-    let id = web(&h, json!({"path_devices": {"/data": "/dev/sdf"}})).await;
+    let id = web(&h).policy(json!({"volumes": {"path_devices": {"/data": "/dev/sdf"}}})).online().await.remove(0);
     let items = h.table_items().await;
     let out = h.volume_threshold(events::disk_alarm("i-0fffffffffffffff0", "/data", "ext4", 95.0)).await.unwrap();
     assert_eq!(out["action"], "ignored");
@@ -258,7 +249,11 @@ async fn command_ids(h: &Harness) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_results_of_one_modification_in_one_batch_send_one_resize_in_either_order() {
     let h = Harness::start().await;
-    let id = web(&h, json!({"path_devices": {"/data": "/dev/sdf"}, "min_interval": "1h"})).await;
+    let id = web(&h)
+        .policy(json!({"volumes": {"path_devices": {"/data": "/dev/sdf"}, "min_interval": "1h"}}))
+        .online()
+        .await
+        .remove(0);
     let volume = h.fleet.volume_id.clone();
     for (round, order) in [["optimizing", "completed"], ["completed", "optimizing"]].into_iter().enumerate() {
         let out = h.volume_threshold(events::disk_alarm(&id, "/data", "ext4", 90.0)).await.unwrap();
@@ -279,12 +274,12 @@ async fn two_results_of_one_modification_in_one_batch_send_one_resize_in_either_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_losing_request_of_two_racing_is_recorded_and_alerted() {
     let h = Harness::start().await;
-    let id = web(&h, json!({"path_devices": {"/data": "/dev/sdf"}})).await;
+    let id = web(&h).policy(json!({"volumes": {"path_devices": {"/data": "/dev/sdf"}}})).online().await.remove(0);
     let alarms = [events::disk_alarm(&id, "/data", "ext4", 90.0), events::disk_alarm(&id, "/data", "ext4", 91.0)];
     let out = h.volume_threshold(events::sqs_batch(&alarms)).await.unwrap();
     assert_eq!(out, json!({"batchItemFailures": []}));
     assert_eq!(size(&h, &h.fleet.volume_id).await, 30, "grown once");
-    let (_, web) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    let web = h.group("web").await;
     let refusals: Vec<&Value> =
         web["recent_events"].as_array().unwrap().iter().filter(|e| e["kind"] == "volume-refused").collect();
     assert_eq!(refusals.len(), 1, "the loser is recorded: {web}");

@@ -7,35 +7,19 @@ use spotkeeper_tests::{Harness, Receiver, TOKEN, events};
 
 const SECRET: &str = "whsec_0123456789abcdef";
 
-async fn web(h: &Harness) -> String {
-    let body = json!({
-        "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
-        "instance_types": ["m5.large", "m5a.large"], "subnets": [h.fleet.subnet_a],
-    });
-    let (status, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{web}");
-    let id = web["members"][0]["instance_id"].as_str().unwrap().to_string();
-    h.instance_state(events::state_change(&id, "running")).await.unwrap();
-    id
-}
-
-async fn hooks(h: &Harness, webhooks: Value) -> (StatusCode, Value) {
-    h.call(Method::PATCH, "/groups/web", Some(TOKEN), Some(json!({"webhooks": webhooks}))).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_are_signed_retried_and_recorded() {
     let h = Harness::start().await;
-    let id = web(&h).await;
+    let id = h.standalone("web").subnets(&[h.fleet.subnet_a.as_str()]).online().await.remove(0);
     let good = Receiver::start().await;
     let failing = Receiver::start().await;
     failing.answer(500);
-    let (status, patched) = hooks(
-        &h,
-        json!([
+    let (status, patched) = h.patch(
+        "web",
+        json!({"webhooks": [
             {"url": format!("{}/hooks/spotkeeper", good.url), "secret": SECRET, "events": ["interrupted", "replaced"], "allow_loopback_http": true},
             {"url": format!("{}/down", failing.url), "secret": SECRET, "events": ["interrupted"], "allow_loopback_http": true},
-        ]),
+        ]}),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{patched}");
@@ -82,7 +66,7 @@ async fn deliveries_are_signed_retried_and_recorded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsafe_addresses_are_refused() {
     let h = Harness::start().await;
-    web(&h).await;
+    h.standalone("web").subnets(&[h.fleet.subnet_a.as_str()]).online().await;
     for (hook, why) in [
         (json!({"url": "http://hooks.example.com/x", "secret": SECRET}), "plain http"),
         (json!({"url": "https://169.254.169.254/latest/meta-data", "secret": SECRET}), "metadata"),
@@ -92,31 +76,33 @@ async fn unsafe_addresses_are_refused() {
         (json!({"url": "https://hooks.example.com/x", "secret": SECRET, "events": ["everything"]}), "unknown event"),
         (json!({"url": "https://hooks.example.com/x", "secret": SECRET, "colour": "red"}), "unknown field"),
     ] {
-        let (status, err) = hooks(&h, json!([hook])).await;
+        let (status, err) = h.patch("web", json!({"webhooks": [hook]})).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{why}: {err}");
         assert!(err["error"]["field"].as_str().unwrap().starts_with("webhooks"), "{why}: {err}");
     }
-    let (_, web) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    let web = h.group("web").await;
     assert!(web["policy"].get("webhooks").is_none(), "nothing was set: {web}");
-    let (status, _) = hooks(&h, json!([{"url": "https://10.1.2.3/x", "secret": SECRET, "allow_private": true}])).await;
+    let (status, _) = h
+        .patch("web", json!({"webhooks": [{"url": "https://10.1.2.3/x", "secret": SECRET, "allow_private": true}]}))
+        .await;
     assert_eq!(status, StatusCode::OK, "allowed when asked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_is_a_failed_delivery_and_never_followed() {
     let h = Harness::start().await;
-    let id = web(&h).await;
+    let id = h.standalone("web").subnets(&[h.fleet.subnet_a.as_str()]).online().await.remove(0);
     // Where a receiver would send the signed delivery: a server that records whether it was hit.
     let inside = Receiver::start().await;
     let (found, temporary) = (Receiver::start().await, Receiver::start().await);
     found.redirect(302, &format!("{}/latest/meta-data/", inside.url));
     temporary.redirect(307, &format!("{}/latest/meta-data/", inside.url));
-    let (status, patched) = hooks(
-        &h,
-        json!([
+    let (status, patched) = h.patch(
+        "web",
+        json!({"webhooks": [
             {"url": format!("{}/found", found.url), "secret": SECRET, "events": ["interrupted"], "allow_loopback_http": true},
             {"url": format!("{}/temporary", temporary.url), "secret": SECRET, "events": ["interrupted"], "allow_loopback_http": true},
-        ]),
+        ]}),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{patched}");

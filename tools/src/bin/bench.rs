@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use axum::http::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 use spotkeeper_tests::emulator::workspace_root;
 use spotkeeper_tests::runtime::{Function, binary};
 use spotkeeper_tests::{Harness, TOKEN, events, mass};
@@ -137,11 +136,7 @@ async fn setup() -> Result<(Harness, Vec<(String, String)>, String), String> {
         .map(|(k, v)| if k == "AWS_ENDPOINT_URL" { (k, h.proxy.endpoint.clone()) } else { (k, v) })
         .chain([("SPOTKEEPER_API_TOKEN".to_string(), TOKEN.to_string()), ("RUST_LOG".to_string(), "warn".to_string())])
         .collect();
-    let body = json!({
-        "name": "web", "kind": "standalone", "launch_template": {"id": h.fleet.template_id},
-        "instance_types": ["m5.large", "m5a.large"], "subnets": [h.fleet.subnet_a, h.fleet.subnet_b], "capacity": 2,
-    });
-    let (_, web) = h.call(Method::POST, "/groups", Some(TOKEN), Some(body)).await;
+    let (_, web) = h.standalone("web").capacity(2).post().await;
     h.register_workers().await;
     let member = web["members"][0]["instance_id"].as_str().ok_or("no member")?.to_string();
     Ok((h, env, member))
@@ -206,7 +201,7 @@ async fn bench() -> Result<String, String> {
     let rounds = h.proxy.rounds_before("CreateFleet").unwrap_or_default();
 
     let mut md = String::new();
-    md.push_str("# Benchmarks\n\nProduced by `make bench` (release build; `tests/src/bin/bench.rs`), on this project's development machine: ");
+    md.push_str("# Benchmarks\n\nProduced by `make bench` (release build; `tools/src/bin/bench.rs`), on this project's development machine: ");
     md.push_str(&format!("{}. ", machine()));
     md.push_str("The functions are the release binaries, run as Lambda runs them against a local Lambda Runtime API, with the AWS emulator (moto) behind a counting proxy on 127.0.0.1. Latencies include the emulator's own time, so they are upper bounds for the code; AWS round trips in a real region add their own.\n\n");
     md.push_str(&format!("## Per function\n\nCold start: process start → first poll of the Runtime API, {COLD_STARTS} starts. Warm: one event end to end, {WARM_EVENTS} events on one process.\n\n"));
@@ -261,7 +256,7 @@ async fn bench_profiles(profiles: &[(String, PathBuf)]) -> Result<String, String
     let names: Vec<&str> = profiles.iter().map(|(name, _)| name.as_str()).collect();
     let mut md = format!("{SECTION_START}\n## Release profile\n\n");
     md.push_str(&format!(
-        "Produced by `make bench-profiles` (`tests/src/bin/bench.rs`), {}: the function binaries built by `cargo build --profile <profile> --workspace --bins` for each of {} (`release` and profiles in Cargo.toml that inherit from it with another `opt-level`), measured as above with the same events. Cold start: {PROFILE_COLD_STARTS} starts per function and profile, the profiles taken in turn so that load on the machine falls on each alike. Load average (1 min) {load_before} at the start, {load_after} at the end, the benchmark's own processes included.\n\n",
+        "Produced by `make bench-profiles` (`tools/src/bin/bench.rs`), {}: the function binaries built by `cargo build --profile <profile> --workspace --bins` for each of {} (`release` and profiles in Cargo.toml that inherit from it with another `opt-level`), measured as above with the same events. Cold start: {PROFILE_COLD_STARTS} starts per function and profile, the profiles taken in turn so that load on the machine falls on each alike. Load average (1 min) {load_before} at the start, {load_after} at the end, the benchmark's own processes included.\n\n",
         machine(),
         names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
     ));
