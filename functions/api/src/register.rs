@@ -8,10 +8,10 @@ use spotkeeper::decisions::plan;
 use spotkeeper::decisions::recovery;
 use spotkeeper::domain::HistoryKind;
 use spotkeeper::domain::{
-    AsgSpec, DataVolume, DnsSpec, GROUP_TAG, Group, GroupKind, GroupName, InstanceFacts, LaunchTemplateRef, Member,
-    RebalancePolicy, StandaloneSpec,
+    AsgSpec, DataVolume, DnsSpec, GROUP_TAG, Group, GroupKind, GroupName, InstanceFacts, LaunchPlan, LaunchTemplateRef,
+    Member, Reason, RebalancePolicy, StandaloneSpec,
 };
-use spotkeeper::workflows::launch::{Order, launch};
+use spotkeeper::workflows::launch::launch;
 use spotkeeper::workflows::online::bring_online;
 
 use crate::body::{AsgBody, StandaloneBody};
@@ -172,21 +172,12 @@ pub async fn standalone(deps: &Deps, body: StandaloneBody, report: &mut Report) 
     let mut launched_ids = Vec::new();
     let filled = async {
         if wanted > 0 {
-            let tags = vec![
-                (GROUP_TAG.to_string(), group.name.to_string()),
-                ("Name".to_string(), format!("spotkeeper-{}", group.name)),
-            ];
-            let token = client_token(&group);
-            let order = Order {
-                template: &spec.launch_template,
-                pools: &pools,
-                count: wanted,
-                on_demand: group.policy.on_demand_base.min(wanted),
-                tags,
-                client_token: &token,
-                fallback: group.policy.fallback,
-            };
-            let launched = launch(ec2, &order).await?;
+            // Filling the group up to its capacity, as a reconcile does: new instances, no olds.
+            let fill = LaunchPlan::new(&spec, pools.clone(), Vec::new(), Reason::Reconcile, client_token(&group))
+                .with_extra(wanted)
+                .with_on_demand(group.policy.on_demand_base.min(wanted))
+                .with_fallback(group.policy.fallback);
+            let launched = launch(ec2, &group.name, &fill).await?;
             launched_ids = launched.instances.iter().map(|i| i.instance_id.clone()).collect();
             if launched_ids.is_empty() {
                 return Err(ApiError::new(

@@ -103,7 +103,7 @@ impl From<Error> for ApiError {
                 "unavailable",
                 "the request could not be done now; try again",
             ),
-            Error::Config(_) | Error::Event(_) => {
+            Error::Config(_) | Error::Event(_) | Error::Plan(_) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "spotkeeper failed internally")
             }
         };

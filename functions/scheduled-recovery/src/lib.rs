@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
+use spotkeeper::adapters::aws::ec2;
 use spotkeeper::adapters::notify::{Alert, Severity};
 use spotkeeper::adapters::store::Counted;
 use spotkeeper::decisions::recovery::{self, Drift, Step};
@@ -15,7 +16,7 @@ use spotkeeper::domain::{
     GROUP_TAG, Group, GroupKind, InstanceFacts, Member, OnDemandShare, PoolHealth, Reason, Retiring, StandaloneSpec,
 };
 use spotkeeper::event::{self, Event, LAUNCH_UNSUCCESSFUL, LaunchUnsuccessful, SCHEDULED_EVENT};
-use spotkeeper::workflows::replacement::{self, Old, Request};
+use spotkeeper::workflows::replacement::{self, LaunchPlan, Old};
 use spotkeeper::workflows::report::Report;
 use spotkeeper::workflows::{images, online};
 use spotkeeper::{Deps, Error, metrics};
@@ -193,22 +194,20 @@ async fn reconcile(
                 .collect();
             let kept: Vec<Member> = members.iter().filter(|m| !drift.vanished.contains(m)).cloned().collect();
             if !olds.is_empty() || drift.missing > 0 {
-                let all =
-                    plan::pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
                 let lost: Vec<_> = olds.iter().filter_map(|o| o.pool.clone()).collect();
-                let request = Request {
-                    group,
+                let token = replacement::token([group.name.as_str(), &now.timestamp().to_string(), "reconcile"]);
+                let request = LaunchPlan::new(
                     spec,
-                    pools: plan::replacement_pools(&all, &lost, health, now),
+                    plan::launch_pools(spec, &lost, health, now)?,
                     olds,
-                    extra: drift.missing,
-                    reason: Reason::Reconcile,
-                    on_demand: recovery::on_demand_wanted(group.policy.on_demand_base, &kept),
-                    fallback: group.policy.fallback,
-                    token: replacement::token([group.name.as_str(), &now.timestamp().to_string(), "reconcile"]),
-                };
-                let launched = replacement::launch_for(deps, &request).await?;
-                let recorded = replacement::record(deps, &request, &launched, health, now).await;
+                    Reason::Reconcile,
+                    token,
+                )
+                .with_extra(drift.missing)
+                .with_on_demand(recovery::on_demand_wanted(group.policy.on_demand_base, &kept))
+                .with_fallback(group.policy.fallback);
+                let launched = replacement::launch_for(deps, group, &request).await?;
+                let recorded = replacement::record(deps, group, &request, &launched, health, now).await;
                 for (old, new) in &recorded.pairs {
                     report.note(
                         &group.name,
@@ -339,22 +338,13 @@ async fn back_to_spot(
         return Ok(json!({"step": "busy", "member": member_id, "reason": "another replacement holds the member"}));
     }
     let member = members.iter().find(|m| m.instance_id == member_id);
-    let all = plan::pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
     let attempt = group.status.recovery.failed_attempts.to_string();
-    let request = Request {
-        group,
-        spec,
-        pools: plan::replacement_pools(&all, &[], health, now),
-        olds: vec![Old { instance_id: member_id.to_string(), since: now, pool: member.and_then(Member::pool) }],
-        extra: 0,
-        reason: Reason::Recovery,
-        on_demand: 0,
-        fallback: false,
-        token: replacement::token([RECOVERY_HOLDER, member_id, attempt.as_str()]),
-    };
+    let olds = vec![Old { instance_id: member_id.to_string(), since: now, pool: member.and_then(Member::pool) }];
+    let token = replacement::token([RECOVERY_HOLDER, member_id, attempt.as_str()]);
     let outcome = async {
-        let launched = replacement::launch_for(deps, &request).await?;
-        let recorded = replacement::record(deps, &request, &launched, health, now).await;
+        let request = LaunchPlan::new(spec, plan::launch_pools(spec, &[], health, now)?, olds, Reason::Recovery, token);
+        let launched = replacement::launch_for(deps, group, &request).await?;
+        let recorded = replacement::record(deps, group, &request, &launched, health, now).await;
         Ok::<_, Error>((launched, recorded))
     }
     .await;
@@ -475,7 +465,7 @@ async fn asg_fallback(
     now: DateTime<Utc>,
     report: &mut Report,
 ) -> Result<Value, Error> {
-    if !plan::mentions_capacity(message) {
+    if !ec2::mentions_capacity(message) {
         report.note(&group.name, None, HistoryKind::LaunchFailed, format!("{asg_name} could not launch: {message}"));
         return Ok(json!({"action": "recorded", "reason": "not a capacity failure"}));
     }
@@ -541,7 +531,7 @@ async fn asg_activities(deps: &Deps, group: &Group, now: DateTime<Utc>, report: 
             .autoscaling
             .failed_activities(&spec.asg_name, now - Duration::minutes(ACTIVITY_WINDOW_MINUTES))
             .await?;
-        match failures.iter().find(|m| plan::mentions_capacity(m)) {
+        match failures.iter().find(|m| ec2::mentions_capacity(m)) {
             Some(message) => asg_fallback(deps, group, &spec.asg_name, message, now, report).await,
             None => Ok(json!({"checked": true, "failures": failures.len()})),
         }

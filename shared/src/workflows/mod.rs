@@ -3,8 +3,10 @@
 
 pub mod images;
 pub mod intake;
+pub mod interruption;
 pub mod launch;
 pub mod online;
+pub mod rebalance;
 pub mod replacement;
 pub mod report;
 pub mod volume;
