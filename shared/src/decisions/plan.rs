@@ -412,7 +412,7 @@ mod tests {
         let no_room_anywhere = launch_error(LaunchErrorKind::Capacity, None);
         let mistake = launch_error(LaunchErrorKind::Other, Some(("m5", "b")));
         #[rustfmt::skip]
-        let cases: Vec<(&str, Reason, Vec<Old>, Vec<LaunchError>, Vec<Pool>)> = vec![
+        let cases = vec![
             ("an interrupted pool", Reason::Interruption, vec![old("i-1", Some(c.clone()))], vec![], vec![c.clone()]),
             ("a pool at risk", Reason::Rebalance, vec![old("i-1", Some(a.clone()))], vec![], vec![a.clone()]),
             ("a recovery leaves an On-Demand pool, not a risky one", Reason::Recovery, vec![old("i-1", Some(a.clone()))], vec![], vec![]),
@@ -479,7 +479,7 @@ mod tests {
         let no_zone = PlanError::NoSubnetInVolumeZone { zone: "z".into() };
         let asg = lookup("workers", GroupKind::Asg(AsgSpec { asg_name: "workers-asg".into() }), None);
         let detach = Action::Detach { group: asg.group.clone(), asg_name: "workers-asg".into(), warnings: vec![] };
-        let cases: Vec<(&str, Action, u32, Option<Result<LaunchPlan, PlanError>>)> = vec![
+        let cases = vec![
             ("a detach launches nothing", detach, 1, None),
             ("a kept launch goes out as it was, whatever the base now", replay, 0, Some(Ok(kept))),
             ("a replacement each, in one launch", replace(Ok(vec![pool("m6", "a")])), 0, Some(Ok(fresh(0)))),
