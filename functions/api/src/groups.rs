@@ -29,7 +29,10 @@ fn view(group: &Group, members: &[Member]) -> Value {
     }
     if let GroupKind::Standalone(spec) = &group.kind {
         // The pools the group launches into: its types in its subnets, within its volumes' AZ.
-        let pools = plan::pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
+        // Valid when registered; should it give none now, the log says why, not just an empty list.
+        let pools = plan::pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref())
+            .inspect_err(|err| tracing::error!(group = %group.name, error = %err, "the group's spec gives no pools"))
+            .unwrap_or_default();
         view["pools"] = json!(pools);
     }
     view["members"] = json!(members);

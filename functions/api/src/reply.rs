@@ -109,7 +109,7 @@ impl From<Error> for ApiError {
                 "unavailable",
                 "the request could not be done now; try again",
             ),
-            Error::Config(_) | Error::Event(_) | Error::Outcome(_) => {
+            Error::Config(_) | Error::Event(_) | Error::Outcome(_) | Error::Plan(_) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "spotkeeper failed internally")
             }
         };

@@ -1,7 +1,7 @@
 //! An Auto Scaling group that could not launch, decided: whether the failure means "raise the
 //! On-Demand share", to what, and which share to restore once Spot has capacity again.
 
-use crate::domain::{Group, OnDemandShare, mentions_capacity};
+use crate::domain::{Group, OnDemandShare};
 
 /// What a failed Auto Scaling launch calls for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,9 +16,10 @@ pub enum Answer {
     FallBack,
 }
 
-/// What a launch failure with this message calls for in this group.
-pub fn answer(group: &Group, message: &str) -> Answer {
-    if !mentions_capacity(message) {
+/// What a launch failure calls for in this group: `for_capacity` when EC2's message says there
+/// was no capacity (the EC2 adapter reads the message).
+pub fn answer(group: &Group, for_capacity: bool) -> Answer {
+    if !for_capacity {
         Answer::Record
     } else if !group.policy.fallback {
         Answer::Notify
@@ -42,12 +43,6 @@ pub fn shares(current: OnDemandShare) -> Shares {
     Shares { raised: OnDemandShare { base: current.base, percent_above_base: 100 }, restore: current }
 }
 
-/// Of an Auto Scaling group's failed scaling activities, the one that calls for a fallback: the
-/// first that failed for lack of capacity.
-pub fn failed_for_capacity(failures: &[String]) -> Option<&str> {
-    failures.iter().map(String::as_str).find(|m| mentions_capacity(m))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,7 +50,6 @@ mod tests {
     use chrono::Utc;
 
     const NO_CAPACITY: &str = "We currently do not have sufficient m5.large capacity in the Availability Zone you requested (InsufficientInstanceCapacity).";
-    const NO_SUBNET: &str = "The subnet ID 'subnet-1' does not exist";
 
     fn group(fallback_on: bool, fallen_back: bool) -> Group {
         let mut group = Group::new(
@@ -73,22 +67,15 @@ mod tests {
     #[test]
     fn only_a_capacity_failure_in_a_group_with_fallback_on_and_not_fallen_back_raises_the_share() {
         let cases = [
-            ("not a capacity failure", true, false, NO_SUBNET, Answer::Record),
-            ("not a capacity failure, though fallen back", true, true, NO_SUBNET, Answer::Record),
-            ("fallback off", false, false, NO_CAPACITY, Answer::Notify),
-            ("fallback off, fallen back", false, true, NO_CAPACITY, Answer::Notify),
-            ("already on On-Demand", true, true, NO_CAPACITY, Answer::AlreadyOnDemand),
-            ("falls back", true, false, NO_CAPACITY, Answer::FallBack),
-            (
-                "a Spot-specific code",
-                true,
-                false,
-                "Could not launch Spot Instances. InsufficientInstanceCapacity",
-                Answer::FallBack,
-            ),
+            ("not a capacity failure", true, false, false, Answer::Record),
+            ("not a capacity failure, though fallen back", true, true, false, Answer::Record),
+            ("fallback off", false, false, true, Answer::Notify),
+            ("fallback off, fallen back", false, true, true, Answer::Notify),
+            ("already on On-Demand", true, true, true, Answer::AlreadyOnDemand),
+            ("falls back", true, false, true, Answer::FallBack),
         ];
-        for (case, fallback_on, fallen_back, message, expected) in cases {
-            assert_eq!(answer(&group(fallback_on, fallen_back), message), expected, "{case}");
+        for (case, fallback_on, fallen_back, for_capacity, expected) in cases {
+            assert_eq!(answer(&group(fallback_on, fallen_back), for_capacity), expected, "{case}");
         }
     }
 
@@ -98,20 +85,6 @@ mod tests {
         let cases = [(share(0, 0), share(0, 100)), (share(2, 20), share(2, 100)), (share(1, 100), share(1, 100))];
         for (current, raised) in cases {
             assert_eq!(shares(current), Shares { raised, restore: current }, "{current:?}");
-        }
-    }
-
-    #[test]
-    fn the_first_capacity_failure_among_the_activities_calls_for_a_fallback() {
-        let failures = |messages: &[&str]| messages.iter().map(|m| m.to_string()).collect::<Vec<_>>();
-        let cases: Vec<(&str, Vec<String>, Option<&str>)> = vec![
-            ("none failed", failures(&[]), None),
-            ("not for capacity", failures(&[NO_SUBNET]), None),
-            ("one for capacity", failures(&[NO_SUBNET, NO_CAPACITY]), Some(NO_CAPACITY)),
-            ("the first for capacity", failures(&[NO_CAPACITY, "InsufficientInstanceCapacity"]), Some(NO_CAPACITY)),
-        ];
-        for (case, failures, expected) in cases {
-            assert_eq!(failed_for_capacity(&failures), expected, "{case}");
         }
     }
 }

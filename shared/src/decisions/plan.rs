@@ -5,12 +5,12 @@ use thiserror::Error;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
 use crate::domain::{
-    AddressKind, Attempt, DataVolume, Group, GroupKind, GroupName, InstanceFacts, LaunchError, Lookup, Pool,
-    PoolHealth, Subnet, VolumeFacts,
+    AddressKind, Attempt, DataVolume, Group, GroupKind, GroupName, InstanceFacts, LaunchError, LaunchPlan, Lookup, Old,
+    Pool, PoolHealth, Reason, StandaloneSpec, Subnet, VolumeFacts,
 };
-pub use crate::domain::{is_capacity_error, mentions_capacity};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum PlanError {
@@ -111,7 +111,25 @@ pub fn volumes_to_attach<'a>(
 
 /// A Spot launch that got nothing and failed only for capacity: launch On-Demand instead.
 pub fn should_fall_back(launched_count: usize, errors: &[LaunchError]) -> bool {
-    launched_count == 0 && !errors.is_empty() && errors.iter().all(|e| is_capacity_error(&e.code))
+    launched_count == 0 && !errors.is_empty() && errors.iter().all(LaunchError::is_capacity)
+}
+
+/// The pools a launch leaves avoided for a while: those its instances were interrupted in (or at
+/// risk in), and those EC2 had no capacity in — all of the launch's pools when EC2 does not say
+/// which. Sorted, each once.
+pub fn pools_to_avoid(reason: Reason, olds: &[Old], pools: &[Pool], errors: &[LaunchError]) -> Vec<Pool> {
+    let leaving_risky_pools = matches!(reason, Reason::Interruption | Reason::Rebalance);
+    let mut avoid: Vec<Pool> = olds.iter().filter(|_| leaving_risky_pools).filter_map(|o| o.pool.clone()).collect();
+    for error in errors.iter().filter(|e| e.is_capacity()) {
+        match &error.pool {
+            Some((instance_type, subnet)) => avoid
+                .extend(pools.iter().filter(|p| &p.instance_type == instance_type && &p.subnet_id == subnet).cloned()),
+            None => avoid.extend(pools.iter().cloned()),
+        }
+    }
+    avoid.sort_by_key(Pool::key);
+    avoid.dedup();
+    avoid
 }
 
 /// How long a pool that was just interrupted, or had no capacity, is avoided.
@@ -134,8 +152,9 @@ pub enum Action {
     /// Detach these instances without decrementing desired capacity: the ASG launches their
     /// replacements at once while they drain.
     Detach { group: GroupName, asg_name: String, warnings: Vec<Warning> },
-    /// Launch one replacement per warning, in one request over these pools.
-    Replace { group: Box<Group>, pools: Vec<Pool>, warnings: Vec<Warning> },
+    /// Launch one replacement per warning, in one request over these pools (none when the
+    /// group's spec gives none: an error the warnings fail with, visibly).
+    Replace { group: Box<Group>, pools: Result<Vec<Pool>, PlanError>, warnings: Vec<Warning> },
     /// Send a launch whose outcome is unknown again, as it was: one warning per instance it
     /// replaces, held here or not.
     Replay { group: Box<Group>, attempt: Box<Attempt>, warnings: Vec<Warning> },
@@ -149,6 +168,42 @@ impl Action {
             }
         }
     }
+
+    /// The launch an action stands for: for a standalone group's warnings a new one, a
+    /// replacement each (`on_demand` of them On-Demand, to keep the group's base), its token made
+    /// of their events; a kept launch as it was; none for a detach. A spec that gives no pools is
+    /// the error, not an empty launch.
+    pub fn launch_plan(&self, on_demand: u32) -> Option<Result<LaunchPlan, PlanError>> {
+        match self {
+            Action::Detach { .. } => None,
+            Action::Replay { attempt, .. } => Some(Ok(attempt.plan.clone())),
+            Action::Replace { group, pools, warnings } => {
+                let GroupKind::Standalone(spec) = &group.kind else { return None };
+                let olds = warnings
+                    .iter()
+                    .map(|w| Old {
+                        instance_id: w.instance_id.clone(),
+                        since: w.warned_at,
+                        pool: w.lookup.pool.clone(),
+                    })
+                    .collect();
+                let token = token(warnings.iter().map(|w| w.event_id.as_str()));
+                Some(pools.clone().map(|pools| {
+                    LaunchPlan::new(spec, pools, olds, Reason::Interruption, token)
+                        .with_on_demand(on_demand)
+                        .with_fallback(group.policy.fallback)
+                }))
+            }
+        }
+    }
+}
+
+/// A client token from the ids of the work it stands for: same work, same token, whatever the
+/// order the ids come in.
+pub fn token<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    let mut ids: Vec<&str> = ids.into_iter().collect();
+    ids.sort_unstable();
+    hex::encode(&Sha256::digest(ids.join(",").as_bytes())[..16])
 }
 
 /// The pools a group's replacements may use: healthy pools other than the interrupted ones;
@@ -165,6 +220,18 @@ pub fn replacement_pools(all: &[Pool], interrupted: &[Pool], health: &PoolHealth
     }
 }
 
+/// The pools a standalone group's launch goes to: of all its pools (a spec that gives none is an
+/// error, never an empty launch), those `replacement_pools` keeps when `leaving` are left.
+pub fn launch_pools(
+    spec: &StandaloneSpec,
+    leaving: &[Pool],
+    health: &PoolHealth,
+    now: DateTime<Utc>,
+) -> Result<Vec<Pool>, PlanError> {
+    let all = pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref())?;
+    Ok(replacement_pools(&all, leaving, health, now))
+}
+
 /// Groups the warnings of one batch into as few requests as the APIs allow: one detach per
 /// Auto Scaling group (the API takes 20 ids a call; the adapter splits), one launch per
 /// standalone group — and each launch kept from an earlier delivery sent again, once.
@@ -176,8 +243,8 @@ pub fn interruption_actions(
 ) -> Vec<Action> {
     let attempt_of = |w: &Warning| {
         attempts.iter().find(|a| {
-            w.lookup.attempt.as_deref() == Some(a.token.as_str())
-                && a.olds.iter().any(|o| o.instance_id == w.instance_id)
+            w.lookup.attempt.as_deref() == Some(a.plan.token.as_str())
+                && a.plan.olds.iter().any(|o| o.instance_id == w.instance_id)
         })
     };
     let mut replays: BTreeMap<String, (&Attempt, Vec<Warning>)> = BTreeMap::new();
@@ -185,7 +252,7 @@ pub fn interruption_actions(
     for warning in warnings {
         match attempt_of(&warning) {
             Some(attempt) => {
-                replays.entry(attempt.token.clone()).or_insert_with(|| (attempt, Vec::new())).1.push(warning)
+                replays.entry(attempt.plan.token.clone()).or_insert_with(|| (attempt, Vec::new())).1.push(warning)
             }
             None => by_group.entry(warning.lookup.group.clone()).or_default().push(warning),
         }
@@ -198,9 +265,8 @@ pub fn interruption_actions(
                 Action::Detach { group: group.name.clone(), asg_name: spec.asg_name.clone(), warnings }
             }
             GroupKind::Standalone(spec) => {
-                let all = pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
                 let interrupted: Vec<Pool> = warnings.iter().filter_map(|w| w.lookup.pool.clone()).collect();
-                let pools = replacement_pools(&all, &interrupted, health, now);
+                let pools = launch_pools(spec, &interrupted, health, now);
                 Action::Replace { group: Box::new(group), pools, warnings }
             }
         })
@@ -212,6 +278,7 @@ pub fn interruption_actions(
 fn replay(attempt: &Attempt, held: Vec<Warning>) -> Option<Action> {
     let first = held.first()?.lookup.clone();
     let warnings = attempt
+        .plan
         .olds
         .iter()
         .zip(&attempt.events)
@@ -231,7 +298,7 @@ fn replay(attempt: &Attempt, held: Vec<Warning>) -> Option<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AsgSpec, LaunchTemplateRef, StandaloneSpec};
+    use crate::domain::{AsgSpec, LaunchErrorKind, LaunchTemplateRef};
 
     fn subnet(id: &str, zone: &str) -> Subnet {
         Subnet { id: id.into(), availability_zone: zone.into() }
@@ -319,21 +386,118 @@ mod tests {
     }
 
     #[test]
-    fn capacity_is_found_in_an_activity_message() {
-        assert!(mentions_capacity(
-            "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity available."
-        ));
-        assert!(!mentions_capacity("The security group 'sg-1' does not exist"));
-    }
-
-    #[test]
     fn fall_back_only_when_every_error_is_about_capacity() {
-        let capacity = LaunchError { code: "InsufficientInstanceCapacity".into(), message: String::new(), pool: None };
-        let mistake = LaunchError { code: "InvalidParameterValue".into(), message: String::new(), pool: None };
+        let capacity = launch_error(LaunchErrorKind::Capacity, None);
+        let mistake = launch_error(LaunchErrorKind::Other, None);
         assert!(should_fall_back(0, std::slice::from_ref(&capacity)));
         assert!(!should_fall_back(1, std::slice::from_ref(&capacity)));
         assert!(!should_fall_back(0, &[capacity, mistake]));
         assert!(!should_fall_back(0, &[]));
+    }
+
+    fn launch_error(kind: LaunchErrorKind, pool: Option<(&str, &str)>) -> LaunchError {
+        let pool = pool.map(|(t, s)| (t.to_string(), s.to_string()));
+        LaunchError { kind, code: format!("{kind:?}"), message: String::new(), pool }
+    }
+
+    fn old(id: &str, pool: Option<Pool>) -> Old {
+        Old { instance_id: id.into(), since: Utc::now(), pool }
+    }
+
+    #[test]
+    fn pools_to_avoid_after_a_launch() {
+        let (a, b, c) = (pool("m5", "a"), pool("m5", "b"), pool("m6", "a"));
+        let launched_into = [a.clone(), b.clone(), c.clone()];
+        let no_room_in_b = launch_error(LaunchErrorKind::Capacity, Some(("m5", "b")));
+        let no_room_anywhere = launch_error(LaunchErrorKind::Capacity, None);
+        let mistake = launch_error(LaunchErrorKind::Other, Some(("m5", "b")));
+        #[rustfmt::skip]
+        let cases = vec![
+            ("an interrupted pool", Reason::Interruption, vec![old("i-1", Some(c.clone()))], vec![], vec![c.clone()]),
+            ("a pool at risk", Reason::Rebalance, vec![old("i-1", Some(a.clone()))], vec![], vec![a.clone()]),
+            ("a recovery leaves an On-Demand pool, not a risky one", Reason::Recovery, vec![old("i-1", Some(a.clone()))], vec![], vec![]),
+            ("a vanished instance's pool is not blamed", Reason::Reconcile, vec![old("i-1", Some(a.clone()))], vec![], vec![]),
+            ("a rollback's pool is not blamed", Reason::Rollback, vec![old("i-1", Some(a.clone()))], vec![], vec![]),
+            ("an old of unknown pool", Reason::Interruption, vec![old("i-1", None)], vec![], vec![]),
+            ("the pool EC2 had no capacity in", Reason::Recovery, vec![], vec![no_room_in_b.clone()], vec![b.clone()]),
+            ("no capacity, pool unnamed: all of the launch's", Reason::Recovery, vec![], vec![no_room_anywhere], launched_into.to_vec()),
+            ("a mistake blames no pool", Reason::Interruption, vec![], vec![mistake], vec![]),
+            ("each once, sorted", Reason::Interruption, vec![old("i-1", Some(b.clone())), old("i-2", Some(b.clone()))], vec![no_room_in_b], vec![b.clone()]),
+        ];
+        for (case, reason, olds, errors, expected) in cases {
+            let mut sorted = expected.clone();
+            sorted.sort_by_key(Pool::key);
+            assert_eq!(pools_to_avoid(reason, &olds, &launched_into, &errors), sorted, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_spec_that_gives_no_pools_is_an_error_not_an_empty_launch() {
+        let mut spec = web_spec();
+        spec.volume_zone = Some("us-east-1z".into());
+        let cases: Vec<(&str, StandaloneSpec, Result<usize, PlanError>)> = vec![
+            ("every pool of the spec", web_spec(), Ok(web_spec().instance_types.len() * web_spec().subnets.len())),
+            (
+                "no subnet in the volumes' zone",
+                spec,
+                Err(PlanError::NoSubnetInVolumeZone { zone: "us-east-1z".into() }),
+            ),
+        ];
+        for (case, spec, expected) in cases {
+            let found = launch_pools(&spec, &[], &PoolHealth::default(), Utc::now()).map(|p| p.len());
+            assert_eq!(found, expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn the_launch_an_interruption_action_stands_for() {
+        let spec = web_spec();
+        let web = lookup("web", GroupKind::Standalone(Box::new(spec.clone())), Some(pool("m5", "a")));
+        let (w1, w2) = (warning("i-1", &web), warning("i-2", &web));
+        let kept =
+            LaunchPlan::new(&spec, vec![pool("m6", "b")], vec![old("i-9", None)], Reason::Interruption, "t-9".into())
+                .with_on_demand(1);
+        let replay = Action::Replay {
+            group: Box::new(web.config.clone()),
+            attempt: Box::new(Attempt { plan: kept.clone(), events: vec!["e-i-9".into()] }),
+            warnings: vec![warning("i-9", &web)],
+        };
+        let replace = |pools: Result<Vec<Pool>, PlanError>| Action::Replace {
+            group: Box::new(web.config.clone()),
+            pools,
+            warnings: vec![w1.clone(), w2.clone()],
+        };
+        let olds = vec![
+            Old { instance_id: "i-1".into(), since: w1.warned_at, pool: Some(pool("m5", "a")) },
+            Old { instance_id: "i-2".into(), since: w2.warned_at, pool: Some(pool("m5", "a")) },
+        ];
+        let fresh = |on_demand| {
+            LaunchPlan::new(&spec, vec![pool("m6", "a")], olds.clone(), Reason::Interruption, token(["e-i-2", "e-i-1"]))
+                .with_on_demand(on_demand)
+                .with_fallback(web.config.policy.fallback)
+        };
+        let no_zone = PlanError::NoSubnetInVolumeZone { zone: "z".into() };
+        let asg = lookup("workers", GroupKind::Asg(AsgSpec { asg_name: "workers-asg".into() }), None);
+        let detach = Action::Detach { group: asg.group.clone(), asg_name: "workers-asg".into(), warnings: vec![] };
+        let cases = vec![
+            ("a detach launches nothing", detach, 1, None),
+            ("a kept launch goes out as it was, whatever the base now", replay, 0, Some(Ok(kept))),
+            ("a replacement each, in one launch", replace(Ok(vec![pool("m6", "a")])), 0, Some(Ok(fresh(0)))),
+            ("the base's share On-Demand", replace(Ok(vec![pool("m6", "a")])), 2, Some(Ok(fresh(2)))),
+            ("a spec without pools is an error", replace(Err(no_zone.clone())), 0, Some(Err(no_zone))),
+        ];
+        for (case, action, on_demand, expected) in cases {
+            assert_eq!(action.launch_plan(on_demand), expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_token_stands_for_its_work_in_any_order() {
+        let cases =
+            [(vec!["a", "b"], vec!["b", "a"], true), (vec!["a"], vec!["a", "b"], false), (vec![], vec![], true)];
+        for (one, other, same) in cases {
+            assert_eq!(token(one.clone()) == token(other.clone()), same, "{one:?} / {other:?}");
+        }
     }
 
     fn pool(t: &str, subnet: &str) -> Pool {
@@ -408,7 +572,7 @@ mod tests {
         match &actions[0] {
             Action::Replace { pools, warnings, .. } => {
                 assert_eq!(warnings.len(), 2, "two replacements, one request");
-                assert_eq!(pools, &vec![pool("m6", "a"), pool("m5", "b")], "both interrupted pools avoided");
+                assert_eq!(pools, &Ok(vec![pool("m6", "a"), pool("m5", "b")]), "both interrupted pools avoided");
             }
             other => panic!("{other:?}"),
         }
@@ -424,24 +588,10 @@ mod tests {
     #[test]
     fn a_launch_whose_answer_was_lost_is_sent_again_whole_whichever_warning_comes_back() {
         let spec = web_spec();
-        let attempt = Attempt {
-            token: "t-1".into(),
-            spec: spec.clone(),
-            pools: vec![pool("m6", "b")],
-            olds: ["i-5", "i-6", "i-7"]
-                .iter()
-                .map(|id| crate::domain::Old {
-                    instance_id: id.to_string(),
-                    since: Utc::now(),
-                    pool: Some(pool("m5", "a")),
-                })
-                .collect(),
-            events: vec!["e-i-5".into(), "e-i-6".into(), "e-i-7".into()],
-            extra: 0,
-            reason: crate::domain::Reason::Interruption,
-            on_demand: 0,
-            fallback: true,
-        };
+        let olds = ["i-5", "i-6", "i-7"].iter().map(|id| old(id, Some(pool("m5", "a")))).collect();
+        let plan =
+            LaunchPlan::new(&spec, vec![pool("m6", "b")], olds, Reason::Interruption, "t-1".into()).with_fallback(true);
+        let attempt = Attempt { plan, events: vec!["e-i-5".into(), "e-i-6".into(), "e-i-7".into()] };
         let mut tried = lookup("web", GroupKind::Standalone(Box::new(spec.clone())), Some(pool("m5", "a")));
         tried.attempt = Some("t-1".into());
         let mut expired = tried.clone();

@@ -72,33 +72,3 @@ pub struct LaunchedInstance {
     pub instance_type: String,
     pub subnet_id: Option<String>,
 }
-
-/// An error EC2 reported for part of a launch (an instant fleet answers 200 with these).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LaunchError {
-    pub code: String,
-    pub message: String,
-    /// The pool the error is about (instance type, subnet), when EC2 says.
-    pub pool: Option<(String, String)>,
-}
-
-/// Error codes that mean "no capacity in this pool right now", as opposed to a mistake.
-pub fn is_capacity_error(code: &str) -> bool {
-    matches!(
-        code,
-        "InsufficientInstanceCapacity"
-            | "InsufficientCapacity"
-            | "InsufficientHostCapacity"
-            | "MaxSpotInstanceCountExceeded"
-            | "SpotMaxPriceTooLow"
-            | "UnfulfillableCapacity"
-            | "InsufficientFreeAddressesInSubnet"
-            | "capacity-not-available"
-            | "price-too-low"
-    )
-}
-
-/// Whether a free-text status (an Auto Scaling activity's) speaks of missing capacity.
-pub fn mentions_capacity(text: &str) -> bool {
-    text.split(|c: char| !c.is_ascii_alphanumeric() && c != '-').any(is_capacity_error)
-}

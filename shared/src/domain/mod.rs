@@ -22,14 +22,14 @@ mod state;
 mod volume;
 
 pub use deadline::Deadline;
-pub use facts::{InstanceFacts, LaunchError, LaunchedInstance, VolumeFacts, is_capacity_error, mentions_capacity};
+pub use facts::{InstanceFacts, LaunchedInstance, VolumeFacts};
 pub use group::{
     AddressKind, AsgSpec, DataVolume, DnsSpec, Fallback, Group, GroupKind, GroupStatus, ImageRecord, ImageStage,
     LaunchTemplateRef, NewAsg, NewStandalone, OnDemandShare, Recovery, StandaloneSpec, VolumeMove,
 };
 pub use ids::{GROUP_TAG, GroupName, InstanceId, REPLACES_TAG, is_ec2_id};
 pub use kinds::{AlertKind, HistoryKind};
-pub use launch::{Attempt, Old};
+pub use launch::{Attempt, LaunchError, LaunchErrorKind, LaunchPlan, Old};
 pub use ledger::{BadDay, Day, LedgerDay, Usage};
 pub use lookup::Lookup;
 pub use member::{Interrupted, Member, Reason, Replaced, Retiring};

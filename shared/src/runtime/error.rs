@@ -6,6 +6,7 @@ use thiserror::Error;
 
 use crate::adapters::aws::AwsError;
 use crate::adapters::store::StoreError;
+use crate::decisions::plan::PlanError;
 use crate::runtime::config::ConfigError;
 use crate::runtime::event::EventError;
 
@@ -19,6 +20,9 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Aws(#[from] AwsError),
+    /// The group's spec gives no launch (it was valid when registered): nothing was launched.
+    #[error("the group's spec gives no pools to launch into: {0}")]
+    Plan(#[from] PlanError),
     /// The input is not acceptable; nothing was done.
     #[error("bad input: {0}")]
     Invalid(String),
@@ -68,6 +72,7 @@ impl Error {
             Error::Event(_) => "EventError",
             Error::Store(_) => "StoreError",
             Error::Aws(_) => "AwsError",
+            Error::Plan(_) => "PlanError",
             Error::Retry(_)
             | Error::TableUnread(_)
             | Error::KeptLaunchUnread(_)

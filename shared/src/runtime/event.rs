@@ -264,6 +264,21 @@ pub fn respond(results: Vec<(Option<String>, Result<Value, Error>)>) -> Result<V
     }
 }
 
+/// The answer to a batch, as [`respond`], for a workflow that answers its messages in its own
+/// outcome type beside those answered as JSON already.
+pub fn respond_typed<T: Serialize>(
+    answered: Vec<(Option<String>, Result<Value, Error>)>,
+    handled: Vec<(Option<String>, Result<T, Error>)>,
+) -> Result<Value, Error> {
+    let handled = handled.into_iter().map(|(id, outcome)| {
+        let outcome = outcome.and_then(|o| {
+            serde_json::to_value(o).map_err(|e| EventError::Malformed(format!("unwritable outcome ({e})")).into())
+        });
+        (id, outcome)
+    });
+    respond(answered.into_iter().chain(handled).collect())
+}
+
 /// Runs `handle` on each event of the payload, concurrently, and answers as [`respond`] does.
 pub async fn dispatch<D, F, Fut>(payload: Value, expected: &'static str, handle: F) -> Result<Value, Error>
 where

@@ -9,12 +9,12 @@ use crate::adapters::aws::AwsError;
 use crate::adapters::store::StoreError;
 use crate::decisions::{adoption, changes, plan, recovery};
 use crate::domain::{
-    AsgSpec, GROUP_TAG, Group, GroupKind, GroupName, HistoryKind, InstanceFacts, Member, NewAsg, NewStandalone, Policy,
-    RebalancePolicy, StandaloneSpec,
+    AsgSpec, GROUP_TAG, Group, GroupKind, GroupName, HistoryKind, InstanceFacts, LaunchPlan, Member, NewAsg,
+    NewStandalone, Policy, Reason, RebalancePolicy, StandaloneSpec,
 };
 use crate::runtime::{Deps, Error};
 use crate::workflows::images;
-use crate::workflows::launch::{Order, launch};
+use crate::workflows::launch::launch;
 use crate::workflows::online::bring_online;
 use crate::workflows::report::Report;
 
@@ -188,21 +188,12 @@ pub async fn register_standalone(
     let mut launched_ids = Vec::new();
     let filled = async {
         if wanted > 0 {
-            let tags = vec![
-                (GROUP_TAG.to_string(), group.name.to_string()),
-                ("Name".to_string(), format!("spotkeeper-{}", group.name)),
-            ];
-            let token = client_token(&group);
-            let order = Order {
-                template: &spec.launch_template,
-                pools: &pools,
-                count: wanted,
-                on_demand: group.policy.on_demand_base.min(wanted),
-                tags,
-                client_token: &token,
-                fallback: group.policy.fallback,
-            };
-            let launched = launch(ec2, &order).await?;
+            // Filling the group up to its capacity, as a reconcile does: new instances, no olds.
+            let fill = LaunchPlan::new(&spec, pools.clone(), Vec::new(), Reason::Reconcile, client_token(&group))
+                .with_extra(wanted)
+                .with_on_demand(group.policy.on_demand_base.min(wanted))
+                .with_fallback(group.policy.fallback);
+            let launched = launch(ec2, &group.name, &fill).await?;
             launched_ids = launched.instances.iter().map(|i| i.instance_id.clone()).collect();
             if launched_ids.is_empty() {
                 return Err(GroupError::NothingLaunched {

@@ -8,9 +8,13 @@ use serde::Serialize;
 
 use crate::adapters::notify::{Alert, Severity};
 use crate::decisions::images::{self, Step};
+use crate::decisions::plan;
 use crate::domain::{AlertKind, HistoryKind};
-use crate::domain::{GROUP_TAG, Group, GroupKind, ImageRecord, ImageStage, InstanceFacts, Member};
+use crate::domain::{
+    GROUP_TAG, Group, GroupKind, ImageRecord, ImageStage, InstanceFacts, LaunchPlan, Member, Old, Reason,
+};
 use crate::runtime::{Deps, Error};
+use crate::workflows::replacement;
 use crate::workflows::report::Report;
 
 // Function crates reach these decisions through the workflow they use them with.
@@ -267,31 +271,16 @@ pub async fn replace_from_previous(
     }
     let (_, health) = deps.store.lookups(&[]).await?;
     let leaving: Vec<&str> = olds.iter().map(|m| m.instance_id.as_str()).collect();
-    let on_demand = crate::workflows::replacement::on_demand_for(deps, group, &leaving).await?;
-    let all = crate::decisions::plan::pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref())
-        .unwrap_or_default();
-    let request = crate::workflows::replacement::Request {
-        group,
-        spec,
-        pools: crate::decisions::plan::replacement_pools(&all, &[], &health, now),
-        olds: olds
-            .iter()
-            .map(|m| crate::workflows::replacement::Old {
-                instance_id: m.instance_id.clone(),
-                since: now,
-                pool: m.pool(),
-            })
-            .collect(),
-        extra: 0,
-        reason: crate::domain::Reason::Rollback,
-        on_demand,
-        fallback: group.policy.fallback,
-        token: crate::workflows::replacement::token(
-            olds.iter().map(|m| m.instance_id.as_str()).chain([spec.launch_template.version.as_str(), "rollback"]),
-        ),
-    };
-    let launched = crate::workflows::replacement::launch_for(deps, &request).await?;
-    let recorded = crate::workflows::replacement::record(deps, &request, &launched, &health, now).await;
+    let on_demand = replacement::on_demand_for(deps, group, &leaving).await?;
+    let olds: Vec<Old> =
+        olds.iter().map(|m| Old { instance_id: m.instance_id.clone(), since: now, pool: m.pool() }).collect();
+    let token = replacement::token(leaving.iter().copied().chain([spec.launch_template.version.as_str(), "rollback"]));
+    let pools = plan::launch_pools(spec, &[], &health, now)?;
+    let plan = LaunchPlan::new(spec, pools, olds, Reason::Rollback, token)
+        .with_on_demand(on_demand)
+        .with_fallback(group.policy.fallback);
+    let launched = replacement::launch_for(deps, group, &plan).await?;
+    let recorded = replacement::record(deps, group, &plan, &launched, &health, now).await;
     let mut new = Vec::new();
     for (old, member) in &recorded.pairs {
         if retire {

@@ -18,6 +18,14 @@ use crate::runtime::{Deps, Error};
 /// A message's answer: its SQS message id (none for a bare event) and its outcome.
 pub type Outcome = (Option<String>, Result<Value, Error>);
 
+/// What became of a batch's messages: those the intake answered (unreadable, duplicates, foreign
+/// instances...) and those the workflow handled, in its own outcome type (serialized at the edge).
+#[derive(Debug)]
+pub struct Answers<T> {
+    pub intake: Vec<Outcome>,
+    pub handled: Vec<(Option<String>, Result<T, Error>)>,
+}
+
 /// A warning this delivery won, for an instance a group manages.
 #[derive(Debug)]
 pub struct Claimed<D: Serialize + DeserializeOwned> {

@@ -1,10 +1,10 @@
-//! Launching instances: Spot first through one instant fleet over all the given pools; what Spot
+//! Launching instances: Spot first through one instant fleet over all the plan's pools; what Spot
 //! could not place for lack of capacity goes On-Demand, marked as fallen back.
 
 use crate::adapters::aws::AwsError;
-use crate::adapters::aws::ec2::{Ec2, LaunchError, LaunchRequest, LaunchedInstance};
+use crate::adapters::aws::ec2::{Ec2, LaunchPart, Launched};
 use crate::decisions::plan;
-use crate::domain::{LaunchTemplateRef, Market, Pool};
+use crate::domain::{GroupName, LaunchError, LaunchPlan, LaunchedInstance, Market};
 
 /// What a launch produced.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -31,74 +31,31 @@ impl Launch {
     }
 }
 
-/// A capacity error can come back as an API error (HTTP 4xx) as well as inside an instant
-/// fleet's 200 response: both become `LaunchError`s here.
-async fn request(
-    ec2: &Ec2,
-    request: &LaunchRequest<'_>,
-) -> Result<(Vec<LaunchedInstance>, Vec<LaunchError>), AwsError> {
-    match ec2.launch(request).await {
-        Ok(launched) => Ok((launched.instances, launched.errors)),
-        Err(err) if err.code.as_deref().is_some_and(plan::is_capacity_error) => Ok((
-            Vec::new(),
-            vec![LaunchError { code: err.code.clone().unwrap_or_default(), message: err.message, pool: None }],
-        )),
-        Err(err) => Err(err),
-    }
+/// One part of the launch, or nothing when it has no instances.
+async fn part(ec2: &Ec2, group: &GroupName, plan: &LaunchPlan, part: LaunchPart) -> Result<Launched, AwsError> {
+    if part.count == 0 { Ok(Launched::default()) } else { ec2.launch(group, plan, part).await }
 }
 
-/// What to launch.
-#[derive(Debug, Clone)]
-pub struct Order<'a> {
-    pub template: &'a LaunchTemplateRef,
-    pub pools: &'a [Pool],
-    pub count: u32,
-    /// How many of `count` go On-Demand from the start (the group's On-Demand base).
-    pub on_demand: u32,
-    pub tags: Vec<(String, String)>,
-    /// Makes a retried order launch nothing twice.
-    pub client_token: &'a str,
-    /// Launch On-Demand what Spot could not place for lack of capacity.
-    pub fallback: bool,
-}
-
-/// Launches an order into the best of its pools: the On-Demand base and the Spot part at once;
-/// with `fallback`, what Spot could not place for lack of capacity goes On-Demand.
-pub async fn launch(ec2: &Ec2, order: &Order<'_>) -> Result<Launch, AwsError> {
-    let on_demand = order.on_demand.min(order.count);
-    let request = |count, market, suffix: &str| LaunchRequest {
-        template: order.template,
-        pools: order.pools,
-        count,
-        market,
-        tags: order.tags.clone(),
-        client_token: format!("{}-{suffix}", order.client_token),
-    };
-    let base = async {
-        if on_demand == 0 {
-            Ok((Vec::new(), Vec::new()))
-        } else {
-            self::request(ec2, &request(on_demand, Market::OnDemand, "base")).await
-        }
-    };
-    let spot_count = order.count - on_demand;
-    let spot = async {
-        if spot_count == 0 {
-            Ok((Vec::new(), Vec::new()))
-        } else {
-            self::request(ec2, &request(spot_count, Market::Spot, "spot")).await
-        }
-    };
-    let ((mut instances, mut errors), (base, base_errors)) = futures::try_join!(spot, base)?;
+/// Launches a group's plan into the best of its pools: the On-Demand base and the Spot part at
+/// once; with `fallback`, what Spot could not place for lack of capacity goes On-Demand.
+pub async fn launch(ec2: &Ec2, group: &GroupName, plan: &LaunchPlan) -> Result<Launch, AwsError> {
+    let count = plan.count();
+    let on_demand = plan.on_demand.min(count);
+    let spot_count = count - on_demand;
+    let base = part(ec2, group, plan, LaunchPart { count: on_demand, market: Market::OnDemand, suffix: "base" });
+    let spot = part(ec2, group, plan, LaunchPart { count: spot_count, market: Market::Spot, suffix: "spot" });
+    let (spot, base) = futures::try_join!(spot, base)?;
+    let (mut instances, mut errors) = (spot.instances, spot.errors);
     let missing = spot_count.saturating_sub(u32::try_from(instances.len()).unwrap_or(u32::MAX));
     let mut fell_back = Vec::new();
-    if order.fallback && missing > 0 && plan::should_fall_back(0, &errors) {
-        let (extra, more_errors) = self::request(ec2, &request(missing, Market::OnDemand, "od")).await?;
-        fell_back.extend(extra.iter().map(|i| i.instance_id.clone()));
-        instances.extend(extra);
-        errors.extend(more_errors);
+    if plan.fallback && missing > 0 && plan::should_fall_back(0, &errors) {
+        let od = LaunchPart { count: missing, market: Market::OnDemand, suffix: "od" };
+        let extra = ec2.launch(group, plan, od).await?;
+        fell_back.extend(extra.instances.iter().map(|i| i.instance_id.clone()));
+        instances.extend(extra.instances);
+        errors.extend(extra.errors);
     }
-    instances.extend(base);
-    errors.extend(base_errors);
+    instances.extend(base.instances);
+    errors.extend(base.errors);
     Ok(Launch { instances, fell_back, errors })
 }

@@ -14,7 +14,9 @@ use aws_sdk_ec2::types::{
 use chrono::{DateTime, Utc};
 
 use super::AwsError;
-use crate::domain::{InstanceFacts, LaunchTemplateRef, Market, Pool, Subnet, is_capacity_error};
+use crate::domain::{
+    GROUP_TAG, GroupName, InstanceFacts, LaunchErrorKind, LaunchPlan, LaunchTemplateRef, Market, REPLACES_TAG, Subnet,
+};
 pub use crate::domain::{LaunchError, LaunchedInstance, VolumeFacts};
 
 #[derive(Clone, Debug)]
@@ -39,16 +41,55 @@ impl ClassifyRetry for CapacityIsFinal {
     }
 }
 
-/// One launch: a number of instances from a template into the best of some pools.
-#[derive(Debug, Clone)]
-pub struct LaunchRequest<'a> {
-    pub template: &'a LaunchTemplateRef,
-    pub pools: &'a [Pool],
+/// Error codes that mean "no capacity in this pool right now", as opposed to a mistake.
+fn is_capacity_error(code: &str) -> bool {
+    matches!(
+        code,
+        "InsufficientInstanceCapacity"
+            | "InsufficientCapacity"
+            | "InsufficientHostCapacity"
+            | "MaxSpotInstanceCountExceeded"
+            | "SpotMaxPriceTooLow"
+            | "UnfulfillableCapacity"
+            | "InsufficientFreeAddressesInSubnet"
+            | "capacity-not-available"
+            | "price-too-low"
+    )
+}
+
+/// What kind of refusal an EC2 error code is.
+pub fn classify(code: &str) -> LaunchErrorKind {
+    if is_capacity_error(code) { LaunchErrorKind::Capacity } else { LaunchErrorKind::Other }
+}
+
+/// Whether a free-text status (an Auto Scaling activity's) speaks of missing capacity: it names
+/// EC2's capacity codes.
+pub fn mentions_capacity(text: &str) -> bool {
+    text.split(|c: char| !c.is_ascii_alphanumeric() && c != '-').any(is_capacity_error)
+}
+
+fn launch_error(code: String, message: String, pool: Option<(String, String)>) -> LaunchError {
+    LaunchError { kind: classify(&code), code, message, pool }
+}
+
+/// One request of a plan's launch: how many of its instances, on which market, under which
+/// suffix of its client token (each part of a launch is its own request, retried on its own).
+#[derive(Debug, Clone, Copy)]
+pub struct LaunchPart {
     pub count: u32,
     pub market: Market,
-    pub tags: Vec<(String, String)>,
-    /// Makes a retried request launch nothing twice.
-    pub client_token: String,
+    pub suffix: &'static str,
+}
+
+/// The tags of a plan's instances. One request can carry many instances but only one set of
+/// tags: a lone replacement is tagged with what it replaces; several are paired in the table only
+/// (a tag call each would spend EC2's mutating-call budget just when a mass interruption needs it).
+fn launch_tags(group: &GroupName, plan: &LaunchPlan) -> Vec<Tag> {
+    let mut tags = vec![(GROUP_TAG, group.to_string()), ("Name", format!("spotkeeper-{group}"))];
+    if let ([only], 0) = (plan.olds.as_slice(), plan.extra) {
+        tags.push((REPLACES_TAG, only.instance_id.clone()));
+    }
+    tags.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -205,11 +246,23 @@ impl Ec2 {
         }
     }
 
-    /// Launches through one instant fleet request: EC2 picks among the pools
-    /// (price-capacity-optimized for Spot), so no price lookup sits in front of it.
-    pub async fn launch(&self, request: &LaunchRequest<'_>) -> Result<Launched, AwsError> {
+    /// Launches a part of a plan through one instant fleet request: EC2 picks among the pools
+    /// (price-capacity-optimized for Spot), so no price lookup sits in front of it. A capacity
+    /// error can come back as an API error (HTTP 4xx) as well as inside the fleet's 200 answer:
+    /// both are `LaunchError`s of the answer.
+    pub async fn launch(&self, group: &GroupName, plan: &LaunchPlan, part: LaunchPart) -> Result<Launched, AwsError> {
+        match self.create_fleet(group, plan, part).await {
+            Err(err) if err.code.as_deref().is_some_and(is_capacity_error) => {
+                let error = launch_error(err.code.unwrap_or_default(), err.message, None);
+                Ok(Launched { instances: Vec::new(), errors: vec![error] })
+            }
+            answer => answer,
+        }
+    }
+
+    async fn create_fleet(&self, group: &GroupName, plan: &LaunchPlan, part: LaunchPart) -> Result<Launched, AwsError> {
         const OP: &str = "CreateFleet";
-        let overrides = request
+        let overrides = plan
             .pools
             .iter()
             .map(|p| {
@@ -220,24 +273,24 @@ impl Ec2 {
             })
             .collect();
         let template = FleetLaunchTemplateSpecificationRequest::builder()
-            .set_launch_template_id(request.template.id.clone())
-            .set_launch_template_name(request.template.name.clone())
-            .version(&request.template.version)
+            .set_launch_template_id(plan.spec.launch_template.id.clone())
+            .set_launch_template_name(plan.spec.launch_template.name.clone())
+            .version(&plan.spec.launch_template.version)
             .build();
         let config = FleetLaunchTemplateConfigRequest::builder()
             .launch_template_specification(template)
             .set_overrides(Some(overrides))
             .build();
         let target = TargetCapacitySpecificationRequest::builder()
-            .total_target_capacity(i32::try_from(request.count).unwrap_or(i32::MAX))
-            .default_target_capacity_type(match request.market {
+            .total_target_capacity(i32::try_from(part.count).unwrap_or(i32::MAX))
+            .default_target_capacity_type(match part.market {
                 Market::Spot => DefaultTargetCapacityType::Spot,
                 Market::OnDemand => DefaultTargetCapacityType::OnDemand,
             })
             .build();
         let tags = TagSpecification::builder()
             .resource_type(ResourceType::Instance)
-            .set_tags(Some(request.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+            .set_tags(Some(launch_tags(group, plan)))
             .build();
         let out = self
             .client
@@ -256,7 +309,7 @@ impl Ec2 {
                     .build(),
             )
             .tag_specifications(tags)
-            .client_token(&request.client_token)
+            .client_token(format!("{}-{}", plan.token, part.suffix))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(OP, e))?;
@@ -285,11 +338,11 @@ impl Ec2 {
             .into_iter()
             .map(|e| {
                 let overrides = e.launch_template_and_overrides.and_then(|l| l.overrides);
-                LaunchError {
-                    code: e.error_code.unwrap_or_default(),
-                    message: e.error_message.unwrap_or_default(),
-                    pool: overrides.and_then(|o| Some((o.instance_type?.as_str().to_string(), o.subnet_id?))),
-                }
+                launch_error(
+                    e.error_code.unwrap_or_default(),
+                    e.error_message.unwrap_or_default(),
+                    overrides.and_then(|o| Some((o.instance_type?.as_str().to_string(), o.subnet_id?))),
+                )
             })
             .collect();
         Ok(Launched { instances, errors })
@@ -595,5 +648,35 @@ impl Ec2 {
             .await
             .map_err(|e| AwsError::from_sdk("DeleteTags", e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launch_errors_are_classified_by_their_code() {
+        let cases = [
+            ("InsufficientInstanceCapacity", LaunchErrorKind::Capacity),
+            ("InsufficientCapacity", LaunchErrorKind::Capacity),
+            ("SpotMaxPriceTooLow", LaunchErrorKind::Capacity),
+            ("UnfulfillableCapacity", LaunchErrorKind::Capacity),
+            ("capacity-not-available", LaunchErrorKind::Capacity),
+            ("InvalidParameterValue", LaunchErrorKind::Other),
+            ("UnauthorizedOperation", LaunchErrorKind::Other),
+            ("", LaunchErrorKind::Other),
+        ];
+        for (code, kind) in cases {
+            assert_eq!(classify(code), kind, "{code}");
+        }
+    }
+
+    #[test]
+    fn capacity_is_found_in_an_activity_message() {
+        assert!(mentions_capacity(
+            "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity available."
+        ));
+        assert!(!mentions_capacity("The security group 'sg-1' does not exist"));
     }
 }

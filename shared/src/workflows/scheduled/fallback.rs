@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use super::Reported;
+use crate::adapters::aws::ec2;
 use crate::adapters::notify::{Alert, Severity};
 use crate::adapters::store::Counted;
 use crate::decisions::fallback::{self, Answer};
@@ -90,7 +91,7 @@ async fn asg_fallback(
     now: DateTime<Utc>,
     report: &mut Report,
 ) -> Result<LaunchFailure, Error> {
-    match fallback::answer(group, message) {
+    match fallback::answer(group, ec2::mentions_capacity(message)) {
         Answer::Record => {
             let text = format!("{asg_name} could not launch: {message}");
             report.note(&group.name, None, HistoryKind::LaunchFailed, text);
@@ -165,7 +166,7 @@ pub(super) async fn activities(
             .autoscaling
             .failed_activities(&spec.asg_name, now - Duration::minutes(ACTIVITY_WINDOW_MINUTES))
             .await?;
-        match fallback::failed_for_capacity(&failures) {
+        match failures.iter().find(|m| ec2::mentions_capacity(m)) {
             Some(message) => {
                 asg_fallback(deps, group, &spec.asg_name, message, now, report).await.map(Activities::Answered)
             }

@@ -10,11 +10,12 @@ use super::Reported;
 use crate::adapters::notify::{Alert, Severity};
 use crate::decisions::plan;
 use crate::decisions::recovery::{self, Drift};
+use crate::domain::LaunchPlan;
 use crate::domain::{
     AlertKind, Group, GroupKind, HistoryKind, InstanceFacts, Member, Old, PoolHealth, Reason, StandaloneSpec,
 };
 use crate::runtime::{Deps, Error};
-use crate::workflows::replacement::{self, Request};
+use crate::workflows::replacement;
 use crate::workflows::report::Report;
 
 /// What the reconcile found and did; with no drift, only that.
@@ -106,21 +107,14 @@ async fn replace(
     if olds.is_empty() && drift.missing == 0 {
         return Ok(None);
     }
-    let all = plan::pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
     let lost: Vec<_> = olds.iter().filter_map(|o| o.pool.clone()).collect();
-    let request = Request {
-        group,
-        spec,
-        pools: plan::replacement_pools(&all, &lost, health, now),
-        olds,
-        extra: drift.missing,
-        reason: Reason::Reconcile,
-        on_demand: recovery::on_demand_wanted(group.policy.on_demand_base, &kept),
-        fallback: group.policy.fallback,
-        token: replacement::token([group.name.as_str(), &now.timestamp().to_string(), "reconcile"]),
-    };
-    let launched = replacement::launch_for(deps, &request).await?;
-    let recorded = replacement::record(deps, &request, &launched, health, now).await;
+    let token = replacement::token([group.name.as_str(), &now.timestamp().to_string(), "reconcile"]);
+    let request = LaunchPlan::new(spec, plan::launch_pools(spec, &lost, health, now)?, olds, Reason::Reconcile, token)
+        .with_extra(drift.missing)
+        .with_on_demand(recovery::on_demand_wanted(group.policy.on_demand_base, &kept))
+        .with_fallback(group.policy.fallback);
+    let launched = replacement::launch_for(deps, group, &request).await?;
+    let recorded = replacement::record(deps, group, &request, &launched, health, now).await;
     for (old, new) in &recorded.pairs {
         report.note(
             &group.name,

@@ -7,11 +7,12 @@ use serde::Serialize;
 use crate::adapters::notify::{Alert, Severity};
 use crate::decisions::plan;
 use crate::decisions::recovery::{self, Step};
+use crate::domain::LaunchPlan;
 use crate::domain::{
     AlertKind, Group, GroupKind, HistoryKind, Member, Old, OnDemandShare, PoolHealth, Reason, Retiring, StandaloneSpec,
 };
 use crate::runtime::{Deps, Error};
-use crate::workflows::replacement::{self, Request};
+use crate::workflows::replacement;
 use crate::workflows::report::Report;
 
 /// A member on its way back to Spot stays locked this long at most.
@@ -106,22 +107,13 @@ async fn back_to_spot(
         return Ok(Recovered::Busy { member: member_id.to_string(), reason });
     }
     let member = members.iter().find(|m| m.instance_id == member_id);
-    let all = plan::pools(&spec.instance_types, &spec.subnets, spec.volume_zone.as_deref()).unwrap_or_default();
     let attempt = group.status.recovery.failed_attempts.to_string();
-    let request = Request {
-        group,
-        spec,
-        pools: plan::replacement_pools(&all, &[], health, now),
-        olds: vec![Old { instance_id: member_id.to_string(), since: now, pool: member.and_then(Member::pool) }],
-        extra: 0,
-        reason: Reason::Recovery,
-        on_demand: 0,
-        fallback: false,
-        token: replacement::token([RECOVERY_HOLDER, member_id, attempt.as_str()]),
-    };
+    let olds = vec![Old { instance_id: member_id.to_string(), since: now, pool: member.and_then(Member::pool) }];
+    let token = replacement::token([RECOVERY_HOLDER, member_id, attempt.as_str()]);
     let outcome = async {
-        let launched = replacement::launch_for(deps, &request).await?;
-        let recorded = replacement::record(deps, &request, &launched, health, now).await;
+        let request = LaunchPlan::new(spec, plan::launch_pools(spec, &[], health, now)?, olds, Reason::Recovery, token);
+        let launched = replacement::launch_for(deps, group, &request).await?;
+        let recorded = replacement::record(deps, group, &request, &launched, health, now).await;
         Ok::<_, Error>((launched, recorded))
     }
     .await;
