@@ -99,8 +99,7 @@ impl From<Error> for ApiError {
                 "internal_error",
                 "a record in the fleet table is unreadable",
             ),
-            Error::Retry(_)
-            | Error::TableUnread(_)
+            Error::TableUnread(_)
             | Error::KeptLaunchUnread(_)
             | Error::NotLaunched { .. }
             | Error::Shared(_)

@@ -26,9 +26,6 @@ pub enum Error {
     /// The input is not acceptable; nothing was done.
     #[error("bad input: {0}")]
     Invalid(String),
-    /// Nothing was done and the event should come again (SQS redelivers it).
-    #[error("{0}; the event will be delivered again")]
-    Retry(String),
     /// The table could not be read for a batch: none of its events was acted on.
     #[error("could not read the fleet table: {0}; the event will be delivered again")]
     TableUnread(#[source] Arc<StoreError>),
@@ -73,8 +70,7 @@ impl Error {
             Error::Store(_) => "StoreError",
             Error::Aws(_) => "AwsError",
             Error::Plan(_) => "PlanError",
-            Error::Retry(_)
-            | Error::TableUnread(_)
+            Error::TableUnread(_)
             | Error::KeptLaunchUnread(_)
             | Error::NotLaunched { .. }
             | Error::Shared(_)

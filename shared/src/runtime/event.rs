@@ -377,7 +377,7 @@ mod tests {
             (Some("m-ok".to_string()), Ok(json!({}))),
             (Some("m-malformed".to_string()), Err(EventError::Malformed("no id".into()).into())),
             (Some("m-invalid".to_string()), Err(Error::Invalid("bad value".into()))),
-            (Some("m-throttled".to_string()), Err(Error::Retry("throttled".into()))),
+            (Some("m-throttled".to_string()), Err(Error::NotLaunched { errors: "throttled".into() })),
         ];
         assert_eq!(respond(results).unwrap(), json!({"batchItemFailures": [{"itemIdentifier": "m-throttled"}]}));
         let bare = respond(vec![(None, Err(EventError::Malformed("no id".into()).into()))]);

@@ -5,6 +5,7 @@
 //! base reads its members first, to know whether the replacement must go On-Demand.)
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
@@ -93,13 +94,13 @@ async fn kept_attempts(deps: &Deps, warnings: Vec<Warning>) -> (Vec<Attempt>, Ve
     match deps.store.attempts::<Attempt>(&tokens).await {
         Ok(attempts) => (attempts, warnings, Vec::new()),
         Err(err) => {
+            let err = Arc::new(err);
             let (tried, fresh): (Vec<Warning>, Vec<Warning>) =
                 warnings.into_iter().partition(|w| w.lookup.attempt.is_some());
             let mut results = Vec::new();
             for w in tried {
                 release(deps, &w.event_id, &w.instance_id, w.lookup.attempt.as_deref()).await;
-                let reason = format!("could not read back an earlier launch for it: {err}");
-                results.push((w.event_id, Err(Error::Retry(reason))));
+                results.push((w.event_id, Err(Error::KeptLaunchUnread(err.clone()))));
             }
             (Vec::new(), fresh, results)
         }
@@ -153,7 +154,7 @@ async fn act(
                     launched(deps, action, &sent, health, now, &mut report).await
                 }
                 // The group's spec was valid when registered: a launch into no pools would hide it.
-                Some(Err(err)) => failed(deps, &group, warnings, &Error::from(err), None, &mut report).await,
+                Some(Err(err)) => failed(deps, &group, warnings, Error::from(err), None, &mut report).await,
                 None => Vec::new(),
             }
         }
@@ -215,7 +216,7 @@ async fn launched(
         }
         Err(err) => {
             let kept = keep_attempt(deps, sent, warnings, now).await;
-            failed(deps, group, warnings, &err, kept, report).await
+            failed(deps, group, warnings, err, kept, report).await
         }
     }
 }
@@ -276,11 +277,12 @@ async fn failed(
     deps: &Deps,
     group: &GroupName,
     warnings: &[Warning],
-    err: &Error,
+    err: Error,
     attempt: Option<&str>,
     report: &mut Report,
 ) -> Results {
     let reason = err.to_string();
+    let err = Arc::new(err);
     let held: Vec<&Warning> = warnings.iter().filter(|w| w.held).collect();
     futures::future::join_all(held.iter().map(|w| release(deps, &w.event_id, &w.instance_id, attempt))).await;
     let mut results = Vec::new();
@@ -301,7 +303,7 @@ async fn failed(
             .fact("instance", &w.instance_id)
             .fact("error", &reason),
         );
-        results.push((w.event_id.clone(), Err(Error::Retry(reason.clone()))));
+        results.push((w.event_id.clone(), Err(Error::Shared(err.clone()))));
     }
     results
 }
@@ -318,7 +320,7 @@ async fn detached(
     let mut results = Vec::new();
     for (id, err) in &refused {
         let refused_warnings: Vec<Warning> = warnings.iter().filter(|w| &w.instance_id == id).cloned().collect();
-        results.extend(failed(deps, group, &refused_warnings, &err.clone().into(), None, report).await);
+        results.extend(failed(deps, group, &refused_warnings, err.clone().into(), None, report).await);
     }
     let out: Vec<&Warning> = warnings.iter().filter(|w| !refused.iter().any(|(id, _)| id == &w.instance_id)).collect();
     futures::future::join_all(out.iter().map(|w| async move {
@@ -453,8 +455,8 @@ async fn replaced(
         if sent_again {
             futures::future::join_all(unplaced.iter().map(|w| forget_attempt(deps, w, token))).await;
         }
-        let err = Error::Retry(format!("EC2 launched no replacement: {}", launched.error_summary()));
-        results.extend(failed(deps, group, &unplaced, &err, None, report).await);
+        let err = Error::NotLaunched { errors: launched.error_summary() };
+        results.extend(failed(deps, group, &unplaced, err, None, report).await);
     }
     results
 }

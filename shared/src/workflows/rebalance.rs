@@ -212,7 +212,7 @@ async fn replace(
     let launched = replacement::launch_for(deps, group, &launch).await?;
     let recorded = replacement::record(deps, group, &launch, &launched, health, now).await;
     let Some((_, new)) = recorded.pairs.first() else {
-        return Err(Error::Retry(format!("EC2 launched no replacement: {}", launched.error_summary())));
+        return Err(Error::NotLaunched { errors: launched.error_summary() });
     };
     let retiring = Retiring { since: now, reason: Reason::Rebalance, replaced_by: new.instance_id.clone() };
     deps.store.update_member(&group.name, id, |m| m.retiring = Some(retiring.clone())).await?;

@@ -12,6 +12,7 @@ use crate::adapters::store::Counted;
 use crate::decisions::fallback::{self, Answer};
 use crate::decisions::recovery;
 use crate::domain::{AlertKind, Day, Deadline, Group, GroupKind, HistoryKind, OnDemandShare};
+use crate::runtime::error::AsgProblem;
 use crate::runtime::event::{Event, LaunchUnsuccessful};
 use crate::runtime::{Deps, Error};
 use crate::workflows::report::{self, Report};
@@ -117,10 +118,10 @@ async fn asg_fallback(
         .autoscaling
         .group(asg_name)
         .await?
-        .ok_or_else(|| Error::Retry(format!("Auto Scaling group {asg_name} is gone")))?;
+        .ok_or_else(|| Error::AutoScaling(AsgProblem::Gone(asg_name.to_string())))?;
     let share = asg
         .on_demand_share()
-        .ok_or_else(|| Error::Retry(format!("Auto Scaling group {asg_name} has no mixed instances policy")))?;
+        .ok_or_else(|| Error::AutoScaling(AsgProblem::NoMixedInstancesPolicy(asg_name.to_string())))?;
     let shares = fallback::shares(share);
     deps.clients.autoscaling.set_on_demand_share(&asg, shares.raised).await?;
     deps.store.update_group(&group.name, |g| recovery::note_fallback(g, message, now, Some(shares.restore))).await?;

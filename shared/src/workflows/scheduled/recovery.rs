@@ -11,6 +11,7 @@ use crate::domain::LaunchPlan;
 use crate::domain::{
     AlertKind, Group, GroupKind, HistoryKind, Member, Old, OnDemandShare, PoolHealth, Reason, Retiring, StandaloneSpec,
 };
+use crate::runtime::error::AsgProblem;
 use crate::runtime::{Deps, Error};
 use crate::workflows::replacement;
 use crate::workflows::report::Report;
@@ -190,7 +191,7 @@ async fn restore(
     report: &mut Report,
 ) -> Result<Recovered, Error> {
     let Some(asg) = deps.clients.autoscaling.group(asg_name).await? else {
-        return Err(Error::Retry(format!("Auto Scaling group {asg_name} no longer exists")));
+        return Err(Error::AutoScaling(AsgProblem::Gone(asg_name.to_string())));
     };
     deps.clients.autoscaling.set_on_demand_share(&asg, share).await?;
     deps.store.update_group(&group.name, |g| recovery::note_recovered(g, 0, now)).await?;
