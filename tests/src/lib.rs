@@ -214,6 +214,12 @@ impl Harness {
     /// Serves the `api` function's router on a free port of 127.0.0.1 (for a browser); the
     /// server stops when the handle drops.
     pub async fn serve_api(&self) -> (String, ServerHandle) {
+        self.serve_api_beside(axum::Router::new()).await
+    }
+
+    /// Serves the `api` function's router with `beside`'s routes on the same origin (a page
+    /// that drives the dashboard in a frame, as an operator would).
+    pub async fn serve_api_beside(&self, beside: axum::Router) -> (String, ServerHandle) {
         let api = api::Api {
             deps: self.deps.clone(),
             token: Secret::new(TOKEN),
@@ -221,7 +227,7 @@ impl Harness {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port on 127.0.0.1");
         let address = listener.local_addr().expect("the server's address");
-        let router = api::router(Arc::new(api));
+        let router = api::router(Arc::new(api)).merge(beside);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });

@@ -148,6 +148,16 @@ async fn act(
     let mut history = History::new(deps);
     let mut alerts = Vec::new();
     let warnings = action.warnings();
+    // Noted first (in memory: nothing is written before the request leaves) so that the history
+    // reads in the order things happened: the warning, then what was done about it. The other
+    // warnings of a launch sent again are told by the delivery that holds them.
+    for w in warnings.iter().filter(|w| w.held) {
+        history.note(
+            Some(&w.instance_id),
+            "interrupted",
+            format!("Spot interruption warning for {} in {}", w.instance_id, describe(w.lookup.pool.as_ref())),
+        );
+    }
     let results = match action {
         Action::Detach { asg_name, .. } => {
             let ids: Vec<String> = warnings.iter().map(|w| w.instance_id.clone()).collect();
@@ -173,14 +183,6 @@ async fn act(
         && let Err(err) = deps.store.count(&group, &day, Counted::Interruption, handled).await
     {
         tracing::error!(group = %group, error = %err, "could not count the interruptions in the ledger");
-    }
-    // The other warnings of a launch sent again are told by the delivery that holds them.
-    for w in warnings.iter().filter(|w| w.held) {
-        history.note(
-            Some(&w.instance_id),
-            "interrupted",
-            format!("Spot interruption warning for {} in {}", w.instance_id, describe(w.lookup.pool.as_ref())),
-        );
     }
     history.write(deps, &group).await;
     (results, alerts)
