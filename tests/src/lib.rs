@@ -28,7 +28,9 @@ pub use proxy::FaultProxy;
 pub use receiver::Receiver;
 
 pub const TABLE: &str = "spotkeeper-fleet";
-pub const TOKEN: &str = "local-test-token";
+/// The API token everywhere on this machine: the tests, the demo, `make emulator` and the API
+/// events in events/.
+pub const TOKEN: &str = "local-demo-token";
 pub const WEBHOOK_SECRET: &str = "local-webhook-secret";
 
 /// A running emulator with the fleet table and a small fleet in it. The functions under test
@@ -355,6 +357,13 @@ impl Harness {
         let out = self.ec2().describe_instances().send().await.expect("DescribeInstances");
         out.reservations.unwrap_or_default().iter().map(|r| r.instances().len()).sum()
     }
+}
+
+/// Says on the terminal, past the test harness's output capture, that a long test has started
+/// and about how long it takes, so that a run does not look hung.
+pub fn announce(test: &str, takes: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "    {test}: started; it takes {takes} on 2 cores, quiet until it ends");
 }
 
 /// The deadline of an invocation of `function` (its logical id in template.yaml) starting now:

@@ -10,13 +10,17 @@ use serde_json::json;
 use spotkeeper_tests::emulator::workspace_root;
 use spotkeeper_tests::{Harness, TOKEN, events};
 
+/// The browser: `CHROMIUM` when set (`make test` sets it to the one it found or installed), else
+/// the usual names on PATH.
 fn chromium() -> String {
-    for candidate in ["chromium", "/usr/bin/chromium", "chromium-browser"] {
-        if Command::new(candidate).arg("--version").output().is_ok_and(|o| o.status.success()) {
-            return candidate.to_string();
+    let chosen = std::env::var("CHROMIUM").ok().filter(|c| !c.is_empty());
+    let usual = ["chromium", "/usr/bin/chromium", "chromium-browser", "google-chrome"].map(String::from);
+    for candidate in chosen.into_iter().chain(usual) {
+        if Command::new(&candidate).arg("--version").output().is_ok_and(|o| o.status.success()) {
+            return candidate;
         }
     }
-    panic!("Chromium is not installed: `make test` installs it (apt-get install chromium)");
+    panic!("no Chromium found: set CHROMIUM=/path/to/chromium, or let `make browser` install Debian's");
 }
 
 fn browse(url: &str, extra: &[&str]) -> String {
