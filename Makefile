@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 CARGO  ?= cargo
 
-.PHONY: tools browser demo emulator test build lint validate fuzz bench bench-profiles sam-build sam-deploy deploy api-token api-token-show clean
+.PHONY: tools browser demo emulator test build lint validate readme fuzz bench bench-profiles sam-build sam-deploy deploy api-token api-token-show clean
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -47,7 +47,7 @@ emulator: tools build
 	$(CARGO) run --quiet -p spotkeeper-tests --bin demo -- --keep
 
 # cargo prints one result line per test binary; the last line here adds them up.
-test: tools browser build lint validate
+test: tools browser build lint validate readme
 	mkdir -p target
 	@echo "test: unit and end-to-end tests; the load tests (burst, faults) say when they start: minutes each"
 	$(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
@@ -75,11 +75,18 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The template, offline: cfn-lint, SAM's own lint, checkov (every skipped check says why there).
-validate: tools
+# Done again only when the template or the tools change.
+validate: target/validated
+target/validated: template.yaml $(VENV)/.installed .venv-checkov/.installed
 	cfn-lint template.yaml
 	sam validate --lint --region us-east-1
 	# --skip-download and BC_SKIP_MAPPING: checkov stays offline (no calls to its vendor).
 	BC_SKIP_MAPPING=TRUE .venv-checkov/bin/checkov --skip-download --compact --quiet -f template.yaml
+	mkdir -p target && touch $@
+
+# The README's shell blocks that run offline, run as written (scripts/readme-snippets.sh).
+readme: tools
+	scripts/readme-snippets.sh
 
 # Deploy with SAM. sam, cargo-lambda and zig live in .venv/bin; these targets put it on PATH.
 # ARCH=x86_64 where arm64 cannot be built (as on a machine without the arm64 Rust target).
