@@ -38,6 +38,17 @@ fn tag<'a>(i: &'a aws_sdk_ec2::types::Instance, key: &str) -> Option<&'a str> {
     i.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
 }
 
+/// The emulator's Auto Scaling group `workers`, as AWS describes it.
+async fn auto_scaling_group(h: &Harness) -> aws_sdk_autoscaling::types::AutoScalingGroup {
+    let out = aws_sdk_autoscaling::Client::new(&h.sdk)
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&h.fleet.asg_name)
+        .send()
+        .await
+        .unwrap();
+    out.auto_scaling_groups()[0].clone()
+}
+
 async fn member(h: &Harness, id: &str) -> Option<Value> {
     let (_, group) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
     group["members"].as_array().unwrap().iter().find(|m| m["instance_id"] == id).cloned()
@@ -201,13 +212,7 @@ async fn asg_members_are_detached_without_decrement_in_one_call() {
     let out = h.spot_interruption(batch).await.unwrap();
     assert_eq!(out, json!({"batchItemFailures": []}));
     assert_eq!(h.proxy.count("DetachInstances"), 1, "two warnings of one ASG, one call");
-    let group = aws_sdk_autoscaling::Client::new(&h.sdk)
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&h.fleet.asg_name)
-        .send()
-        .await
-        .unwrap();
-    let group = &group.auto_scaling_groups()[0];
+    let group = auto_scaling_group(&h).await;
     assert_eq!(group.desired_capacity(), Some(2), "desired capacity kept");
     let now: Vec<&str> = group.instances().iter().filter_map(|i| i.instance_id()).collect();
     assert_eq!(now.len(), 2, "the ASG launched replacements: {now:?}");
@@ -442,8 +447,8 @@ async fn history_read_newest_first_shows_what_was_done_above_the_warning() {
     let at = |kind: &str| web.iter().position(|k| k == kind).unwrap_or_else(|| panic!("{kind} in {web:?}"));
     assert!(at("replacement-launched") < at("interrupted"), "the warning came first: {web:?}");
 
-    let (_, asg) = h.register_workers().await;
-    let id = asg["members"][0]["instance_id"].as_str().unwrap().to_string();
+    let (_, registered) = h.register_workers().await;
+    let id = registered["members"][0]["instance_id"].as_str().unwrap().to_string();
     h.spot_interruption(events::sqs_batch(&[events::spot_warning(&id)])).await.unwrap();
     let workers = kinds(&h, "workers").await;
     let at = |kind: &str| workers.iter().position(|k| k == kind).unwrap_or_else(|| panic!("{kind} in {workers:?}"));
@@ -453,10 +458,9 @@ async fn history_read_newest_first_shows_what_was_done_above_the_warning() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_detached_member_shows_as_leaving_and_the_asg_replacement_as_a_member_once_it_runs() {
     let h = Harness::start().await;
-    let (_, asg) = h.register_workers().await;
-    let ids: Vec<String> =
-        asg["members"].as_array().unwrap().iter().map(|m| m["instance_id"].as_str().unwrap().to_string()).collect();
-    assert!(asg["members"].as_array().unwrap().iter().all(|m| m["leaving"] == false), "{asg}");
+    let (_, registered) = h.register_workers().await;
+    let ids = spotkeeper_tests::member_ids(&registered);
+    assert!(registered["members"].as_array().unwrap().iter().all(|m| m["leaving"] == false), "{registered}");
     h.spot_interruption(events::sqs_batch(&[events::spot_warning(&ids[0])])).await.unwrap();
     let (_, workers) = h.call(Method::GET, "/groups/workers", Some(TOKEN), None).await;
     let members = workers["members"].as_array().unwrap();
@@ -466,14 +470,8 @@ async fn a_detached_member_shows_as_leaving_and_the_asg_replacement_as_a_member_
 
     // The scheduled reconcile makes the ASG's replacement a member.
     h.scheduled(None).await.unwrap();
-    let group = aws_sdk_autoscaling::Client::new(&h.sdk)
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&h.fleet.asg_name)
-        .send()
-        .await
-        .unwrap();
     let in_asg: Vec<String> =
-        group.auto_scaling_groups()[0].instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect();
+        auto_scaling_group(&h).await.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect();
     let replacement = in_asg.iter().find(|id| !ids.contains(id)).expect("the ASG launched a replacement");
     let (_, workers) = h.call(Method::GET, "/groups/workers", Some(TOKEN), None).await;
     let member = workers["members"].as_array().unwrap().iter().find(|m| m["instance_id"] == replacement.as_str());
