@@ -31,7 +31,8 @@ export CHROMIUM
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT  := $(SUDO) apt-get -o DPkg::Lock::Timeout=600 -qq
 browser:
-	@if [ -n "$(CHROMIUM)" ]; then echo "browser: using $(CHROMIUM)"; else \
+	@if [ -n "$(CHROMIUM)" ] && "$(CHROMIUM)" --version >/dev/null 2>&1; then echo "browser: using $(CHROMIUM)"; \
+	elif [ -n "$(CHROMIUM)" ]; then echo "browser: CHROMIUM=$(CHROMIUM) does not run ($(CHROMIUM) --version failed)" >&2; exit 1; else \
 	  echo "browser: installing Debian's chromium (about 100 MB, with $(or $(SUDO),root) and apt-get): the dashboard's test"; \
 	  echo "         drives it headless. To use a browser you have instead: make test CHROMIUM=/path/to/chromium"; \
 	  $(APT) update && $(APT) install -y chromium >/dev/null; fi
