@@ -30,7 +30,9 @@ pub use proxy::FaultProxy;
 pub use receiver::Receiver;
 
 pub const TABLE: &str = "spotkeeper-fleet";
-pub const TOKEN: &str = "local-test-token";
+/// The API token everywhere on this machine: the tests, the demo, `make emulator` and the API
+/// events in events/.
+pub const TOKEN: &str = "local-demo-token";
 pub const WEBHOOK_SECRET: &str = "local-webhook-secret";
 
 /// A running emulator with the fleet table and a small fleet in it. The functions under test
@@ -216,6 +218,12 @@ impl Harness {
     /// Serves the `api` function's router on a free port of 127.0.0.1 (for a browser); the
     /// server stops when the handle drops.
     pub async fn serve_api(&self) -> (String, ServerHandle) {
+        self.serve_api_beside(axum::Router::new()).await
+    }
+
+    /// Serves the `api` function's router with `beside`'s routes on the same origin (a page
+    /// that drives the dashboard in a frame, as an operator would).
+    pub async fn serve_api_beside(&self, beside: axum::Router) -> (String, ServerHandle) {
         let api = api::Api {
             deps: self.deps.clone(),
             token: Secret::new(TOKEN),
@@ -223,7 +231,7 @@ impl Harness {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port on 127.0.0.1");
         let address = listener.local_addr().expect("the server's address");
-        let router = api::router(Arc::new(api));
+        let router = api::router(Arc::new(api)).merge(beside);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
@@ -342,6 +350,13 @@ impl Harness {
         let out = self.ec2().describe_instances().send().await.expect("DescribeInstances");
         out.reservations.unwrap_or_default().iter().map(|r| r.instances().len()).sum()
     }
+}
+
+/// Says on the terminal, past the test harness's output capture, that a long test has started
+/// and about how long it takes, so that a run does not look hung.
+pub fn announce(test: &str, takes: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "    {test}: started; it takes {takes} on 2 cores, quiet until it ends");
 }
 
 /// The deadline of an invocation of `function` (its logical id in template.yaml) starting now:

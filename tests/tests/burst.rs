@@ -8,6 +8,7 @@ use spotkeeper_tests::{Harness, mass};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_warnings_across_twenty_pools_are_handled_under_ec2_rate_limits() {
+    spotkeeper_tests::announce("burst: 1000 warnings across 20 pools", "a few minutes");
     let h = Harness::start().await;
     let (groups, burst) = mass::burst(&h).await.unwrap_or_else(|e| panic!("{e}"));
     println!("{burst:?}");

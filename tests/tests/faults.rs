@@ -20,6 +20,7 @@ const FAULT_RATE: f64 = 0.2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_hundred_warnings_at_a_fifth_of_calls_failing_are_each_handled_exactly_once() {
+    spotkeeper_tests::announce("faults: 500 warnings, a fifth of all calls failing", "a few minutes");
     let h = Harness::start().await;
     let started = std::time::Instant::now();
     let groups = mass::build(&h, 3, 2, 100).await.expect("the fleet");

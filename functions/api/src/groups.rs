@@ -35,7 +35,15 @@ fn view(group: &Group, members: &[Member]) -> Value {
             .unwrap_or_default();
         view["pools"] = json!(pools);
     }
-    view["members"] = json!(members);
+    view["members"] = json!(members.iter().map(member_view).collect::<Vec<_>>());
+    view
+}
+
+/// A member as operators read it: one that is interrupted or retiring may still run, but it is
+/// on its way out (an Auto Scaling group member detached, an instance being replaced).
+fn member_view(member: &Member) -> Value {
+    let mut view = json!(member);
+    view["leaving"] = json!(!member.is_serving());
     view
 }
 

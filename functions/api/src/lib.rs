@@ -62,19 +62,15 @@ async fn require_token(State(api): State<Arc<Api>>, request: Request, next: Next
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if token_matches(token, &api.token) => next.run(request).await,
-        _ => {
-            let mut response = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send the API token as 'Authorization: Bearer <token>'",
-            )
-            .into_response();
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-            response
-        }
-    }
+    let refusal = match presented {
+        Some(token) if token_matches(token, &api.token) => return next.run(request).await,
+        // A token was sent: saying how to send one would send the operator looking elsewhere.
+        Some(_) => "the API token sent was refused: it is not this deployment's token",
+        None => "send the API token as 'Authorization: Bearer <token>'",
+    };
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", refusal).into_response();
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    response
 }
 
 async fn healthz() -> impl IntoResponse {

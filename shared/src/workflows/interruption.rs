@@ -139,6 +139,17 @@ async fn act(
     let group = group_of(action);
     let mut report = Report::new(deps);
     let warnings = action.warnings();
+    // Noted first (in memory: nothing is written before the request leaves) so that the history
+    // reads in the order things happened: the warning, then what was done about it. The other
+    // warnings of a launch sent again are told by the delivery that holds them.
+    for w in warnings.iter().filter(|w| w.held) {
+        report.note(
+            &group,
+            Some(&w.instance_id),
+            HistoryKind::Interrupted,
+            format!("Spot interruption warning for {} in {}", w.instance_id, describe(w.lookup.pool.as_ref())),
+        );
+    }
     let results = match action {
         Action::Detach { asg_name, .. } => {
             let ids: Vec<String> = warnings.iter().map(|w| w.instance_id.clone()).collect();
@@ -167,15 +178,6 @@ async fn act(
         && let Err(err) = deps.store.count(&group, day, Counted::Interruption, handled).await
     {
         tracing::error!(group = %group, error = %err, "could not count the interruptions in the ledger");
-    }
-    // The other warnings of a launch sent again are told by the delivery that holds them.
-    for w in warnings.iter().filter(|w| w.held) {
-        report.note(
-            &group,
-            Some(&w.instance_id),
-            HistoryKind::Interrupted,
-            format!("Spot interruption warning for {} in {}", w.instance_id, describe(w.lookup.pool.as_ref())),
-        );
     }
     (results, report)
 }

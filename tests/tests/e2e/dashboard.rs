@@ -10,13 +10,17 @@ use serde_json::json;
 use spotkeeper_tests::emulator::workspace_root;
 use spotkeeper_tests::{Harness, TOKEN, events};
 
+/// The browser: `CHROMIUM` when set (`make test` sets it to the one it found or installed), else
+/// the usual names on PATH.
 fn chromium() -> String {
-    for candidate in ["chromium", "/usr/bin/chromium", "chromium-browser"] {
-        if Command::new(candidate).arg("--version").output().is_ok_and(|o| o.status.success()) {
-            return candidate.to_string();
+    let chosen = std::env::var("CHROMIUM").ok().filter(|c| !c.is_empty());
+    let usual = ["chromium", "/usr/bin/chromium", "chromium-browser", "google-chrome"].map(String::from);
+    for candidate in chosen.into_iter().chain(usual) {
+        if Command::new(&candidate).arg("--version").output().is_ok_and(|o| o.status.success()) {
+            return candidate;
         }
     }
-    panic!("Chromium is not installed: `make test` installs it (apt-get install chromium)");
+    panic!("no Chromium found: set CHROMIUM=/path/to/chromium, or let `make browser` install Debian's");
 }
 
 fn browse(url: &str, extra: &[&str]) -> String {
@@ -95,7 +99,14 @@ async fn the_dashboard_shows_the_fleet_the_timeline_and_the_savings() {
     let dom = tokio::task::spawn_blocking(move || browse(&page, &["--dump-dom"])).await.unwrap();
     for id in &ids {
         assert!(dom.contains(&format!("data-instance=\"{id}\"")), "the fleet shows {id}:\n{dom}");
+        let console = format!(
+            "href=\"https://us-east-1.console.aws.amazon.com/ec2/home?region=us-east-1#InstanceDetails:instanceId={id}\""
+        );
+        assert!(dom.contains(&console), "{id} links to the EC2 console:\n{dom}");
     }
+    let metas: Vec<&str> =
+        dom.split("class=\"group-meta\">").skip(1).filter_map(|m| m.split("</div>").next()).collect();
+    assert!(metas.len() == 2 && metas.iter().all(|m| !m.contains("version")), "no internal version: {metas:?}");
     assert!(
         dom.contains("data-kind=\"instance-state\"") && dom.contains("data-kind=\"group-registered\""),
         "the timeline"
@@ -149,4 +160,88 @@ async fn the_dashboard_shows_the_fleet_the_timeline_and_the_savings() {
     let arg = format!("--screenshot={}", shot.display());
     tokio::task::spawn_blocking(move || browse(&page, &[&arg])).await.unwrap();
     assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 10_000), "a screenshot at {}", shot.display());
+}
+
+/// A page on the dashboard's origin that opens it in a frame, as an operator: it measures the
+/// timeline (nothing hidden inside its box), presses "Roll back image" on `group` (answering the
+/// confirmation), and writes what the page then says into `#report`.
+fn driver(group: &str) -> String {
+    r##"<!doctype html><html><body><pre id="report">waiting</pre>
+<iframe id="f" src="/#token=TOKEN" style="width:1280px;height:2400px"></iframe>
+<script>
+const report = (o) => { document.getElementById("report").textContent = JSON.stringify(o); };
+const f = document.getElementById("f");
+function until(ready, then, tries) {
+  const found = ready();
+  if (found) return then(found);
+  if (tries <= 0) return report({ error: "the page never got there" });
+  setTimeout(() => until(ready, then, tries - 1), 50);
+}
+f.addEventListener("load", () => {
+  const w = f.contentWindow, d = f.contentDocument;
+  w.confirm = () => true;
+  until(() => d.querySelectorAll("#timeline li").length && d.querySelector('.actions[data-group="GROUP"] button'), (button) => {
+    const ol = d.querySelector("#timeline ol");
+    const items = d.querySelectorAll("#timeline li");
+    const last = items[items.length - 1].getBoundingClientRect();
+    const box = d.querySelector("#timeline").getBoundingClientRect();
+    const timeline = { entries: items.length, hidden: ol.scrollHeight - ol.clientHeight, last_inside: last.bottom <= box.bottom };
+    button.click();
+    until(() => {
+      const r = d.querySelector('.actions[data-group="GROUP"] .action-result');
+      return r && /^(Refused|Rolled back)/.test(r.textContent) && r;
+    }, (r) => report({ timeline, result: r.textContent, class: r.className }), 200);
+  }, 200);
+});
+</script></body></html>"##
+        .replace("TOKEN", TOKEN)
+        .replace("GROUP", group)
+}
+
+/// What the driver page wrote into `#report`.
+fn report(dom: &str) -> serde_json::Value {
+    let text = dom.split("<pre id=\"report\">").nth(1).and_then(|r| r.split("</pre>").next()).unwrap_or_default();
+    let text = text.replace("&quot;", "\"").replace("&gt;", ">").replace("&lt;", "<").replace("&amp;", "&");
+    serde_json::from_str(&text).unwrap_or_else(|_| json!({"unreadable": text}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_acts_from_the_page_and_a_refused_token_is_said_to_be_refused() {
+    let h = Harness::start().await;
+    let subnet = h.fleet.subnet_a.clone();
+    h.standalone("web").types(&["m5.large"]).subnets(&[&subnet]).capacity(1).online().await;
+    // A timeline longer than a screen: each policy change is one entry.
+    for i in 0..16 {
+        let patch = json!({"fallback": i % 2 == 1});
+        let (status, changed) = h.patch("web", patch).await;
+        assert_eq!(status.as_u16(), 200, "{changed}");
+    }
+    let (_, before) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    let page = driver("web");
+    let beside =
+        axum::Router::new().route("/drive", axum::routing::get(move || async move { axum::response::Html(page) }));
+    let (url, _server) = h.serve_api_beside(beside).await;
+
+    // The action goes through the API's route and its checks: a group with no image history has
+    // nothing to roll back to, and the page says so in the API's words; nothing changed.
+    let drive = format!("{url}/drive");
+    let dom = tokio::task::spawn_blocking(move || browse(&drive, &["--dump-dom"])).await.unwrap();
+    let told = report(&dom);
+    let result = told["result"].as_str().unwrap_or_default();
+    assert!(result.starts_with("Refused: POST /groups/web/rollback: 409"), "{told}");
+    assert_eq!(told["class"], "action-result refused", "{told}");
+    assert!(told["timeline"]["entries"].as_u64().unwrap_or_default() >= 17, "{told}");
+    assert_eq!(told["timeline"]["hidden"], 0, "no timeline entry hidden inside its box: {told}");
+    assert_eq!(told["timeline"]["last_inside"], true, "the last entry is inside the timeline: {told}");
+    let (_, after) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;
+    assert_eq!(before["members"], after["members"], "a refused rollback changes nothing");
+    assert_eq!(h.history("web", "rollback").await, Vec::<String>::new());
+
+    // A wrong token: the page says it was refused, not how to send one.
+    let wrong = format!("{url}/#token=not-this-deployments-token");
+    let dom = tokio::task::spawn_blocking(move || browse(&wrong, &["--dump-dom"])).await.unwrap();
+    let said = dom.split("id=\"login-message\"").nth(1).and_then(|m| m.split("</p>").next()).unwrap_or_default();
+    assert!(said.contains("The token was refused (401: the API token sent was refused"), "{said}");
+    assert!(!said.contains("send the API token as"), "{said}");
+    assert!(!dom.contains("data-instance=\"i-"), "no data behind a refused token");
 }

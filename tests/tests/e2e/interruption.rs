@@ -9,6 +9,17 @@ use spotkeeper_tests::{Harness, TOKEN, events, member_ids, tag};
 const DYNAMODB_500: &str =
     r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error"}"#;
 
+/// The emulator's Auto Scaling group `workers`, as AWS describes it.
+async fn auto_scaling_group(h: &Harness) -> aws_sdk_autoscaling::types::AutoScalingGroup {
+    let out = aws_sdk_autoscaling::Client::new(&h.sdk)
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&h.fleet.asg_name)
+        .send()
+        .await
+        .unwrap();
+    out.auto_scaling_groups()[0].clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standalone_member_is_replaced_and_dns_address_and_volume_follow() {
     let h = Harness::start().await;
@@ -167,13 +178,7 @@ async fn asg_members_are_detached_without_decrement_in_one_call() {
     let out = h.spot_interruption(batch).await.unwrap();
     assert_eq!(out, json!({"batchItemFailures": []}));
     assert_eq!(h.proxy.count("DetachInstances"), 1, "two warnings of one ASG, one call");
-    let group = aws_sdk_autoscaling::Client::new(&h.sdk)
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&h.fleet.asg_name)
-        .send()
-        .await
-        .unwrap();
-    let group = &group.auto_scaling_groups()[0];
+    let group = auto_scaling_group(&h).await;
     assert_eq!(group.desired_capacity(), Some(2), "desired capacity kept");
     let now: Vec<&str> = group.instances().iter().filter_map(|i| i.instance_id()).collect();
     assert_eq!(now.len(), 2, "the ASG launched replacements: {now:?}");
@@ -382,4 +387,50 @@ async fn a_lost_answer_to_the_claim_does_not_lose_the_warning() {
     let claims =
         h.proxy.calls().iter().filter(|c| c.operation == "TransactWriteItems" && c.body.contains("DEDUP#")).count();
     assert_eq!(claims, 2, "the SDK retried the claim once");
+}
+
+/// The kinds of a group's history, newest first, as the API pages it.
+async fn kinds(h: &Harness, group: &str) -> Vec<String> {
+    let (_, page) = h.call(Method::GET, &format!("/groups/{group}/events?limit=100"), Some(TOKEN), None).await;
+    page["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_read_newest_first_shows_what_was_done_above_the_warning() {
+    let h = Harness::start().await;
+    let old = h.standalone("web").latest().with_dns().with_address().online().await.remove(0);
+    h.spot_interruption(events::sqs_batch(&[events::spot_warning(&old)])).await.unwrap();
+    let web = kinds(&h, "web").await;
+    let at = |kind: &str| web.iter().position(|k| k == kind).unwrap_or_else(|| panic!("{kind} in {web:?}"));
+    assert!(at("replacement-launched") < at("interrupted"), "the warning came first: {web:?}");
+
+    let (_, registered) = h.register_workers().await;
+    let id = registered["members"][0]["instance_id"].as_str().unwrap().to_string();
+    h.spot_interruption(events::sqs_batch(&[events::spot_warning(&id)])).await.unwrap();
+    let workers = kinds(&h, "workers").await;
+    let at = |kind: &str| workers.iter().position(|k| k == kind).unwrap_or_else(|| panic!("{kind} in {workers:?}"));
+    assert!(at("detached") < at("interrupted"), "the warning came first: {workers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_member_shows_as_leaving_and_the_asg_replacement_as_a_member_once_it_runs() {
+    let h = Harness::start().await;
+    let (_, registered) = h.register_workers().await;
+    let ids = spotkeeper_tests::member_ids(&registered);
+    assert!(registered["members"].as_array().unwrap().iter().all(|m| m["leaving"] == false), "{registered}");
+    h.spot_interruption(events::sqs_batch(&[events::spot_warning(&ids[0])])).await.unwrap();
+    let (_, workers) = h.call(Method::GET, "/groups/workers", Some(TOKEN), None).await;
+    let members = workers["members"].as_array().unwrap();
+    let leaving: Vec<&str> =
+        members.iter().filter(|m| m["leaving"] == true).filter_map(|m| m["instance_id"].as_str()).collect();
+    assert_eq!(leaving, [ids[0].as_str()], "the detached instance is on its way out: {workers}");
+
+    // The scheduled reconcile makes the ASG's replacement a member.
+    h.scheduled(None).await.unwrap();
+    let in_asg: Vec<String> =
+        auto_scaling_group(&h).await.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect();
+    let replacement = in_asg.iter().find(|id| !ids.contains(id)).expect("the ASG launched a replacement");
+    let (_, workers) = h.call(Method::GET, "/groups/workers", Some(TOKEN), None).await;
+    let member = workers["members"].as_array().unwrap().iter().find(|m| m["instance_id"] == replacement.as_str());
+    assert!(member.is_some_and(|m| m["leaving"] == false), "{replacement} is a serving member: {workers}");
 }

@@ -13,5 +13,6 @@ mod registration;
 mod savings;
 mod secrets;
 mod store;
+mod template;
 mod volumes;
 mod webhooks;

@@ -5,11 +5,11 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use chrono::Duration;
 use serde_json::{Value, json};
+use spotkeeper_tests::proxy::Fault;
 use spotkeeper_tests::runtime::Function;
-use spotkeeper_tests::{Harness, events};
-
-const TOKEN: &str = "local-demo-token";
+use spotkeeper_tests::{Harness, TOKEN, events};
 
 struct Story {
     started: Instant,
@@ -71,12 +71,13 @@ fn describe_group(story: &Story, group: &Value) {
     }
     for m in group["members"].as_array().into_iter().flatten() {
         story.say(format!(
-            "  member {}  {:<9} {:<10} {}  {}{}",
+            "  member {}  {:<9} {:<10} {}  {}{}{}",
             m["instance_id"].as_str().unwrap_or("?"),
             m["market"].as_str().unwrap_or("?"),
             m["instance_type"].as_str().unwrap_or("?"),
             m["availability_zone"].as_str().unwrap_or("?"),
             m["state"].as_str().unwrap_or("?"),
+            if m["leaving"] == json!(true) { ", leaving" } else { "" },
             if m["fallen_back"] == json!(true) { "  (fallen back to On-Demand)" } else { "" },
         ));
         if let Some(interrupted) = m.get("interrupted").filter(|i| !i.is_null()) {
@@ -227,7 +228,15 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     ));
 
     let asg_member = workers["members"][0]["instance_id"].as_str().unwrap_or_default().to_string();
+    let asg_other = workers["members"][1]["instance_id"].as_str().unwrap_or_default().to_string();
     story.step(&format!("Spot interruption warning for {asg_member} of the Auto Scaling group"));
+    story.say(format!(
+        "{} runs {} in the emulator: moto launches every Auto Scaling instance On-Demand, whatever",
+        asg_member,
+        workers["members"][0]["market"].as_str().unwrap_or("?")
+    ));
+    story.say("the group's mixed instances policy says. In AWS this policy (0% On-Demand above a base of 0)");
+    story.say("launches them on Spot, and this is the warning EC2 would send two minutes before reclaiming one.");
     let started = Instant::now();
     spot.invoke(events::spot_warning(&asg_member)).await?;
     let asg = aws_sdk_autoscaling::Client::new(&h.sdk)
@@ -244,6 +253,14 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
         asg.desired_capacity().unwrap_or_default(),
         now.join(", ")
     ));
+    let (_, shown) = call(&mut api, "GET", "/groups/workers", None).await?;
+    let leaving = shown["members"].as_array().into_iter().flatten().find(|m| m["instance_id"] == asg_member.as_str());
+    if !leaving.is_some_and(|m| m["leaving"] == json!(true)) {
+        return Err(format!("{asg_member} is detached but not shown leaving: {shown}"));
+    }
+    story.say(format!("{asg_member} still runs out of the group until EC2 reclaims it; spotkeeper shows it leaving"));
+
+    let (today, tomorrow) = savings_day(story, &h).await?;
 
     story.step("The alerts: Slack (a local receiver stands in for it) and SNS (read through an SQS subscription)");
     for message in h.slack.received() {
@@ -259,6 +276,7 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     }
 
     story.step("What exists now (GET /groups)");
+    story.say("(the ASG's replacement joined 'workers' at the first scheduled run; the detached one is leaving)");
     let (_, groups) = call(&mut api, "GET", "/groups", None).await?;
     for group in groups["groups"].as_array().into_iter().flatten() {
         describe_group(story, group);
@@ -267,6 +285,36 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     story.say("history of 'web', newest first:");
     for e in shown["recent_events"].as_array().into_iter().flatten() {
         story.say(format!("  {:<20} {}", e["kind"].as_str().unwrap_or("?"), e["message"].as_str().unwrap_or("?")));
+    }
+
+    story.step(&format!("What Spot saved (GET /savings?from={today}&to={tomorrow})"));
+    let (status, savings) = call(&mut api, "GET", &format!("/savings?from={today}&to={tomorrow}"), None).await?;
+    if status != 200 {
+        return Err(format!("GET /savings answered {status}: {savings}"));
+    }
+    for g in savings["groups"].as_array().into_iter().flatten() {
+        story.say(format!(
+            "{:<8} {:>5.1} h Spot, {:>5.1} h On-Demand: paid ${:.2}, On-Demand would have cost ${:.2}: saved ${:.2}",
+            g["group"].as_str().unwrap_or("?"),
+            g["spot_hours"].as_f64().unwrap_or_default(),
+            g["on_demand_hours"].as_f64().unwrap_or_default(),
+            g["cost"].as_f64().unwrap_or_default(),
+            g["on_demand_cost"].as_f64().unwrap_or_default(),
+            g["savings"].as_f64().unwrap_or_default(),
+        ));
+    }
+    let total = &savings["total"];
+    let saved = total["savings"].as_f64().unwrap_or_default();
+    story.say(format!(
+        "in all: saved ${saved:.2} ({:.0}% of ${:.2}) in a day; {} interruption(s), {} fallback(s)",
+        total["savings_percent"].as_f64().unwrap_or_default(),
+        total["on_demand_cost"].as_f64().unwrap_or_default(),
+        total["interruptions"],
+        total["fallbacks"],
+    ));
+    story.say("(workers saved nothing here only because the emulator runs its members On-Demand)");
+    if saved <= 0.0 {
+        return Err(format!("the ledger shows no savings: {savings}"));
     }
 
     story.step("Drive the functions by hand");
@@ -282,10 +330,16 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
             h.emulator.endpoint
         ));
         story.say(format!("export SPOTKEEPER_TABLE={} SPOTKEEPER_API_TOKEN={TOKEN}", spotkeeper_tests::TABLE));
+        let dir = write_events(&new_id, &asg_other)?;
+        story.say(format!(
+            "The events below name instances of this fleet ({new_id} of web, {asg_other} of workers): {dir}"
+        ));
         story.say(".venv/bin/cargo-lambda lambda watch --invoke-address 127.0.0.1 --invoke-port 9000 &");
-        story.say(".venv/bin/cargo-lambda lambda invoke --invoke-address 127.0.0.1 --invoke-port 9000 api --data-file events/api-get-groups.json");
-        story.say(".venv/bin/cargo-lambda lambda invoke --invoke-address 127.0.0.1 --invoke-port 9000 instance-state --data-file events/instance-state-running.json");
-        story.say(".venv/bin/cargo-lambda lambda invoke --invoke-address 127.0.0.1 --invoke-port 9000 spot-interruption --data-file events/spot-interruption-warning.json");
+        for (function, file) in EXAMPLES {
+            story.say(format!(
+                ".venv/bin/cargo-lambda lambda invoke --invoke-address 127.0.0.1 --invoke-port 9000 {function} --data-file {dir}/{file}"
+            ));
+        }
         story.say("Press Ctrl-C here to stop the emulator.");
         tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
     } else {
@@ -300,6 +354,84 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     drop(spot);
     drop(h);
     Ok(())
+}
+
+/// The functions the printed `cargo lambda invoke` examples drive, and their events.
+const EXAMPLES: [(&str, &str); 3] = [
+    ("api", "api-get-groups.json"),
+    ("instance-state", "instance-state-running.json"),
+    ("spot-interruption", "spot-interruption-warning.json"),
+];
+
+/// Writes the examples' events, naming instances that exist in this fleet (events/ names sample
+/// ids the emulator never launched: the functions would answer "ignored").
+fn write_events(web_member: &str, asg_member: &str) -> Result<String, String> {
+    let dir = std::env::temp_dir().join(format!("spotkeeper-demo-events-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let events = [
+        events::http("GET", "/groups", Some(TOKEN), None),
+        events::state_change(web_member, "running"),
+        events::spot_warning(asg_member),
+    ];
+    for ((_, file), event) in EXAMPLES.iter().zip(events) {
+        let path = dir.join(file);
+        std::fs::write(&path, event.to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(dir.display().to_string())
+}
+
+/// Typical Spot prices (USD an hour) of the demo's instance types in us-east-1, a third or so of
+/// their On-Demand list prices.
+const SPOT_PRICES: [(&str, &str); 4] =
+    [("m5.large", "0.0352"), ("m5a.large", "0.0331"), ("m6i.large", "0.0375"), ("t3.micro", "0.0031")];
+
+/// EC2's DescribeSpotPriceHistory answer with [`SPOT_PRICES`] in both of the fleet's AZs.
+fn spot_prices() -> String {
+    let at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S.000Z");
+    let items: String = SPOT_PRICES
+        .iter()
+        .flat_map(|(instance_type, price)| {
+            ["us-east-1a", "us-east-1b"].map(|zone| {
+                format!(
+                    "<item><instanceType>{instance_type}</instanceType><productDescription>Linux/UNIX</productDescription>\
+                     <spotPrice>{price}</spotPrice><timestamp>{at}</timestamp><availabilityZone>{zone}</availabilityZone></item>"
+                )
+            })
+        })
+        .collect();
+    format!(
+        "<DescribeSpotPriceHistoryResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+         <requestId>demo-spot-prices</requestId><spotPriceHistorySet>{items}</spotPriceHistorySet><nextToken></nextToken>\
+         </DescribeSpotPriceHistoryResponse>"
+    )
+}
+
+/// A day passes: the scheduled function runs every hour of it, as in AWS (every 5 minutes
+/// there), in this process with the emulated clock the tests use. Its first run reconciles (the
+/// ASG's replacement becomes a member) and starts the ledger; the others add each hour's Spot and
+/// On-Demand time at their prices. Returns the ledger's days.
+async fn savings_day(story: &Story, h: &Harness) -> Result<(String, String), String> {
+    story.step("A day passes: scheduled-recovery every hour (an emulated clock, as the tests use)");
+    h.proxy.on(|call| {
+        (call.operation == "DescribeSpotPriceHistory")
+            .then(|| Fault::answer(200, "text/xml;charset=UTF-8", spot_prices()))
+    });
+    story.say("The emulator prices every Spot hour at a placeholder $0.00001: here EC2's Spot price history");
+    story.say("answers with typical Spot prices instead, about a third of On-Demand:");
+    for (instance_type, price) in SPOT_PRICES {
+        story.say(format!("  {instance_type:<10} ${price}/h"));
+    }
+    let today = h.clock_midnight().format("%Y-%m-%d").to_string();
+    h.scheduled(None).await.map_err(|e| format!("scheduled-recovery: {e}"))?;
+    for _ in 0..24 {
+        h.clock.advance(Duration::hours(1));
+        h.scheduled(None).await.map_err(|e| format!("scheduled-recovery: {e}"))?;
+    }
+    let tomorrow = h.clock_midnight().format("%Y-%m-%d").to_string();
+    story.say(format!("25 runs from {today} to {tomorrow}: the fleet's hours and prices are in the ledger"));
+    story.say("(On-Demand prices: the Price List API is out of the emulator's reach, so the list prices");
+    story.say(" shipped with spotkeeper, as in AWS when that API cannot be reached)");
+    Ok((today, tomorrow))
 }
 
 #[tokio::main]

@@ -21,10 +21,22 @@ impl Registration {
             .remove("kind")
             .ok_or_else(|| ApiError::invalid("kind", "missing field `kind`: asg or standalone"))?;
         match from_value::<Kind>(kind).map_err(|e| ApiError { field: Some("kind".into()), ..e })? {
-            Kind::Asg => Ok(Self::Asg(from_value(value)?)),
-            Kind::Standalone => Ok(Self::Standalone(Box::new(from_value(value)?))),
+            Kind::Asg => Ok(Self::Asg(from_value(value).map_err(with_kind)?)),
+            Kind::Standalone => Ok(Self::Standalone(Box::new(from_value(value).map_err(with_kind)?))),
         }
     }
+}
+
+/// `kind` is read before the rest of the body, so serde's list of expected fields leaves it out:
+/// an unknown field's refusal lists every field the body takes, `kind` first.
+fn with_kind(err: ApiError) -> ApiError {
+    let Some((unknown, expected)) = err.message.split_once(", expected ") else { return err };
+    if !unknown.starts_with("unknown field `") {
+        return err;
+    }
+    let fields: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let message = format!("{unknown}, expected one of `kind`, `{}`", fields.join("`, `"));
+    ApiError { message, ..err }
 }
 
 #[derive(Debug, Deserialize)]
@@ -291,6 +303,16 @@ mod tests {
         let err = standalone(json!({"dns": {"hosted_zone_id": "Z1", "record_name": "a.b", "tll": 5}})).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("dns.tll"));
         assert!(err.message.contains("tll"), "{}", err.message);
+    }
+
+    #[test]
+    fn an_unknown_field_lists_every_field_the_body_takes_kind_included() {
+        let asg = json!({"name": "w", "kind": "asg", "asg_name": "workers", "colour": "red"});
+        let err = Registration::from_json(asg).err().map(|e| e.message);
+        assert_eq!(err.as_deref(), Some("unknown field `colour`, expected one of `kind`, `name`, `asg_name`"));
+        let err = standalone(json!({"colour": "red"})).unwrap_err().message;
+        assert!(err.starts_with("unknown field `colour`, expected one of `kind`, `name`, `launch_template`"), "{err}");
+        assert!(err.ends_with("`adopt`"), "{err}");
     }
 
     #[test]
