@@ -51,7 +51,7 @@ pub fn candidates(
     for (f, owner) in facts.iter().zip(owners) {
         let id = f.instance_id.clone();
         if !f.is_live() {
-            return Err(Refusal::NotLive { id, state: f.state.to_string() });
+            return Err(Refusal::NotLive { id, state: f.state.clone() });
         }
         if let Some(owner) = owner {
             return Err(Refusal::Managed { id, owner: owner.clone() });
@@ -105,8 +105,8 @@ mod tests {
 
     #[test]
     fn candidates_are_refused_for_what_stands_in_the_way() {
-        let stopped = InstanceFacts { state: "stopped".into(), ..fixtures::instance("i-0000000b") };
         type Case = (&'static str, Vec<InstanceFacts>, Vec<Option<GroupName>>, Result<(), Refusal>);
+        let stopped = InstanceFacts { state: "stopped".into(), ..fixtures::instance("i-0000000b") };
         let table: Vec<Case> = vec![
             ("free and running", vec![fixtures::instance("i-0000000a")], vec![None], Ok(())),
             ("missing", vec![], vec![], Err(Refusal::Missing("i-0000000a".into()))),
@@ -139,6 +139,7 @@ mod tests {
 
     #[test]
     fn an_instance_fits_its_group_or_says_why_not() {
+        type Case<'a> = (&'static str, &'a Group, usize, InstanceFacts, Result<(), Refusal>);
         let asg =
             Group::new(name("workers"), GroupKind::Asg(AsgSpec { asg_name: "workers-asg".into() }), chrono::Utc::now());
         let subnet = Subnet { id: "subnet-a".into(), availability_zone: "us-east-1a".into() };
@@ -146,7 +147,6 @@ mod tests {
         let standalone = Group::new(name("web"), GroupKind::Standalone(Box::new(spec.clone())), chrono::Utc::now());
         let inside = InstanceFacts { subnet_id: Some("subnet-a".into()), ..fixtures::instance("i-0000000a") };
         let elsewhere = InstanceFacts { subnet_id: Some("subnet-elsewhere".into()), ..inside.clone() };
-        type Case<'a> = (&'static str, &'a Group, usize, InstanceFacts, Result<(), Refusal>);
         let table: Vec<Case> = vec![
             ("in the ASG", &asg, 5, tagged("i-0000000a", &[("aws:autoscaling:groupName", "workers-asg")]), Ok(())),
             (
