@@ -11,6 +11,9 @@ pub mod selector;
 pub mod store;
 pub mod tls;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -225,11 +225,45 @@ async fn kubectl_cordons_lists_with_selectors_and_patches_in_three_formats() {
     assert_eq!(pod["spec"]["containers"][0]["image"], "busybox:1.38");
     assert_eq!(pod["metadata"]["generation"], pod_before["metadata"]["generation"].as_i64().unwrap_or(0) + 1);
 
+    // Optimistic concurrency: a replace from a stale read is a 409, in kubectl's words.
+    let read = kubectl.run(&["get", "node", n2, "-o", "json"]).await;
+    assert!(read.ok, "{read:?}");
+    let stale = kubectl.dir.join("stale-node.json");
+    std::fs::write(&stale, &read.stdout).expect("the node written");
+    let label = kubectl.run(&["label", "node", n2, "moved=on"]).await;
+    assert!(label.ok && label.stdout.trim() == format!("node/{n2} labeled"), "{label:?}");
+    // --validate=false: kubectl validates files against the server's OpenAPI, which the fake
+    // does not serve.
+    let replace = kubectl.run(&["replace", "--validate=false", "-f", stale.to_str().unwrap_or_default()]).await;
+    assert!(!replace.ok, "{replace:?}");
+    assert!(
+        replace.stderr.contains(&format!("Operation cannot be fulfilled on nodes \"{n2}\": the object has been modified; please apply your changes to the latest version and try again")),
+        "{replace:?}"
+    );
+
+    // Delete with a grace period: terminating for that long, then gone (kubectl's NotFound).
+    let delete = kubectl.run(&["delete", "pod", "web-2", "--grace-period=2", "--wait=false"]).await;
+    assert!(delete.ok && delete.stdout.contains("pod \"web-2\" deleted"), "{delete:?}");
+    let terminating = fake.get("pods", Some("default"), "web-2").expect("still there, terminating");
+    assert_eq!(terminating["metadata"]["deletionGracePeriodSeconds"], 2);
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let gone = kubectl.run(&["get", "pod", "web-2"]).await;
+    assert!(!gone.ok && gone.stderr.contains("Error from server (NotFound): pods \"web-2\" not found"), "{gone:?}");
+
     let uncordon = kubectl.run(&["uncordon", n1]).await;
     assert!(uncordon.ok && uncordon.stdout.trim() == format!("node/{n1} uncordoned"), "{uncordon:?}");
     assert!(fake.get("nodes", None, n1).expect("the node")["spec"].get("unschedulable").is_none());
     let provider = kubectl.run(&["get", "node", n1, "-o", "jsonpath={.spec.providerID}"]).await;
     assert_eq!(provider.stdout, "aws:///us-east-1a/i-0aaa", "{provider:?}");
+
+    // kubectl found everything it asked for (discovery included), bar the pod it was told is gone.
+    let missing: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 404 && !r.uri.contains("/pods/web-2"))
+        .map(|r| r.uri)
+        .collect();
+    assert!(missing.is_empty(), "kubectl asked for what the fake lacks: {missing:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,6 +360,14 @@ async fn kubectl_drain_skips_daemonset_and_mirror_pods_and_waits_on_a_pdb() {
     assert_eq!(fake.get("nodes", None, node).expect("the node")["spec"]["unschedulable"], true);
     let evictions = fake.requests().iter().filter(|r| r.uri.contains("/eviction") && r.status == 201).count();
     assert_eq!(evictions, 4, "each evictable pod evicted once");
+    // The only 404s kubectl met: its polls for evicted pods, which is how it learns they are gone.
+    let missing: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 404 && !(r.method == "GET" && r.uri.contains("/pods/")))
+        .map(|r| r.uri)
+        .collect();
+    assert!(missing.is_empty(), "kubectl asked for what the fake lacks: {missing:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
