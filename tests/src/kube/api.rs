@@ -25,10 +25,29 @@ enum Target<'a> {
 
 /// Answers a request: the status code and the JSON body.
 pub fn handle(store: &mut Store, now: DateTime<Utc>, request: &ApiRequest<'_>) -> (u16, Value) {
-    match route(store, now, request) {
+    let result = if dry_run(request) {
+        // Everything checked and answered as for real, nothing kept.
+        route(&mut store.clone(), now, request)
+    } else {
+        route(store, now, request)
+    };
+    match result {
         Ok((code, body)) => (code, body),
         Err(e) => (e.code, e.status()),
     }
+}
+
+/// `dryRun=All` in the query (writes) or in the DeleteOptions (deletes, evictions).
+fn dry_run(request: &ApiRequest<'_>) -> bool {
+    if request.method == "GET" {
+        return false;
+    }
+    if request.query.get("dryRun").is_some_and(|d| d == "All") {
+        return true;
+    }
+    let body: Value = serde_json::from_slice(request.body).unwrap_or(Value::Null);
+    let listed = |v: &Value| v.as_array().is_some_and(|d| d.iter().any(|x| x == "All"));
+    listed(&body["dryRun"]) || listed(&body["deleteOptions"]["dryRun"])
 }
 
 fn route(store: &mut Store, now: DateTime<Utc>, request: &ApiRequest<'_>) -> Result<(u16, Value), ApiError> {

@@ -42,6 +42,8 @@ pub struct Logged {
     /// Path and query.
     pub uri: String,
     pub content_type: String,
+    /// What the client asked to get back (kubectl asks for aggregated discovery first).
+    pub accept: String,
     pub status: u16,
     /// Why a token was refused, when it was.
     pub refused: Option<String>,
@@ -512,6 +514,7 @@ async fn serve(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         method: parts.method.to_string(),
         uri: parts.uri.to_string(),
         content_type,
+        accept: header("accept"),
         status,
         refused,
     });

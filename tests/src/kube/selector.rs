@@ -334,21 +334,23 @@ pub fn parse_fields(input: &str) -> Result<Vec<FieldTerm>, String> {
 }
 
 fn split_unescaped(input: &str, sep: char) -> Vec<String> {
-    let mut parts = vec![String::new()];
+    let mut parts = Vec::new();
+    let mut part = String::new();
     let mut escaped = false;
     for c in input.chars() {
         if escaped {
-            parts.last_mut().map(|p| p.push(c));
+            part.push(c);
             escaped = false;
         } else if c == '\\' {
-            parts.last_mut().map(|p| p.push(c));
+            part.push(c);
             escaped = true;
         } else if c == sep {
-            parts.push(String::new());
+            parts.push(std::mem::take(&mut part));
         } else {
-            parts.last_mut().map(|p| p.push(c));
+            part.push(c);
         }
     }
+    parts.push(part);
     parts
 }
 

@@ -249,7 +249,7 @@ fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
 type Key = (&'static str, String, String);
 
 /// Every object, by resource, namespace and name (the order etcd lists them in).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Store {
     rv: u64,
     uids: u64,

@@ -271,6 +271,25 @@ fn lists_page_with_continue_and_refuse_unknown_fields() {
 }
 
 #[test]
+fn dry_runs_answer_and_keep_nothing() {
+    let mut w = World::new();
+    w.pod("p", json!({}), 0);
+    w.get("/api/v1/namespaces/default/pods/p");
+    let rv = w.store.resource_version();
+    let (code, _) = w.evict("p", json!({"dryRun": ["All"]}));
+    assert_eq!(code, 201);
+    let (code, _) = w.call(
+        "PATCH",
+        "/api/v1/nodes/n1?dryRun=All",
+        "application/merge-patch+json",
+        json!({"spec": {"unschedulable": true}}),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(w.store.resource_version(), rv, "nothing written");
+    assert_eq!(w.get("/api/v1/namespaces/default/pods/p").0, 200);
+}
+
+#[test]
 fn discovery_lists_the_eviction_subresource() {
     let mut w = World::new();
     let (_, core) = w.get("/api/v1");

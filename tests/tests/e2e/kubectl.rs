@@ -256,6 +256,16 @@ async fn kubectl_cordons_lists_with_selectors_and_patches_in_three_formats() {
     let provider = kubectl.run(&["get", "node", n1, "-o", "jsonpath={.spec.providerID}"]).await;
     assert_eq!(provider.stdout, "aws:///us-east-1a/i-0aaa", "{provider:?}");
 
+    // kubectl asks for aggregated discovery (apidiscovery.k8s.io/v2) and takes the v1 documents
+    // the fake answers instead, reading each group version's resources.
+    let requests = fake.requests();
+    let path = |r: &spotkeeper_tests::kube::Logged| r.uri.split('?').next().unwrap_or_default().to_string();
+    let api = requests.iter().find(|r| path(r) == "/api").expect("kubectl's discovery");
+    assert!(api.accept.contains("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"), "{api:?}");
+    for group_version in ["/api/v1", "/apis/apps/v1", "/apis/policy/v1"] {
+        assert!(requests.iter().any(|r| path(r) == group_version && r.status == 200), "{group_version}");
+    }
+
     // kubectl found everything it asked for (discovery included), bar the pod it was told is gone.
     let missing: Vec<String> = fake
         .requests()
