@@ -447,3 +447,56 @@ async fn kubectl_is_refused_with_a_tampered_foreign_or_expired_token() {
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401})
     );
 }
+
+/// The client spotkeeper will use, on the same fake: kube 5 on aws-lc-rs (no `ring` panic at
+/// creation), the cluster CA from the kubeconfig, built-in retries off so a PDB's 429 comes back
+/// at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_with_the_cluster_ca_and_no_retries_meets_the_same_fake() {
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams};
+
+    let fake = fake().await;
+    let node = "ip-10-0-4-40.ec2.internal";
+    fake.node(node, "us-east-1a", "i-0kube");
+    fake.pod(PodSeed::new("default", "held").on(node).label("app", "held"));
+    fake.pdb("default", "held", &[("app", "held")], Budget::MinAvailable(json!(1)));
+    let token = token_for(&fake.cluster, Utc::now());
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&fake.kubeconfig(&token)).expect("the kubeconfig parses");
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .expect("a config");
+    assert!(config.root_cert.is_some(), "the cluster CA, from the kubeconfig");
+    config.default_retry = false;
+    let client = kube::Client::try_from(config).expect("a client");
+
+    let nodes: Api<Node> = Api::all(client.clone());
+    let listed =
+        nodes.list(&ListParams::default().fields(&format!("metadata.name={node}"))).await.expect("nodes listed");
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].spec.as_ref().and_then(|s| s.provider_id.as_deref()), Some("aws:///us-east-1a/i-0kube"));
+    let cordon = Patch::Strategic(json!({"spec": {"unschedulable": true}}));
+    let cordoned = nodes.patch(node, &PatchParams::default(), &cordon).await.expect("cordoned");
+    assert_eq!(cordoned.spec.and_then(|s| s.unschedulable), Some(true));
+
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let on_node =
+        pods.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await.expect("pods listed");
+    assert_eq!(on_node.items.len(), 1);
+    let started = std::time::Instant::now();
+    match pods.evict("held", &EvictParams::default()).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (429, "TooManyRequests"), "{status:?}");
+            assert_eq!(status.message, "Cannot evict pod as it would violate the pod's disruption budget.");
+        }
+        other => panic!("the PDB holds the pod: {other:?}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "no silent retries: {:?}", started.elapsed());
+    match pods.list(&ListParams::default().fields("spec.image=x")).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.message.as_str()), (400, "field label not supported: spec.image"))
+        }
+        other => panic!("an unsupported field is a 400: {other:?}"),
+    }
+    assert!(fake.get("pods", Some("default"), "held").is_some(), "nothing evicted");
+}
