@@ -184,11 +184,13 @@ fn cases(member: &str) -> Vec<Case> {
 /// `make bench`: BENCHMARKS.md but for the release-profile section.
 async fn bench() -> Result<String, String> {
     let (h, env, member) = setup().await?;
+    let load_before = load_average();
     let cases = cases(&member);
     let mut figures = Vec::new();
     for case in &cases {
         figures.extend(measure(&env, case, &[binary(case.name)], COLD_STARTS).await?);
     }
+    let load_after = load_average();
 
     // The critical path: a real replacement, its calls counted by the proxy.
     let mut spot = Function::start("spot-interruption", &env).await?;
@@ -207,7 +209,7 @@ async fn bench() -> Result<String, String> {
     md.push_str("# Benchmarks\n\nProduced by `make bench` (release build; `tools/src/bin/bench.rs`), on this project's development machine: ");
     md.push_str(&format!("{}. ", machine()));
     md.push_str("The functions are the release binaries, run as Lambda runs them against a local Lambda Runtime API, with the AWS emulator (moto) behind a counting proxy on 127.0.0.1. Latencies include the emulator's own time, so they are upper bounds for the code; AWS round trips in a real region add their own.\n\n");
-    md.push_str(&format!("## Per function\n\nCold start: process start → first poll of the Runtime API, {COLD_STARTS} starts. Warm: one event end to end, {WARM_EVENTS} events on one process.\n\n"));
+    md.push_str(&format!("## Per function\n\nCold start: process start → first poll of the Runtime API, {COLD_STARTS} starts. Warm: one event end to end, {WARM_EVENTS} events on one process. Load average (1 min) {load_before} at the start, {load_after} at the end, the benchmark's own processes included: on 2 cores, anything over 1 inflates the times.\n\n"));
     md.push_str("| function | event | cold start p50 / max (ms) | warm p50 / p95 (ms) | peak RSS (MiB) | binary (MiB) | zip (MiB) |\n|---|---|---|---|---|---|---|\n");
     for (case, f) in cases.iter().zip(&figures) {
         md.push_str(&format!(
