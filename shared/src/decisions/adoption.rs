@@ -51,7 +51,7 @@ pub fn candidates(
     for (f, owner) in facts.iter().zip(owners) {
         let id = f.instance_id.clone();
         if !f.is_live() {
-            return Err(Refusal::NotLive { id, state: f.state.to_string() });
+            return Err(Refusal::NotLive { id, state: f.state.map(|s| s.to_string()).unwrap_or_default() });
         }
         if let Some(owner) = owner {
             return Err(Refusal::Managed { id, owner: owner.clone() });
@@ -90,7 +90,7 @@ pub fn fits(group: &Group, members: usize, f: &InstanceFacts) -> Result<(), Refu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AsgSpec, StandaloneSpec, Subnet};
+    use crate::domain::{AsgSpec, InstanceState, StandaloneSpec, Subnet};
     use crate::fixtures;
 
     fn name(text: &str) -> GroupName {
@@ -105,7 +105,7 @@ mod tests {
 
     #[test]
     fn candidates_are_refused_for_what_stands_in_the_way() {
-        let stopped = InstanceFacts { state: "stopped".into(), ..fixtures::instance("i-0000000b") };
+        let stopped = InstanceFacts { state: Some(InstanceState::Stopped), ..fixtures::instance("i-0000000b") };
         type Case = (&'static str, Vec<InstanceFacts>, Vec<Option<GroupName>>, Result<(), Refusal>);
         let table: Vec<Case> = vec![
             ("free and running", vec![fixtures::instance("i-0000000a")], vec![None], Ok(())),

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::domain::InstanceState;
 use crate::domain::{Group, ImagePolicy, ImageRecord, ImageStage, InstanceFacts, Member};
 
 /// What a scheduled run does about a group's images.
@@ -55,7 +56,10 @@ pub fn active(images: &[ImageRecord]) -> Option<&ImageRecord> {
 pub fn source<'a>(members: &'a [Member], instances: &[InstanceFacts]) -> Option<&'a Member> {
     let mut healthy: Vec<&Member> = members
         .iter()
-        .filter(|m| m.is_serving() && instances.iter().any(|i| i.instance_id == m.instance_id && i.state == "running"))
+        .filter(|m| {
+            m.is_serving()
+                && instances.iter().any(|i| i.instance_id == m.instance_id && i.state == Some(InstanceState::Running))
+        })
         .collect();
     healthy.sort_by_key(|m| (m.launched_at, m.instance_id.clone()));
     healthy.first().copied()
@@ -308,7 +312,7 @@ mod tests {
             }),
             ..launched("i-old", "2026-11-01T00:00:00Z")
         };
-        let stopped = InstanceFacts { state: "stopped".into(), ..crate::fixtures::instance("i-stopped") };
+        let stopped = InstanceFacts { state: Some(InstanceState::Stopped), ..crate::fixtures::instance("i-stopped") };
         let cases: Vec<Case2<Vec<Member>, Vec<InstanceFacts>, Option<&str>>> = vec![
             ("no members", vec![], vec![], None),
             ("not listed by EC2", vec![launched("i-1", "2026-11-10T00:00:00Z")], vec![], None),

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
+use crate::domain::InstanceState;
 use crate::domain::{
     AddressKind, Attempt, DataVolume, Group, GroupKind, GroupName, InstanceFacts, LaunchError, LaunchPlan, Lookup, Old,
     Pool, PoolHealth, Reason, StandaloneSpec, Subnet, VolumeFacts,
@@ -60,7 +61,7 @@ pub fn pools(instance_types: &[String], subnets: &[Subnet], zone: Option<&str>) 
 pub fn dns_addresses(kind: AddressKind, instances: &[InstanceFacts]) -> Vec<String> {
     let mut addresses: Vec<String> = instances
         .iter()
-        .filter(|i| i.state == "running")
+        .filter(|i| i.state == Some(InstanceState::Running))
         .filter_map(|i| match kind {
             AddressKind::Private => i.private_ip.clone(),
             AddressKind::Public => i.public_ip.clone(),
@@ -317,7 +318,7 @@ mod tests {
     fn instance(id: &str, zone: &str, state: &str, ip: &str) -> InstanceFacts {
         InstanceFacts {
             availability_zone: zone.into(),
-            state: state.into(),
+            state: state.parse().ok(),
             private_ip: Some(ip.into()),
             ..crate::fixtures::instance(id)
         }

@@ -5,7 +5,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Market, Pool};
+use super::{InstanceState, Market, Pool};
 
 /// One instance a group manages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,7 +17,7 @@ pub struct Member {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet_id: Option<String>,
     /// The EC2 instance state as last seen (`pending`, `running`, `stopped`, ...).
-    pub state: String,
+    pub state: InstanceState,
     /// When EC2 reported that state: an older, late-delivered state change is ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_at: Option<DateTime<Utc>>,

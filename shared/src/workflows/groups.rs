@@ -8,6 +8,7 @@ use thiserror::Error;
 use crate::adapters::aws::AwsError;
 use crate::adapters::store::StoreError;
 use crate::decisions::{adoption, changes, plan, recovery};
+use crate::domain::InstanceState;
 use crate::domain::{
     AsgSpec, GROUP_TAG, Group, GroupKind, GroupName, HistoryKind, InstanceFacts, LaunchPlan, Member, NewAsg,
     NewStandalone, Policy, Reason, RebalancePolicy, StandaloneSpec,
@@ -254,7 +255,7 @@ pub async fn register_standalone(
             "no Spot pool had capacity: launched On-Demand until recovery",
         );
     }
-    for f in adopted.iter().filter(|f| f.state == "running") {
+    for f in adopted.iter().filter(|f| f.state == Some(InstanceState::Running)) {
         let online = bring_online(&deps.clients, &spec, &f.instance_id, &members).await?;
         for (kind, line) in online.lines() {
             report.note(&group.name, Some(&f.instance_id), kind, line);
@@ -442,7 +443,7 @@ pub async fn adopt(
     );
     if let GroupKind::Standalone(spec) = &group.kind {
         deps.clients.ec2.tag(std::slice::from_ref(&member.instance_id), GROUP_TAG, group.name.as_str()).await?;
-        if facts.state == "running" {
+        if facts.state == Some(InstanceState::Running) {
             let all: Vec<Member> = members.iter().cloned().chain([member.clone()]).collect();
             let online = bring_online(&deps.clients, spec, &member.instance_id, &all).await?;
             for (kind, line) in online.lines() {

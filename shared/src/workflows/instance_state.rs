@@ -133,7 +133,7 @@ pub async fn state_changed(
         );
         return Ok(Outcome::Ignored { reason: "a newer state is already recorded" });
     }
-    let updated = Member { state: state.to_string(), state_at: Some(seen_at), ..member.clone() };
+    let updated = Member { state, state_at: Some(seen_at), ..member.clone() };
     deps.store.save_member(&name, &updated).await?;
 
     let change = Change { deps, group: &group, member, members: &members, state, seen_at, deadline };

@@ -1,6 +1,7 @@
 //! Bringing a standalone group's instance online: its DNS record, its Elastic IP, its data volumes.
 //! Used when a member reaches `running` and when a running instance is adopted.
 
+use crate::domain::InstanceState;
 use crate::domain::{AlertKind, HistoryKind};
 use std::time::Duration;
 
@@ -68,7 +69,7 @@ pub async fn bring_online(
     let Some(instance) = fleet.iter().find(|i| i.instance_id == instance_id).cloned() else {
         return Ok(online);
     };
-    if instance.state != "running" {
+    if instance.state != Some(InstanceState::Running) {
         return Ok(online);
     }
     let address = async {

@@ -116,7 +116,8 @@ fn facts(instance: Instance) -> Option<InstanceFacts> {
         instance_type: instance.instance_type.map(|t| t.as_str().to_string()).unwrap_or_default(),
         availability_zone: instance.placement.and_then(|p| p.availability_zone).unwrap_or_default(),
         subnet_id: instance.subnet_id,
-        state: instance.state.and_then(|s| s.name).map(|n| n.as_str().to_string()).unwrap_or_default(),
+        // A state this version does not know (or none) is kept as unknown: neither live nor gone.
+        state: instance.state.and_then(|s| s.name).and_then(|n| n.as_str().parse().ok()),
         launched_at: instance.launch_time.as_ref().and_then(chrono_time),
         private_ip: instance.private_ip_address,
         public_ip: instance.public_ip_address,
