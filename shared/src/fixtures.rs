@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use proptest::strategy::Union;
 use serde_json::Value;
 
-use crate::domain::{InstanceFacts, InstanceState, LaunchTemplateRef, Market, Member, StandaloneSpec};
+use crate::domain::{InstanceFacts, InstanceState, LaunchTemplateRef, Market, Member, Role, StandaloneSpec};
 
 /// A running Spot member: m5.large in us-east-1a, subnet-a.
 pub fn member(id: &str) -> Member {
@@ -21,8 +21,7 @@ pub fn member(id: &str) -> Member {
         launched_at: None,
         fallen_back: false,
         replaces: None,
-        interrupted: None,
-        retiring: None,
+        role: Role::Serving,
         version: 0,
     }
 }

@@ -176,7 +176,7 @@ pub fn on_trial(group: &Group, members: &[Member], instances: &[InstanceFacts], 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{GroupKind, GroupName, Reason, Retiring};
+    use crate::domain::{GroupKind, GroupName, Reason, Retiring, Role};
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
@@ -305,7 +305,7 @@ mod tests {
     fn the_source_is_the_longest_lived_running_serving_member() {
         let launched = |id: &str, when: &str| Member { launched_at: Some(at(when)), ..crate::fixtures::member(id) };
         let retiring = Member {
-            retiring: Some(Retiring {
+            role: Role::Retiring(Retiring {
                 since: at("2026-11-21T00:00:00Z"),
                 reason: Reason::Recovery,
                 replaced_by: "i-x".into(),
@@ -518,7 +518,7 @@ mod tests {
             ..crate::fixtures::member("i-1")
         };
         let retiring = Member {
-            retiring: Some(Retiring { since: now, reason: Reason::Recovery, replaced_by: "i-2".into() }),
+            role: Role::Retiring(Retiring { since: now, reason: Reason::Recovery, replaced_by: "i-2".into() }),
             ..launched(10)
         };
         let cases = [

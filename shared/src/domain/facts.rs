@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{InstanceState, Market, Member};
+use super::{InstanceState, Market, Member, Role};
 
 /// What EC2 says about an instance, as far as spotkeeper cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,8 +48,7 @@ impl InstanceFacts {
             launched_at: self.launched_at,
             fallen_back,
             replaces: None,
-            interrupted: None,
-            retiring: None,
+            role: Role::Serving,
             version: 0,
         }
     }

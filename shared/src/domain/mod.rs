@@ -32,7 +32,7 @@ pub use kinds::{AlertKind, HistoryKind};
 pub use launch::{Attempt, LaunchError, LaunchErrorKind, LaunchPlan, Old};
 pub use ledger::{BadDay, Day, LedgerDay, Usage};
 pub use lookup::Lookup;
-pub use member::{Interrupted, Member, Reason, Replaced, Retiring};
+pub use member::{InterruptAction, Interrupted, Member, Reason, Replaced, Retiring, Role};
 pub use patch::{PolicyPatch, RecoveryPatch, WindowPatch};
 pub use policy::{
     BadWindow, ImagePolicy, Policy, RebalancePolicy, RecoveryPolicy, VolumePolicy, Webhook, Window, defaults,

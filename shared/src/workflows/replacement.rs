@@ -9,7 +9,7 @@ use crate::decisions::plan::{self, AVOID_POOL_MINUTES};
 use crate::decisions::recovery;
 use crate::domain::InstanceState;
 pub use crate::domain::{Attempt, LaunchPlan, Old};
-use crate::domain::{Group, LaunchedInstance, Member, PoolHealth, Replaced, StandaloneSpec};
+use crate::domain::{Group, LaunchedInstance, Member, PoolHealth, Replaced, Role, StandaloneSpec};
 use crate::runtime::Deps;
 use crate::runtime::Error;
 use crate::workflows::launch::{Launch, launch};
@@ -65,8 +65,7 @@ fn new_member(
         launched_at: Some(now),
         fallen_back: fell_back,
         replaces,
-        interrupted: None,
-        retiring: None,
+        role: Role::Serving,
         version: 0,
     }
 }
