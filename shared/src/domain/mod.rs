@@ -27,7 +27,10 @@ pub use group::{
     AddressKind, AsgSpec, DataVolume, DnsSpec, Fallback, Group, GroupKind, GroupStatus, ImageRecord, ImageStage,
     LaunchTemplateRef, NewAsg, NewStandalone, OnDemandShare, Recovery, StandaloneSpec, VolumeMove,
 };
-pub use ids::{GROUP_TAG, GroupName, InstanceId, REPLACES_TAG, is_ec2_id};
+pub use ids::{
+    AllocationId, DeviceName, EventId, GROUP_TAG, GroupName, InstanceId, InstanceType, MountPath, REPLACES_TAG,
+    SubnetId, VolumeId, is_ec2_id,
+};
 pub use kinds::{AlertKind, HistoryKind};
 pub use launch::{Attempt, LaunchError, LaunchErrorKind, LaunchPlan, Old};
 pub use ledger::{BadDay, Day, LedgerDay, Usage};

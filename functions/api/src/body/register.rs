@@ -1,7 +1,10 @@
 //! `POST /groups` and adoption: the registration bodies and their shape and range checks.
 
 use serde::Deserialize;
-use spotkeeper::domain::{AddressKind, DataVolume, DnsSpec, GroupName, LaunchTemplateRef, NewAsg, NewStandalone};
+use spotkeeper::domain::{
+    AddressKind, AllocationId, DataVolume, DeviceName, DnsSpec, GroupName, InstanceType, LaunchTemplateRef, NewAsg,
+    NewStandalone, SubnetId, VolumeId,
+};
 
 use super::checks::{check_instance_id, id_like, unique};
 use super::strict::from_value;
@@ -186,12 +189,7 @@ impl StandaloneBody {
             return Err(ApiError::invalid("instance_types", "give at least one instance type"));
         }
         for t in &self.instance_types {
-            let ok = t.split_once('.').is_some_and(|(family, size)| {
-                !family.is_empty()
-                    && !size.is_empty()
-                    && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-            });
-            if !ok {
+            if InstanceType::try_from(t.as_str()).is_err() {
                 return Err(ApiError::invalid(
                     "instance_types",
                     format!("{t:?} is not an instance type (like m5.large)"),
@@ -202,7 +200,7 @@ impl StandaloneBody {
         if self.subnets.is_empty() {
             return Err(ApiError::invalid("subnets", "give at least one subnet"));
         }
-        if let Some(s) = self.subnets.iter().find(|s| !id_like(s, "subnet-")) {
+        if let Some(s) = self.subnets.iter().find(|s| SubnetId::try_from(s.as_str()).is_err()) {
             return Err(ApiError::invalid("subnets", format!("{s:?} is not a subnet id (subnet-...)")));
         }
         unique("subnets", self.subnets.iter().map(String::as_str))?;
@@ -236,7 +234,7 @@ impl StandaloneBody {
             }
         }
         if let Some(eip) = &self.elastic_ip_allocation_id
-            && !id_like(eip, "eipalloc-")
+            && AllocationId::try_from(eip.as_str()).is_err()
         {
             return Err(ApiError::invalid(
                 "elastic_ip_allocation_id",
@@ -244,17 +242,13 @@ impl StandaloneBody {
             ));
         }
         for v in &self.data_volumes {
-            if !id_like(&v.volume_id, "vol-") {
+            if VolumeId::try_from(v.volume_id.as_str()).is_err() {
                 return Err(ApiError::invalid(
                     "data_volumes.volume_id",
                     format!("{:?} is not a volume id (vol-...)", v.volume_id),
                 ));
             }
-            let device_ok = v
-                .device
-                .strip_prefix("/dev/")
-                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_alphanumeric()));
-            if !device_ok {
+            if DeviceName::try_from(v.device.as_str()).is_err() {
                 return Err(ApiError::invalid(
                     "data_volumes.device",
                     format!("{:?} is not a device name (like /dev/sdf)", v.device),
