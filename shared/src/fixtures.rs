@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use proptest::strategy::Union;
 use serde_json::Value;
 
-use crate::domain::{InstanceFacts, InstanceState, LaunchTemplateRef, Market, Member, Role, StandaloneSpec};
+use crate::domain::{InstanceFacts, InstanceState, LaunchTemplateRef, Market, Member, Role, StandaloneSpec, SubnetId};
 
 /// A running Spot member: m5.large in us-east-1a, subnet-a.
 pub fn member(id: &str) -> Member {
@@ -15,7 +15,7 @@ pub fn member(id: &str) -> Member {
         market: Market::Spot,
         instance_type: "m5.large".into(),
         availability_zone: "us-east-1a".into(),
-        subnet_id: Some("subnet-a".into()),
+        subnet_id: SubnetId::try_from("subnet-a").ok(),
         state: InstanceState::Running,
         state_at: None,
         launched_at: None,

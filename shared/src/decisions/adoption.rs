@@ -90,7 +90,7 @@ pub fn fits(group: &Group, members: usize, f: &InstanceFacts) -> Result<(), Refu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AsgSpec, InstanceState, StandaloneSpec, Subnet};
+    use crate::domain::{AsgSpec, InstanceState, StandaloneSpec, Subnet, SubnetId};
     use crate::fixtures;
 
     fn name(text: &str) -> GroupName {
@@ -141,11 +141,15 @@ mod tests {
     fn an_instance_fits_its_group_or_says_why_not() {
         let asg =
             Group::new(name("workers"), GroupKind::Asg(AsgSpec { asg_name: "workers-asg".into() }), chrono::Utc::now());
-        let subnet = Subnet { id: "subnet-a".into(), availability_zone: "us-east-1a".into() };
+        let subnet = Subnet { id: SubnetId::try_from("subnet-a").unwrap(), availability_zone: "us-east-1a".into() };
         let spec = StandaloneSpec { subnets: vec![subnet], ..fixtures::standalone_spec() };
         let standalone = Group::new(name("web"), GroupKind::Standalone(Box::new(spec.clone())), chrono::Utc::now());
-        let inside = InstanceFacts { subnet_id: Some("subnet-a".into()), ..fixtures::instance("i-0000000a") };
-        let elsewhere = InstanceFacts { subnet_id: Some("subnet-elsewhere".into()), ..inside.clone() };
+        let inside = InstanceFacts {
+            subnet_id: Some(SubnetId::try_from("subnet-a").unwrap()),
+            ..fixtures::instance("i-0000000a")
+        };
+        let elsewhere =
+            InstanceFacts { subnet_id: Some(SubnetId::try_from("subnet-elsewhere").unwrap()), ..inside.clone() };
         type Case<'a> = (&'static str, &'a Group, usize, InstanceFacts, Result<(), Refusal>);
         let table: Vec<Case> = vec![
             ("in the ASG", &asg, 5, tagged("i-0000000a", &[("aws:autoscaling:groupName", "workers-asg")]), Ok(())),

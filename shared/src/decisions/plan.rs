@@ -299,10 +299,15 @@ fn replay(attempt: &Attempt, held: Vec<Warning>) -> Option<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AsgSpec, LaunchErrorKind, LaunchTemplateRef};
+    use crate::domain::{AsgSpec, LaunchErrorKind, LaunchTemplateRef, SubnetId};
 
-    fn subnet(id: &str, zone: &str) -> Subnet {
-        Subnet { id: id.into(), availability_zone: zone.into() }
+    /// Subnet `subnet-<short>`: the tables below name subnets by their last letters.
+    fn subnet_id(short: &str) -> SubnetId {
+        SubnetId::try_from(format!("subnet-{short}")).unwrap()
+    }
+
+    fn subnet(short: &str, zone: &str) -> Subnet {
+        Subnet { id: subnet_id(short), availability_zone: zone.into() }
     }
 
     fn volume(id: &str, zone: &str, attached_to: Option<&str>) -> VolumeFacts {
@@ -327,11 +332,11 @@ mod tests {
     #[test]
     fn pools_are_types_times_subnets_within_the_volume_zone() {
         let types = vec!["m5.large".to_string(), "m6i.large".to_string()];
-        let subnets = vec![subnet("s-a", "us-east-1a"), subnet("s-b", "us-east-1b")];
+        let subnets = vec![subnet("a", "us-east-1a"), subnet("b", "us-east-1b")];
         assert_eq!(pools(&types, &subnets, None).unwrap().len(), 4);
         let zoned = pools(&types, &subnets, Some("us-east-1b")).unwrap();
         assert_eq!(zoned.len(), 2);
-        assert!(zoned.iter().all(|p| p.subnet_id == "s-b"));
+        assert!(zoned.iter().all(|p| p.subnet_id == "subnet-b"));
         assert_eq!(
             pools(&types, &subnets, Some("us-east-1c")),
             Err(PlanError::NoSubnetInVolumeZone { zone: "us-east-1c".into() })
@@ -397,7 +402,7 @@ mod tests {
     }
 
     fn launch_error(kind: LaunchErrorKind, pool: Option<(&str, &str)>) -> LaunchError {
-        let pool = pool.map(|(t, s)| (t.to_string(), s.to_string()));
+        let pool = pool.map(|(t, s)| (t.to_string(), subnet_id(s)));
         LaunchError { kind, code: format!("{kind:?}"), message: String::new(), pool }
     }
 
@@ -502,7 +507,7 @@ mod tests {
     }
 
     fn pool(t: &str, subnet: &str) -> Pool {
-        Pool { instance_type: t.into(), subnet_id: subnet.into(), availability_zone: format!("zone-{subnet}") }
+        Pool { instance_type: t.into(), subnet_id: subnet_id(subnet), availability_zone: format!("zone-{subnet}") }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{InstanceState, Market, Member, Role};
+use super::{InstanceState, Market, Member, Role, SubnetId};
 
 /// What EC2 says about an instance, as far as spotkeeper cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,7 +11,7 @@ pub struct InstanceFacts {
     pub market: Market,
     pub instance_type: String,
     pub availability_zone: String,
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<SubnetId>,
     /// `None` when EC2 gives no state or one this version does not know.
     pub state: Option<InstanceState>,
     pub launched_at: Option<DateTime<Utc>>,
@@ -72,5 +72,5 @@ pub struct LaunchedInstance {
     pub instance_id: String,
     pub market: Market,
     pub instance_type: String,
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<SubnetId>,
 }

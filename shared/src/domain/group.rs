@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{GroupName, Policy, Subnet};
+use super::{GroupName, Policy, Subnet, SubnetId};
 
 /// A launch template by id or by name, at a version (`$Latest`, `$Default` or a number).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,7 +220,7 @@ pub struct NewStandalone {
     pub name: GroupName,
     pub launch_template: LaunchTemplateRef,
     pub instance_types: Vec<String>,
-    pub subnets: Vec<String>,
+    pub subnets: Vec<SubnetId>,
     pub capacity: u32,
     pub dns: Option<DnsSpec>,
     pub elastic_ip_allocation_id: Option<String>,

@@ -117,6 +117,12 @@ macro_rules! checked_string {
             }
         }
 
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl TryFrom<&str> for $name {
             type Error = String;
             fn try_from(value: &str) -> Result<Self, Self::Error> {

@@ -5,7 +5,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{InstanceState, Market, Pool};
+use super::{InstanceState, Market, Pool, SubnetId};
 
 /// One instance a group manages. Stored (and answered) as [`MemberRecord`]: the lifecycle is one
 /// [`Role`] here, and the fields `interrupted` / `retiring` there, as items have always had them.
@@ -16,7 +16,7 @@ pub struct Member {
     pub market: Market,
     pub instance_type: String,
     pub availability_zone: String,
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<SubnetId>,
     /// The EC2 instance state as last seen.
     pub state: InstanceState,
     /// When EC2 reported that state: an older, late-delivered state change is ignored.
@@ -106,7 +106,7 @@ struct MemberRecord {
     instance_type: String,
     availability_zone: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    subnet_id: Option<String>,
+    subnet_id: Option<SubnetId>,
     state: InstanceState,
     /// When EC2 reported that state: an older, late-delivered state change is ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]

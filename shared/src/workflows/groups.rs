@@ -70,8 +70,8 @@ pub struct Registered {
     pub warnings: Vec<String>,
 }
 
-fn missing(wanted: &[String], found: impl Fn(&str) -> bool) -> Vec<&str> {
-    wanted.iter().map(String::as_str).filter(|id| !found(id)).collect()
+fn missing<T: AsRef<str>>(wanted: &[T], found: impl Fn(&str) -> bool) -> Vec<&str> {
+    wanted.iter().map(AsRef::as_ref).filter(|id| !found(id)).collect()
 }
 
 /// Instances that may join `name`: they exist, run (or are starting) and no group manages them.
@@ -125,7 +125,7 @@ pub async fn register_standalone(
         let which = template.id.as_deref().or(template.name.as_deref()).unwrap_or_default();
         return Err(GroupError::unknown("launch_template", format!("launch template {which} does not exist")));
     }
-    let gone = missing(&body.subnets, |id| subnets.iter().any(|s| s.id == id));
+    let gone = missing(&body.subnets, |id| subnets.iter().any(|s| s.id == *id));
     if !gone.is_empty() {
         return Err(GroupError::unknown("subnets", format!("subnet {} does not exist", gone.join(", "))));
     }

@@ -471,12 +471,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::domain::SubnetId;
 
     /// The answers read as the handler's `json!` literals did (tests and the demo read them).
     #[test]
     fn outcomes_answer_as_before() {
-        let pool =
-            Pool { instance_type: "m5.large".into(), subnet_id: "subnet-1".into(), availability_zone: "a".into() };
+        let pool = Pool {
+            instance_type: "m5.large".into(),
+            subnet_id: SubnetId::try_from("subnet-1").unwrap(),
+            availability_zone: "a".into(),
+        };
         let cases = [
             (
                 Interruption::Detached { instance_id: "i-1".into(), asg: "web-asg".into() },

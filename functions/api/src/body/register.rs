@@ -144,12 +144,15 @@ impl StandaloneBody {
     /// AWS when it is registered.
     pub fn parse(self) -> Result<NewStandalone, ApiError> {
         self.check()?;
+        // Checked above in the order errors are told; parsed here into what the group keeps.
+        let subnets = (self.subnets.into_iter().map(SubnetId::try_from).collect::<Result<Vec<_>, _>>())
+            .map_err(|m| ApiError::invalid("subnets", m))?;
         let TemplateBody { id, name, version } = self.launch_template;
         Ok(NewStandalone {
             name: self.name,
             launch_template: LaunchTemplateRef { id, name, version },
             instance_types: self.instance_types,
-            subnets: self.subnets,
+            subnets,
             capacity: self.capacity,
             dns: self.dns.map(|d| DnsSpec {
                 hosted_zone_id: d.hosted_zone_id,

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use super::AwsError;
 use crate::domain::{
     GROUP_TAG, GroupName, InstanceFacts, LaunchErrorKind, LaunchPlan, LaunchTemplateRef, Market, REPLACES_TAG, Subnet,
+    SubnetId,
 };
 pub use crate::domain::{LaunchError, LaunchedInstance, VolumeFacts};
 
@@ -69,7 +70,16 @@ pub fn mentions_capacity(text: &str) -> bool {
 }
 
 fn launch_error(code: String, message: String, pool: Option<(String, String)>) -> LaunchError {
+    let pool = pool.and_then(|(instance_type, subnet)| Some((instance_type, parsed("subnet id", subnet)?)));
     LaunchError { kind: classify(&code), code, message, pool }
+}
+
+/// A value EC2 gave, parsed into its type. One that does not parse (EC2 never sends one) is
+/// left out, logged, as a missing one is: an answer is never refused whole for it.
+fn parsed<T: TryFrom<String, Error = String>>(what: &str, value: String) -> Option<T> {
+    T::try_from(value)
+        .map_err(|why| tracing::warn!(what, %why, "EC2 answered a value that does not parse; left out"))
+        .ok()
 }
 
 /// One request of a plan's launch: how many of its instances, on which market, under which
@@ -115,7 +125,7 @@ fn facts(instance: Instance) -> Option<InstanceFacts> {
         },
         instance_type: instance.instance_type.map(|t| t.as_str().to_string()).unwrap_or_default(),
         availability_zone: instance.placement.and_then(|p| p.availability_zone).unwrap_or_default(),
-        subnet_id: instance.subnet_id,
+        subnet_id: instance.subnet_id.and_then(|s| parsed("subnet id", s)),
         // A state this version does not know (or none) is kept as unknown: neither live nor gone.
         state: instance.state.and_then(|s| s.name).and_then(|n| n.as_str().parse().ok()),
         launched_at: instance.launch_time.as_ref().and_then(chrono_time),
@@ -191,11 +201,12 @@ impl Ec2 {
     }
 
     /// The subnets among `ids` that exist, with their AZs.
-    pub async fn subnets(&self, ids: &[String]) -> Result<Vec<Subnet>, AwsError> {
+    pub async fn subnets(&self, ids: &[SubnetId]) -> Result<Vec<Subnet>, AwsError> {
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let out = self
             .client
             .describe_subnets()
-            .filters(filter("subnet-id", ids))
+            .filters(filter("subnet-id", &ids))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("DescribeSubnets", e))?;
@@ -203,7 +214,9 @@ impl Ec2 {
             .subnets
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|s| Some(Subnet { id: s.subnet_id?, availability_zone: s.availability_zone? }))
+            .filter_map(|s| {
+                Some(Subnet { id: parsed("subnet id", s.subnet_id?)?, availability_zone: s.availability_zone? })
+            })
             .collect())
     }
 
@@ -269,7 +282,7 @@ impl Ec2 {
             .map(|p| {
                 FleetLaunchTemplateOverridesRequest::builder()
                     .instance_type(InstanceType::from(p.instance_type.as_str()))
-                    .subnet_id(&p.subnet_id)
+                    .subnet_id(p.subnet_id.as_str())
                     .build()
             })
             .collect();
@@ -324,7 +337,11 @@ impl Ec2 {
                     _ => Market::OnDemand,
                 };
                 let instance_type = group.instance_type.map(|t| t.as_str().to_string()).unwrap_or_default();
-                let subnet_id = group.launch_template_and_overrides.and_then(|l| l.overrides).and_then(|o| o.subnet_id);
+                let subnet_id = group
+                    .launch_template_and_overrides
+                    .and_then(|l| l.overrides)
+                    .and_then(|o| o.subnet_id)
+                    .and_then(|s| parsed("subnet id", s));
                 group.instance_ids.unwrap_or_default().into_iter().map(move |instance_id| LaunchedInstance {
                     instance_id,
                     market,
