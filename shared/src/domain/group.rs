@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{GroupName, Policy, Subnet, SubnetId};
+use super::{AllocationId, GroupName, Policy, Subnet, SubnetId};
 
 /// A launch template by id or by name, at a version (`$Latest`, `$Default` or a number).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +49,7 @@ pub struct StandaloneSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub elastic_ip_allocation_id: Option<String>,
+    pub elastic_ip_allocation_id: Option<AllocationId>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_volumes: Vec<DataVolume>,
     /// The AZ the data volumes live in; the group's pools are restricted to it.
@@ -223,7 +223,7 @@ pub struct NewStandalone {
     pub subnets: Vec<SubnetId>,
     pub capacity: u32,
     pub dns: Option<DnsSpec>,
-    pub elastic_ip_allocation_id: Option<String>,
+    pub elastic_ip_allocation_id: Option<AllocationId>,
     pub data_volumes: Vec<DataVolume>,
     /// Running instances that join the group instead of being launched.
     pub adopt: Vec<String>,

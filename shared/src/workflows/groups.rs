@@ -10,8 +10,8 @@ use crate::adapters::store::StoreError;
 use crate::decisions::{adoption, changes, plan, recovery};
 use crate::domain::InstanceState;
 use crate::domain::{
-    AsgSpec, GROUP_TAG, Group, GroupKind, GroupName, HistoryKind, InstanceFacts, LaunchPlan, Member, NewAsg,
-    NewStandalone, Policy, Reason, RebalancePolicy, StandaloneSpec,
+    AllocationId, AsgSpec, GROUP_TAG, Group, GroupKind, GroupName, HistoryKind, InstanceFacts, LaunchPlan, Member,
+    NewAsg, NewStandalone, Policy, Reason, RebalancePolicy, StandaloneSpec,
 };
 use crate::runtime::{Deps, Error};
 use crate::workflows::images;
@@ -142,7 +142,7 @@ pub async fn register_standalone(
             "elastic_ip_allocation_id",
             format!(
                 "Elastic IP allocation {} does not exist",
-                body.elastic_ip_allocation_id.as_deref().unwrap_or_default()
+                body.elastic_ip_allocation_id.as_ref().map(AllocationId::as_str).unwrap_or_default()
             ),
         ));
     }
@@ -227,7 +227,7 @@ pub async fn register_standalone(
             .iter()
             .map(|f| f.instance_id.clone())
             .chain(spec.data_volumes.iter().map(|v| v.volume_id.clone()))
-            .chain(spec.elastic_ip_allocation_id.clone())
+            .chain(spec.elastic_ip_allocation_id.clone().map(String::from))
             .collect();
         ec2.tag(&tagged, GROUP_TAG, group.name.as_str()).await?;
         deps.store.add_members(&group, &members).await?;

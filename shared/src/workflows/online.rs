@@ -76,7 +76,7 @@ pub async fn bring_online(
         match &spec.elastic_ip_allocation_id {
             Some(allocation) => {
                 clients.ec2.associate_address(allocation, instance_id).await?;
-                Ok::<_, Error>(Some(allocation.clone()))
+                Ok::<_, Error>(Some(allocation.to_string()))
             }
             None => Ok(None),
         }

@@ -147,6 +147,8 @@ impl StandaloneBody {
         // Checked above in the order errors are told; parsed here into what the group keeps.
         let subnets = (self.subnets.into_iter().map(SubnetId::try_from).collect::<Result<Vec<_>, _>>())
             .map_err(|m| ApiError::invalid("subnets", m))?;
+        let elastic_ip_allocation_id = (self.elastic_ip_allocation_id.map(AllocationId::try_from).transpose())
+            .map_err(|m| ApiError::invalid("elastic_ip_allocation_id", m))?;
         let TemplateBody { id, name, version } = self.launch_template;
         Ok(NewStandalone {
             name: self.name,
@@ -160,7 +162,7 @@ impl StandaloneBody {
                 ttl: d.ttl,
                 address: d.address,
             }),
-            elastic_ip_allocation_id: self.elastic_ip_allocation_id,
+            elastic_ip_allocation_id,
             data_volumes: self
                 .data_volumes
                 .into_iter()

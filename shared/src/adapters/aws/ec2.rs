@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 
 use super::AwsError;
 use crate::domain::{
-    GROUP_TAG, GroupName, InstanceFacts, LaunchErrorKind, LaunchPlan, LaunchTemplateRef, Market, REPLACES_TAG, Subnet,
-    SubnetId,
+    AllocationId, GROUP_TAG, GroupName, InstanceFacts, LaunchErrorKind, LaunchPlan, LaunchTemplateRef, Market,
+    REPLACES_TAG, Subnet, SubnetId,
 };
 pub use crate::domain::{LaunchError, LaunchedInstance, VolumeFacts};
 
@@ -253,8 +253,8 @@ impl Ec2 {
             .collect())
     }
 
-    pub async fn address_exists(&self, allocation_id: &str) -> Result<bool, AwsError> {
-        match self.client.describe_addresses().allocation_ids(allocation_id).send().await {
+    pub async fn address_exists(&self, allocation_id: &AllocationId) -> Result<bool, AwsError> {
+        match self.client.describe_addresses().allocation_ids(allocation_id.as_str()).send().await {
             Ok(out) => Ok(!out.addresses.unwrap_or_default().is_empty()),
             Err(e) => is_not_found(AwsError::from_sdk("DescribeAddresses", e)),
         }
@@ -366,10 +366,10 @@ impl Ec2 {
         Ok(Launched { instances, errors })
     }
 
-    pub async fn associate_address(&self, allocation_id: &str, instance_id: &str) -> Result<(), AwsError> {
+    pub async fn associate_address(&self, allocation_id: &AllocationId, instance_id: &str) -> Result<(), AwsError> {
         self.client
             .associate_address()
-            .allocation_id(allocation_id)
+            .allocation_id(allocation_id.as_str())
             .instance_id(instance_id)
             .allow_reassociation(true)
             .send()
