@@ -303,7 +303,7 @@ impl Harness {
     /// Midnight (UTC) of the test clock's day.
     pub fn clock_midnight(&self) -> chrono::DateTime<chrono::Utc> {
         let now = spotkeeper::clock::Clock::now(self.clock.as_ref());
-        now.date_naive().and_hms_opt(0, 0, 0).map(|t| t.and_utc()).unwrap_or(now)
+        now.date_naive().and_hms_opt(0, 0, 0).map_or(now, |t| t.and_utc())
     }
 
     /// Stamps an event with the test clock's time (as EventBridge stamps it with the real time).

@@ -91,7 +91,7 @@ async fn instances_by_group(h: &Harness) -> Result<HashMap<String, HashSet<Strin
     let mut groups: HashMap<String, HashSet<String>> = HashMap::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| format!("DescribeInstances: {e:?}"))?;
-        for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+        for instance in page.reservations().iter().flat_map(aws_sdk_ec2::types::Reservation::instances) {
             let terminated = instance.state().and_then(|s| s.name()).is_some_and(|n| n.as_str() == "terminated");
             let group = instance.tags().iter().find(|t| t.key() == Some("spotkeeper:group")).and_then(|t| t.value());
             if let (Some(group), Some(id), false) = (group, instance.instance_id(), terminated) {
@@ -133,7 +133,12 @@ async fn asg_instances(h: &Harness, asg: &str) -> Result<HashSet<String>, String
         .send()
         .await
         .map_err(|e| format!("DescribeAutoScalingGroups: {e:?}"))?;
-    Ok(out.auto_scaling_groups().iter().flat_map(|g| g.instances()).filter_map(|i| i.instance_id.clone()).collect())
+    Ok(out
+        .auto_scaling_groups()
+        .iter()
+        .flat_map(aws_sdk_autoscaling::types::AutoScalingGroup::instances)
+        .filter_map(|i| i.instance_id.clone())
+        .collect())
 }
 
 /// Checks that every member of `groups` was handled exactly once: a standalone member has
@@ -147,7 +152,7 @@ pub async fn check(h: &Harness, groups: &[MassGroup], dead: &[Value]) -> Result<
     let mut handled = Handled { dead: dead.len(), ..Handled::default() };
     let by_group = instances_by_group(h).await?;
     for group in groups {
-        let name = GroupName::try_from(group.name.clone()).map_err(|e| e.to_string())?;
+        let name = GroupName::try_from(group.name.clone()).map_err(|e| e.clone())?;
         let members = store.members(&name).await.map_err(|e| e.to_string())?;
         let failed = failures_recorded(h, &group.name).await?;
         let acted: Vec<&String> = group.members.iter().filter(|id| !dead.contains(*id)).collect();

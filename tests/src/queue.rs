@@ -30,14 +30,17 @@ impl QueueSettings {
         let resources = &template["Resources"];
         let queue = &resources["SpotInterruptionQueue"]["Properties"];
         let source = &resources["SpotInterruptionFunction"]["Properties"]["Events"]["Warnings"]["Properties"];
-        let number =
-            |v: &serde_yaml::Value, what: &str| v.as_u64().ok_or_else(|| format!("template.yaml lacks {what}"));
         Ok(Self {
-            batch_size: number(&source["BatchSize"], "the warnings' BatchSize")? as usize,
-            visibility: Duration::seconds(number(&queue["VisibilityTimeout"], "the queue's VisibilityTimeout")? as i64),
-            max_receives: number(&queue["RedrivePolicy"]["maxReceiveCount"], "the queue's maxReceiveCount")? as u32,
+            batch_size: number(&source["BatchSize"], "the warnings' BatchSize")?,
+            visibility: Duration::seconds(number(&queue["VisibilityTimeout"], "the queue's VisibilityTimeout")?),
+            max_receives: number(&queue["RedrivePolicy"]["maxReceiveCount"], "the queue's maxReceiveCount")?,
         })
     }
+}
+
+/// A whole number of the template that fits `T`.
+fn number<T: TryFrom<u64>>(v: &serde_yaml::Value, what: &str) -> Result<T, String> {
+    v.as_u64().and_then(|n| T::try_from(n).ok()).ok_or_else(|| format!("template.yaml lacks {what}"))
 }
 
 /// What the queue saw.

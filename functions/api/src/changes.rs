@@ -5,7 +5,7 @@ use spotkeeper::domain::HistoryKind;
 
 /// History as the API shows it. Entries written before policy changes were diffs held the whole
 /// policy as JSON, webhook secrets included: their text is withheld.
-pub fn readable(mut entries: Vec<HistoryEntry>) -> Vec<HistoryEntry> {
+pub(crate) fn readable(mut entries: Vec<HistoryEntry>) -> Vec<HistoryEntry> {
     for entry in entries.iter_mut().filter(|e| e.kind == HistoryKind::PolicyChanged.as_str() && e.message.contains('{'))
     {
         entry.message = "policy changed (recorded as a full policy, withheld: it may hold secrets)".to_string();

@@ -12,7 +12,7 @@ use spotkeeper::Deadline;
 /// The API function's timeout in the template (`Globals.Function.Timeout`).
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-pub struct RequestDeadline(pub Deadline);
+pub(crate) struct RequestDeadline(pub Deadline);
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestDeadline {
     type Rejection = Infallible;

@@ -58,7 +58,7 @@ async fn load(deps: &Deps, name: String) -> Result<(Group, Vec<Member>), ApiErro
     Ok((group, members))
 }
 
-pub async fn register(
+pub(crate) async fn register(
     State(api): State<Arc<Api>>,
     RequestDeadline(deadline): RequestDeadline,
     Strict(body): Strict<Value>,
@@ -79,7 +79,7 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-pub async fn list(State(api): State<Arc<Api>>) -> Reply {
+pub(crate) async fn list(State(api): State<Arc<Api>>) -> Reply {
     let deps = &api.deps;
     let groups = deps.store.groups().await?;
     let members = futures::future::try_join_all(groups.iter().map(|g| deps.store.members(&g.name))).await?;
@@ -87,7 +87,7 @@ pub async fn list(State(api): State<Arc<Api>>) -> Reply {
     Ok((StatusCode::OK, Json(json!({ "groups": views }))))
 }
 
-pub async fn show(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Reply {
+pub(crate) async fn show(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Reply {
     let (group, members) = load(&api.deps, name).await?;
     let history = api.deps.store.history(&group.name, 20).await?;
     let mut view = view(&group, &members);
@@ -97,7 +97,7 @@ pub async fn show(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Repl
 
 /// Changes a group's policy. The change is conditional on the version read: a concurrent
 /// change makes this one a 409, never a silent overwrite.
-pub async fn change(
+pub(crate) async fn change(
     State(api): State<Arc<Api>>,
     Path(name): Path<String>,
     RequestDeadline(deadline): RequestDeadline,
@@ -114,7 +114,7 @@ pub async fn change(
 
 /// Rolls the group's image back on demand: the previous launch template version again, the
 /// image marked bad, and members launched from it replaced (each serves until its replacement does).
-pub async fn rollback(
+pub(crate) async fn rollback(
     State(api): State<Arc<Api>>,
     Path(name): Path<String>,
     RequestDeadline(deadline): RequestDeadline,
@@ -132,7 +132,7 @@ pub async fn rollback(
 }
 
 /// Stops managing a group. Its instances keep running; spotkeeper's tag comes off them.
-pub async fn remove(
+pub(crate) async fn remove(
     State(api): State<Arc<Api>>,
     Path(name): Path<String>,
     RequestDeadline(deadline): RequestDeadline,
@@ -146,7 +146,7 @@ pub async fn remove(
 }
 
 /// Adopts a running instance into a group.
-pub async fn adopt(
+pub(crate) async fn adopt(
     State(api): State<Arc<Api>>,
     Path(name): Path<String>,
     RequestDeadline(deadline): RequestDeadline,

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use spotkeeper::Error;
 use spotkeeper::domain::{MountPath, signature};
-use spotkeeper::workflows::volume::{self, Filling};
+use spotkeeper::workflows::volume::{self, Filling, Outcome};
 
 use crate::Api;
 use crate::body::{self, Raw, check_instance_id};
@@ -23,13 +23,13 @@ type Reply = Result<(StatusCode, Json<Value>), ApiError>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VolumeHook {
+pub(crate) struct VolumeHook {
     pub instance_id: String,
     pub path: String,
     pub used_percent: f64,
 }
 
-fn grown(result: Result<Value, Error>) -> Result<Value, ApiError> {
+fn grown(result: Result<Outcome, Error>) -> Result<Outcome, ApiError> {
     match result {
         Ok(value) => Ok(value),
         Err(Error::Invalid(message)) => Err(ApiError::invalid("path", message)),
@@ -43,12 +43,12 @@ fn check_filling(instance_id: &str, path: String, field_prefix: &str) -> Result<
     MountPath::try_from(path).map_err(|m| ApiError::invalid(format!("{field_prefix}path"), m))
 }
 
-pub async fn volume_hook(
+pub(crate) async fn volume_hook(
     State(api): State<Arc<Api>>,
     RequestDeadline(deadline): RequestDeadline,
     headers: HeaderMap,
     Raw(raw): Raw,
-) -> Reply {
+) -> Result<(StatusCode, Json<Outcome>), ApiError> {
     let unauthorized = |message: String| ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", message);
     let Some(secret) = &api.webhook_secret else {
         return Err(unauthorized("inbound webhooks are off: set SPOTKEEPER_WEBHOOK_SECRET (or _PARAM)".into()));
@@ -77,18 +77,18 @@ pub async fn volume_hook(
 /// Alertmanager's webhook payload: its schema is Alertmanager's, so extra fields are accepted;
 /// what spotkeeper needs is checked.
 #[derive(Debug, Deserialize)]
-pub struct Alertmanager {
+pub(crate) struct Alertmanager {
     pub alerts: Vec<AlertmanagerAlert>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct AlertmanagerAlert {
+pub(crate) struct AlertmanagerAlert {
     pub status: String,
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
-pub async fn alertmanager(
+pub(crate) async fn alertmanager(
     State(api): State<Arc<Api>>,
     RequestDeadline(deadline): RequestDeadline,
     Raw(raw): Raw,

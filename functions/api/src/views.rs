@@ -24,12 +24,12 @@ use crate::reply::ApiError;
 type Reply = Result<(StatusCode, Json<Value>), ApiError>;
 
 /// The dashboard: one self-contained page (no CDN); it asks for the API token itself.
-pub async fn dashboard() -> Html<&'static str> {
+pub(crate) async fn dashboard() -> Html<&'static str> {
     Html(include_str!("dashboard.html"))
 }
 
 /// Every managed instance across groups, with its market, pool and since when.
-pub async fn instances(State(api): State<Arc<Api>>) -> Reply {
+pub(crate) async fn instances(State(api): State<Arc<Api>>) -> Reply {
     let deps = &api.deps;
     let groups = deps.store.groups().await?;
     let members = futures::future::try_join_all(groups.iter().map(|g| deps.store.members(&g.name))).await?;
@@ -51,13 +51,13 @@ pub async fn instances(State(api): State<Arc<Api>>) -> Reply {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Page {
+pub(crate) struct Page {
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }
 
 /// A group's history, newest first, a page at a time (`next_cursor` continues it).
-pub async fn events(
+pub(crate) async fn events(
     State(api): State<Arc<Api>>,
     Path(name): Path<String>,
     StrictQuery(page): StrictQuery<Page>,
@@ -92,7 +92,7 @@ pub async fn events(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Period {
+pub(crate) struct Period {
     pub from: Option<String>,
     pub to: Option<String>,
     pub group: Option<String>,
@@ -105,7 +105,7 @@ fn day(field: &str, text: &str) -> Result<NaiveDate, ApiError> {
 
 /// Spot and On-Demand hours, cost, what On-Demand would have cost, savings, interruptions and
 /// fallbacks, per group and in total, and per day; by default the last 30 days.
-pub async fn savings(State(api): State<Arc<Api>>, StrictQuery(period): StrictQuery<Period>) -> Reply {
+pub(crate) async fn savings(State(api): State<Arc<Api>>, StrictQuery(period): StrictQuery<Period>) -> Reply {
     let deps = &api.deps;
     let today = deps.clock.now().date_naive();
     let to = period.to.as_deref().map(|t| day("to", t)).transpose()?.unwrap_or(today);

@@ -12,9 +12,5 @@ use spotkeeper::{Deadline, Deps, Error};
 /// have is malformed: acknowledged and counted, nothing changed. Every wait ends before the
 /// invocation's `deadline`.
 pub async fn handle(deps: &Deps, payload: Value, deadline: Deadline) -> Result<Value, Error> {
-    event::dispatch(payload, INSTANCE_STATE_CHANGE, |e| async move {
-        let outcome = instance_state::state_changed(deps, e, deadline).await?;
-        serde_json::to_value(outcome).map_err(Error::Outcome)
-    })
-    .await
+    event::dispatch(payload, INSTANCE_STATE_CHANGE, |e| instance_state::state_changed(deps, e, deadline)).await
 }

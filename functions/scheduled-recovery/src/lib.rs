@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use spotkeeper::event::{self, EventError, LAUNCH_UNSUCCESSFUL, SCHEDULED_EVENT};
+use spotkeeper::event::{self, LAUNCH_UNSUCCESSFUL, SCHEDULED_EVENT};
 use spotkeeper::workflows::scheduled;
 use spotkeeper::{Deadline, Deps, Error};
 
@@ -14,10 +14,7 @@ pub async fn handle(deps: &Deps, payload: Value, deadline: Deadline) -> Result<V
     match event::detail_type(&payload).as_deref() {
         Some(SCHEDULED_EVENT) => answer(scheduled::run(deps, deadline).await?),
         Some(LAUNCH_UNSUCCESSFUL) => {
-            event::dispatch(payload, LAUNCH_UNSUCCESSFUL, |e| async move {
-                answer(scheduled::launch_failed(deps, e, deadline).await?)
-            })
-            .await
+            event::dispatch(payload, LAUNCH_UNSUCCESSFUL, |e| scheduled::launch_failed(deps, e, deadline)).await
         }
         _ => Err(event::unexpected(&payload, "Scheduled Event or EC2 Instance Launch Unsuccessful").into()),
     }
@@ -25,5 +22,5 @@ pub async fn handle(deps: &Deps, payload: Value, deadline: Deadline) -> Result<V
 
 /// The outcome as the function's JSON answer.
 fn answer(outcome: impl Serialize) -> Result<Value, Error> {
-    serde_json::to_value(outcome).map_err(|e| EventError::Malformed(e.to_string()).into())
+    serde_json::to_value(outcome).map_err(Error::Outcome)
 }

@@ -2,7 +2,7 @@
 //! going into ALARM asks for the growth; EBS's `modifyVolume` notification says when the
 //! filesystem can grow (an SSM command does it); SSM's status says whether it did.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use spotkeeper::domain::{InstanceId, MountPath, is_ec2_id};
 use spotkeeper::event::EventError;
 use spotkeeper::event::{
@@ -10,7 +10,7 @@ use spotkeeper::event::{
     VolumeNotification,
 };
 use spotkeeper::workflows::report::reported;
-use spotkeeper::workflows::volume::{self, Filling};
+use spotkeeper::workflows::volume::{self, Filling, Outcome, ignored};
 use spotkeeper::{Deadline, Deps, Error};
 
 /// The function's entry: a bare event or an SQS batch of them, of any of its three kinds.
@@ -23,14 +23,14 @@ pub async fn handle(deps: &Deps, payload: Value, deadline: Deadline) -> Result<V
     }
 }
 
-async fn alarm(deps: &Deps, event: Event<AlarmStateChange>, deadline: Deadline) -> Result<Value, Error> {
+async fn alarm(deps: &Deps, event: Event<AlarmStateChange>, deadline: Deadline) -> Result<Outcome, Error> {
     let alarm = &event.detail;
     if alarm.state.value != "ALARM" {
-        return Ok(json!({"action": "ignored", "reason": format!("the alarm is {}", alarm.state.value)}));
+        return Ok(ignored(format!("the alarm is {}", alarm.state.value)));
     }
     let Some(metric) = alarm.disk_metric() else {
         tracing::debug!(alarm = %alarm.alarm_name, "not a disk_used_percent alarm; ignored");
-        return Ok(json!({"action": "ignored", "reason": "not a disk_used_percent alarm"}));
+        return Ok(ignored("not a disk_used_percent alarm"));
     };
     let dimension = |name: &str| {
         metric.dimensions.get(name).cloned().ok_or_else(|| {
@@ -54,9 +54,9 @@ async fn alarm(deps: &Deps, event: Event<AlarmStateChange>, deadline: Deadline) 
     reported(deps, deadline, async |report| volume::grow(deps, &filling, report).await).await
 }
 
-async fn modified(deps: &Deps, event: Event<VolumeNotification>, deadline: Deadline) -> Result<Value, Error> {
+async fn modified(deps: &Deps, event: Event<VolumeNotification>, deadline: Deadline) -> Result<Outcome, Error> {
     if event.detail.event != "modifyVolume" {
-        return Ok(json!({"action": "ignored", "reason": format!("EBS event {}", event.detail.event)}));
+        return Ok(ignored(format!("EBS event {}", event.detail.event)));
     }
     let volume_id = event
         .resources
@@ -71,7 +71,7 @@ async fn modified(deps: &Deps, event: Event<VolumeNotification>, deadline: Deadl
     reported(deps, deadline, async |report| volume::modified(deps, &volume_id, result, report).await).await
 }
 
-async fn command(deps: &Deps, event: Event<CommandStatus>, deadline: Deadline) -> Result<Value, Error> {
+async fn command(deps: &Deps, event: Event<CommandStatus>, deadline: Deadline) -> Result<Outcome, Error> {
     let CommandStatus { command_id, status, .. } = &event.detail;
     reported(deps, deadline, async |report| volume::command_finished(deps, command_id, status, report).await).await
 }

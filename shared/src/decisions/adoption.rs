@@ -105,8 +105,8 @@ mod tests {
 
     #[test]
     fn candidates_are_refused_for_what_stands_in_the_way() {
-        let stopped = InstanceFacts { state: Some(InstanceState::Stopped), ..fixtures::instance("i-0000000b") };
         type Case = (&'static str, Vec<InstanceFacts>, Vec<Option<GroupName>>, Result<(), Refusal>);
+        let stopped = InstanceFacts { state: Some(InstanceState::Stopped), ..fixtures::instance("i-0000000b") };
         let table: Vec<Case> = vec![
             ("free and running", vec![fixtures::instance("i-0000000a")], vec![None], Ok(())),
             ("missing", vec![], vec![], Err(Refusal::Missing("i-0000000a".into()))),
@@ -139,6 +139,7 @@ mod tests {
 
     #[test]
     fn an_instance_fits_its_group_or_says_why_not() {
+        type Case<'a> = (&'static str, &'a Group, usize, InstanceFacts, Result<(), Refusal>);
         let asg =
             Group::new(name("workers"), GroupKind::Asg(AsgSpec { asg_name: "workers-asg".into() }), chrono::Utc::now());
         let subnet = Subnet { id: SubnetId::try_from("subnet-a").unwrap(), availability_zone: "us-east-1a".into() };
@@ -150,7 +151,6 @@ mod tests {
         };
         let elsewhere =
             InstanceFacts { subnet_id: Some(SubnetId::try_from("subnet-elsewhere").unwrap()), ..inside.clone() };
-        type Case<'a> = (&'static str, &'a Group, usize, InstanceFacts, Result<(), Refusal>);
         let table: Vec<Case> = vec![
             ("in the ASG", &asg, 5, tagged("i-0000000a", &[("aws:autoscaling:groupName", "workers-asg")]), Ok(())),
             (

@@ -34,7 +34,8 @@ impl Refusal {
 /// The new size: the larger of `growth_percent` more and `min_step_gib` more, capped at
 /// `max_size_gib`. At the cap, a refusal.
 pub fn grown_size(size: u32, policy: &VolumePolicy) -> Result<u32, Refusal> {
-    let by_share = size.saturating_add((u64::from(size) * u64::from(policy.growth_percent)).div_ceil(100) as u32);
+    let share = (u64::from(size) * u64::from(policy.growth_percent)).div_ceil(100);
+    let by_share = size.saturating_add(u32::try_from(share).unwrap_or(u32::MAX));
     let by_step = size.saturating_add(policy.min_step_gib);
     let new = by_share.max(by_step).min(policy.max_size_gib);
     if new <= size { Err(Refusal::AtCap { size }) } else { Ok(new) }

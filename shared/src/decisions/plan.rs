@@ -99,7 +99,7 @@ pub fn volumes_to_attach<'a>(
             None => hold.push((volume, VolumeHold::Missing)),
             Some(f) if f.attachments.iter().any(|(id, _)| id == &instance.instance_id) => {}
             Some(f) if f.availability_zone != instance.availability_zone => {
-                hold.push((volume, VolumeHold::OtherZone { zone: f.availability_zone.clone() }))
+                hold.push((volume, VolumeHold::OtherZone { zone: f.availability_zone.clone() }));
             }
             Some(f) => match f.attachments.first() {
                 Some((other, _)) => hold.push((volume, VolumeHold::AttachedElsewhere { instance_id: other.clone() })),
@@ -253,7 +253,7 @@ pub fn interruption_actions(
     for warning in warnings {
         match attempt_of(&warning) {
             Some(attempt) => {
-                replays.entry(attempt.plan.token.clone()).or_insert_with(|| (attempt, Vec::new())).1.push(warning)
+                replays.entry(attempt.plan.token.clone()).or_insert_with(|| (attempt, Vec::new())).1.push(warning);
             }
             None => by_group.entry(warning.lookup.group.clone()).or_default().push(warning),
         }
@@ -532,7 +532,14 @@ mod tests {
         let policy = crate::domain::Policy::default_for(&kind);
         Lookup {
             group: name.clone(),
-            config: Group { name, kind, policy, status: Default::default(), created_at: Utc::now(), version: 3 },
+            config: Group {
+                name,
+                kind,
+                policy,
+                status: crate::domain::GroupStatus::default(),
+                created_at: Utc::now(),
+                version: 3,
+            },
             pool,
             attempt: None,
         }

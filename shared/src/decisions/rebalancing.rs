@@ -81,6 +81,7 @@ mod tests {
 
     #[test]
     fn every_policy_kind_and_member_situation_has_its_decision() {
+        use RebalancePolicy::{Notify, Off, Replace};
         let asg = GroupKind::Asg(AsgSpec { asg_name: "workers".into() });
         let standalone = GroupKind::Standalone(Box::new(crate::fixtures::standalone_spec()));
         let GroupKind::Standalone(spec) = &standalone else { unreachable!() };
@@ -92,7 +93,6 @@ mod tests {
             why: "the instance is already on its way out",
             outcome: "skipped: already on its way out",
         };
-        use RebalancePolicy::{Notify, Off, Replace};
         let rows = [
             (Off, &asg, true, RebalanceDecision::Record),
             (Off, &asg, false, RebalanceDecision::Record),

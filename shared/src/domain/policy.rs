@@ -1,5 +1,6 @@
 //! A group's behaviour and its documented defaults.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::NaiveTime;
@@ -164,7 +165,7 @@ pub struct VolumePolicy {
     pub max_size_gib: u32,
     /// Mount path → EBS device name (`/data` → `/dev/sdf`); `/` is the root device unless set.
     #[serde(default)]
-    pub path_devices: std::collections::BTreeMap<String, String>,
+    pub path_devices: BTreeMap<String, String>,
     /// EBS allows a few modifications a day per volume...
     #[serde(default = "defaults::max_per_day")]
     pub max_per_day: u32,
@@ -180,7 +181,7 @@ impl Default for VolumePolicy {
             growth_percent: defaults::growth_percent(),
             min_step_gib: defaults::min_step_gib(),
             max_size_gib: defaults::max_size_gib(),
-            path_devices: Default::default(),
+            path_devices: BTreeMap::default(),
             max_per_day: defaults::max_per_day(),
             min_interval: defaults::min_interval(),
         }
@@ -285,7 +286,7 @@ impl Policy {
             volumes: VolumePolicy::default(),
             images: ImagePolicy::default(),
             webhooks: Vec::new(),
-            on_demand_prices: Default::default(),
+            on_demand_prices: BTreeMap::default(),
         }
     }
 }

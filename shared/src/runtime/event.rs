@@ -265,26 +265,27 @@ pub fn respond(results: Vec<(Option<String>, Result<Value, Error>)>) -> Result<V
 }
 
 /// The answer to a batch, as [`respond`], for a workflow that answers its messages in its own
-/// outcome type beside those answered as JSON already.
-pub fn respond_typed<T: Serialize>(
-    answered: Vec<(Option<String>, Result<Value, Error>)>,
+/// outcome type beside those the intake answered.
+pub fn respond_typed<A: Serialize, T: Serialize>(
+    answered: Vec<(Option<String>, Result<A, Error>)>,
     handled: Vec<(Option<String>, Result<T, Error>)>,
 ) -> Result<Value, Error> {
-    let handled = handled.into_iter().map(|(id, outcome)| {
-        let outcome = outcome.and_then(|o| {
-            serde_json::to_value(o).map_err(|e| EventError::Malformed(format!("unwritable outcome ({e})")).into())
-        });
-        (id, outcome)
-    });
-    respond(answered.into_iter().chain(handled).collect())
+    respond(answered.into_iter().map(serialized).chain(handled.into_iter().map(serialized)).collect())
+}
+
+fn serialized<T: Serialize>(
+    (id, outcome): (Option<String>, Result<T, Error>),
+) -> (Option<String>, Result<Value, Error>) {
+    (id, outcome.and_then(|o| serde_json::to_value(o).map_err(Error::Outcome)))
 }
 
 /// Runs `handle` on each event of the payload, concurrently, and answers as [`respond`] does.
-pub async fn dispatch<D, F, Fut>(payload: Value, expected: &'static str, handle: F) -> Result<Value, Error>
+pub async fn dispatch<D, T, F, Fut>(payload: Value, expected: &'static str, handle: F) -> Result<Value, Error>
 where
     D: Serialize + DeserializeOwned,
+    T: Serialize,
     F: Fn(Event<D>) -> Fut,
-    Fut: Future<Output = Result<Value, Error>>,
+    Fut: Future<Output = Result<T, Error>>,
 {
     let batch = Batch::open(payload, expected)?;
     let handle = &handle;
@@ -293,7 +294,7 @@ where
             Ok(event) => handle(event).await,
             Err(err) => Err(err.into()),
         };
-        (id, outcome)
+        serialized((id, outcome))
     }))
     .await;
     respond(results)

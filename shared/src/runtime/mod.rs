@@ -3,13 +3,13 @@
 
 pub mod clock;
 pub mod config;
-pub mod error;
+pub(crate) mod error;
 pub mod event;
 pub mod telemetry;
 
 use std::sync::Arc;
 
-pub use error::Error;
+pub(crate) use error::Error;
 
 use crate::adapters::aws::{self, Clients};
 use crate::adapters::notify::Notifier;

@@ -344,7 +344,7 @@ async fn move_volumes_to(
         let pending = moves.pending.as_slice();
         deps.store
             .update_group(name, |g| {
-                online::note_moves(&mut g.status.volume_moves, from, to, pending, terminate_from, now)
+                online::note_moves(&mut g.status.volume_moves, from, to, pending, terminate_from, now);
             })
             .await?;
     }

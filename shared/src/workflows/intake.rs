@@ -8,7 +8,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
 
 use crate::adapters::store::{Claim, Lookup};
 use crate::domain::PoolHealth;
@@ -16,7 +15,21 @@ use crate::runtime::event::{Batch, Event};
 use crate::runtime::{Deps, Error};
 
 /// A message's answer: its SQS message id (none for a bare event) and its outcome.
-pub type Outcome = (Option<String>, Result<Value, Error>);
+pub type Outcome = (Option<String>, Result<Answered, Error>);
+
+/// What the intake answered for a message it did not hand on to the workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Answered {
+    /// Another delivery of the same event holds it.
+    Duplicate { instance_id: String },
+    /// A replacement is already in flight for the instance.
+    AlreadyReplacing { instance_id: String },
+    /// No group manages the instance.
+    Ignored { reason: &'static str },
+}
+
+const UNMANAGED: Answered = Answered::Ignored { reason: "no group manages this instance" };
 
 /// What became of a batch's messages: those the intake answered (unreadable, duplicates, foreign
 /// instances...) and those the workflow handled, in its own outcome type (serialized at the edge).
@@ -112,7 +125,7 @@ pub async fn intake<D: Serialize + DeserializeOwned>(
             (Err(err), _) => outcomes.push((message, Err(err.into()))),
             (Ok(Claim::Taken), _) => {
                 tracing::info!(instance_id, event_id, "another delivery of this event holds it; nothing to do");
-                outcomes.push((message, Ok(json!({"action": "duplicate", "instance_id": instance_id}))));
+                outcomes.push((message, Ok(Answered::Duplicate { instance_id })));
             }
             (Ok(Claim::Busy), Some(_)) => {
                 tracing::info!(
@@ -120,16 +133,16 @@ pub async fn intake<D: Serialize + DeserializeOwned>(
                     event_id,
                     "a replacement is already in flight for this instance; nothing to do"
                 );
-                outcomes.push((message, Ok(json!({"action": "already-replacing", "instance_id": instance_id}))));
+                outcomes.push((message, Ok(Answered::AlreadyReplacing { instance_id })));
             }
             (Ok(Claim::Busy), None) => {
                 tracing::debug!(instance_id, event_id, "no group manages this instance; ignored");
-                outcomes.push((message, Ok(json!({"action": "ignored", "reason": "no group manages this instance"}))));
+                outcomes.push((message, Ok(UNMANAGED)));
             }
             (Ok(Claim::Won), None) => {
                 // The group let go of it between the lock and the read: give the claim back.
                 release(deps, &event_id, &instance_id, None).await;
-                outcomes.push((message, Ok(json!({"action": "ignored", "reason": "no group manages this instance"}))));
+                outcomes.push((message, Ok(UNMANAGED)));
             }
             (Ok(Claim::Won), Some(lookup)) => {
                 let at = event.time.unwrap_or(now);
@@ -138,4 +151,27 @@ pub async fn intake<D: Serialize + DeserializeOwned>(
         }
     }
     Intake { claimed, outcomes, health }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The intake's answers read as the `json!` literals they replace (tests and the demo read them).
+    #[test]
+    fn answers_read_as_before() {
+        let cases = [
+            (Answered::Duplicate { instance_id: "i-1".into() }, json!({"action": "duplicate", "instance_id": "i-1"})),
+            (
+                Answered::AlreadyReplacing { instance_id: "i-1".into() },
+                json!({"action": "already-replacing", "instance_id": "i-1"}),
+            ),
+            (UNMANAGED, json!({"action": "ignored", "reason": "no group manages this instance"})),
+        ];
+        for (answer, before) in cases {
+            assert_eq!(serde_json::to_value(&answer).unwrap(), before, "{answer:?}");
+        }
+    }
 }

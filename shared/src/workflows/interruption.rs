@@ -108,8 +108,13 @@ async fn kept_attempts(deps: &Deps, warnings: Vec<Warning>) -> (Vec<Attempt>, Ve
     }
 }
 
+/// Milliseconds for a log field (a run of 584 million years saturates).
+fn millis(elapsed: std::time::Duration) -> u64 {
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn describe(pool: Option<&Pool>) -> String {
-    pool.map(Pool::to_string).unwrap_or_else(|| "an unknown pool".into())
+    pool.map_or_else(|| "an unknown pool".into(), Pool::to_string)
 }
 
 fn group_of(action: &Action) -> GroupName {
@@ -155,7 +160,7 @@ async fn act(
         Action::Detach { asg_name, .. } => {
             let ids: Vec<String> = warnings.iter().map(|w| w.instance_id.clone()).collect();
             let refused = deps.clients.autoscaling.detach(asg_name, &ids).await;
-            tracing::info!(group = %group, elapsed_ms = arrived.elapsed().as_millis() as u64, "detach request sent");
+            tracing::info!(group = %group, elapsed_ms = millis(arrived.elapsed()), "detach request sent");
             detached(deps, &group, asg_name, warnings, refused, &mut report).await
         }
         Action::Replace { group: config, .. } | Action::Replay { group: config, .. } => {
@@ -203,7 +208,7 @@ async fn launched(
     let warnings = action.warnings();
     let launched = replacement::launch_for(deps, sent.config, sent.plan).await;
     let elapsed = sent.arrived.elapsed();
-    tracing::info!(group = %group, elapsed_ms = elapsed.as_millis() as u64, "launch request sent");
+    tracing::info!(group = %group, elapsed_ms = millis(elapsed), "launch request sent");
     let label = group.to_string();
     metrics::histogram!("LaunchRequestLatencyMs", "group" => label.clone()).record(elapsed.as_secs_f64() * 1000.0);
     for w in warnings {

@@ -6,7 +6,7 @@ use crate::domain::{AlertKind, HistoryKind};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::adapters::aws::Clients;
 use crate::adapters::notify::{Alert, Severity};
@@ -235,8 +235,8 @@ pub fn record_move(group: &GroupName, from: &str, to: &str, done: &Moved, report
 
 /// The scheduled run's part: the moves an invocation could not finish in its time. It looks
 /// once and does not wait: what is still detaching waits for the next run.
-pub async fn continue_moves(deps: &Deps, group: &Group, report: &mut Report) -> Result<Value, Error> {
-    let GroupKind::Standalone(spec) = &group.kind else { return Ok(json!({"pending": 0})) };
+pub async fn continue_moves(deps: &Deps, group: &Group, report: &mut Report) -> Result<Moves, Error> {
+    let GroupKind::Standalone(spec) = &group.kind else { return Ok(Moves::default()) };
     let mut pairs: Vec<(&str, &str, bool)> = Vec::new();
     for m in &group.status.volume_moves {
         if !pairs.iter().any(|(from, to, _)| *from == m.from && *to == m.to) {
@@ -251,7 +251,7 @@ pub async fn continue_moves(deps: &Deps, group: &Group, report: &mut Report) -> 
         let now = deps.clock.now();
         deps.store
             .update_group(&group.name, |g| {
-                note_moves(&mut g.status.volume_moves, from, to, &done.pending, terminate_from, now)
+                note_moves(&mut g.status.volume_moves, from, to, &done.pending, terminate_from, now);
             })
             .await?;
         record_move(&group.name, from, to, &done, report);
@@ -267,5 +267,12 @@ pub async fn continue_moves(deps: &Deps, group: &Group, report: &mut Report) -> 
         moved.extend(done.moved.into_iter().map(|(volume, _)| volume));
         pending += done.pending.len();
     }
-    Ok(json!({"moved": moved, "pending": pending}))
+    Ok(Moves { moved, pending })
+}
+
+/// What a scheduled run did with the moves under way: the volumes it moved, and how many wait.
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Moves {
+    pub moved: Vec<String>,
+    pub pending: usize,
 }

@@ -2,8 +2,9 @@
 //! alarm, the signed webhook or Alertmanager), EBS's modification events, and the SSM command
 //! that grows the filesystem. Decisions live in `growth`; this reads, acts and records.
 
+use serde::Serialize;
+
 use crate::domain::{AlertKind, HistoryKind};
-use serde_json::{Value, json};
 
 use crate::adapters::notify::{Alert, Severity};
 use crate::adapters::store::StoreError;
@@ -25,13 +26,36 @@ pub struct Filling {
     pub source: &'static str,
 }
 
-fn ignored(reason: &str) -> Value {
-    json!({"action": "ignored", "reason": reason})
+/// What a growth request, an EBS result or an SSM status came to: the function's answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Nothing to do, and why.
+    Ignored { reason: String },
+    /// The growth was refused (recorded and alerted): `reason` is its kind, `message` the detail.
+    Refused { reason: &'static str, message: String },
+    /// EBS was asked to grow the volume.
+    Grown { volume_id: String, device: String, from_gib: u32, to_gib: u32 },
+    /// EBS's result is recorded on the open modification.
+    Recorded { volume_id: String, result: String },
+    /// The modification's resize was sent through SSM.
+    FilesystemGrowing { volume_id: String, result: String, command_id: String },
+    /// Another delivery of the modification sends its resize.
+    Duplicate { volume_id: String, result: String, reason: &'static str },
+    /// The SSM command ended well, and is recorded.
+    #[serde(rename = "recorded")]
+    CommandRecorded { command_id: String, status: String },
+    /// The SSM command failed: recorded and alerted.
+    Alerted { command_id: String, status: String },
+}
+
+pub fn ignored(reason: impl Into<String>) -> Outcome {
+    Outcome::Ignored { reason: reason.into() }
 }
 
 /// Grows the volume behind `filling.path` on its instance, within the group's bounds and EBS's
 /// limits. A refusal is recorded and alerted, never silent.
-pub async fn grow(deps: &Deps, filling: &Filling, report: &mut Report) -> Result<Value, Error> {
+pub async fn grow(deps: &Deps, filling: &Filling, report: &mut Report) -> Result<Outcome, Error> {
     let Some(name) = deps.store.group_of(&filling.instance_id).await? else {
         tracing::debug!(instance_id = %filling.instance_id, "no group manages this instance; ignored");
         return Ok(ignored("no group manages this instance"));
@@ -47,7 +71,7 @@ pub async fn grow(deps: &Deps, filling: &Filling, report: &mut Report) -> Result
     else {
         return Ok(ignored("the instance no longer exists"));
     };
-    let refuse = |report: &mut Report, kind: &str, why: String| {
+    let refuse = |report: &mut Report, kind: &'static str, why: String| {
         metrics::counter!("VolumeRefusals", "group" => name.to_string()).increment(1);
         report.note(
             &name,
@@ -66,7 +90,7 @@ pub async fn grow(deps: &Deps, filling: &Filling, report: &mut Report) -> Result
             .fact("path", filling.path.as_str())
             .fact("reason", &why),
         );
-        Ok::<_, Error>(json!({"action": "refused", "reason": kind, "message": why}))
+        Ok::<_, Error>(Outcome::Refused { reason: kind, message: why })
     };
     let Some(device) = growth::device_for(filling.path.as_str(), policy, instance.root_device.as_deref()) else {
         return refuse(
@@ -165,9 +189,9 @@ pub async fn grow(deps: &Deps, filling: &Filling, report: &mut Report) -> Result
         .fact("device", &device)
         .fact("from", format!("{size} GiB"))
         .fact("to", format!("{new_size} GiB"))
-        .fact("used", filling.used_percent.map(|u| format!("{u:.1}%")).unwrap_or_else(|| "over the threshold".into())),
+        .fact("used", filling.used_percent.map_or_else(|| "over the threshold".into(), |u| format!("{u:.1}%"))),
     );
-    Ok(json!({"action": "grown", "volume_id": volume_id, "device": device, "from_gib": size, "to_gib": new_size}))
+    Ok(Outcome::Grown { volume_id, device, from_gib: size, to_gib: new_size })
 }
 
 /// `/dev/sdf` and `/dev/xvdf` name the same attachment (the kernel's name differs by driver).
@@ -180,12 +204,12 @@ fn same_device(a: &str, b: &str) -> bool {
 /// filesystem grows (through SSM); at `completed` the modification is done. One resize per
 /// modification, whatever the delivery: the sending is claimed by a version-checked write before
 /// SendCommand, so of two results handled at once only the claimant sends.
-pub async fn modified(deps: &Deps, volume_id: &str, result: &str, report: &mut Report) -> Result<Value, Error> {
+pub async fn modified(deps: &Deps, volume_id: &str, result: &str, report: &mut Report) -> Result<Outcome, Error> {
     let now = deps.clock.now();
     let Some((record, at, claimed)) = note_result(deps, volume_id, result, now).await? else {
         return Ok(ignored("spotkeeper did not grow this volume, or none of its modifications is open"));
     };
-    let mut done = json!({"action": "recorded", "volume_id": volume_id, "result": result});
+    let mut done = Outcome::Recorded { volume_id: volume_id.to_string(), result: result.to_string() };
     let open = record.modifications.iter().find(|m| m.at == at);
     match (result, open) {
         ("optimizing" | "completed", Some(modification)) if claimed => {
@@ -197,13 +221,19 @@ pub async fn modified(deps: &Deps, volume_id: &str, result: &str, report: &mut R
                 HistoryKind::FilesystemGrowing,
                 format!("{} on {volume_id} growing to {to_gib} GiB (SSM command {command})", record.path),
             );
-            done["action"] = json!("filesystem-growing");
-            done["command_id"] = json!(command);
+            done = Outcome::FilesystemGrowing {
+                volume_id: volume_id.to_string(),
+                result: result.to_string(),
+                command_id: command,
+            };
         }
         ("optimizing" | "completed", Some(modification)) if modification.command_id.is_none() => {
             tracing::info!(volume_id, result, "another delivery is sending this modification's resize; a duplicate");
-            done["action"] = json!("duplicate");
-            done["reason"] = json!("another delivery of this modification sends its resize");
+            done = Outcome::Duplicate {
+                volume_id: volume_id.to_string(),
+                result: result.to_string(),
+                reason: "another delivery of this modification sends its resize",
+            };
         }
         ("failed", _) => {
             report.note(
@@ -314,7 +344,7 @@ pub async fn command_finished(
     command_id: &str,
     status: &str,
     report: &mut Report,
-) -> Result<Value, Error> {
+) -> Result<Outcome, Error> {
     let records = deps.store.volumes().await?;
     let Some(record) =
         records.iter().find(|r| r.modifications.iter().any(|m| m.command_id.as_deref() == Some(command_id)))
@@ -348,5 +378,58 @@ pub async fn command_finished(
             format!("{} on {} grown (SSM command {command_id} {status})", record.path, record.volume_id),
         );
     }
-    Ok(json!({"action": if failed { "alerted" } else { "recorded" }, "command_id": command_id, "status": status}))
+    let (command_id, status) = (command_id.to_string(), status.to_string());
+    Ok(if failed { Outcome::Alerted { command_id, status } } else { Outcome::CommandRecorded { command_id, status } })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The answers read as the `json!` literals they replace (tests, Alertmanager's caller and the
+    /// demo read them).
+    #[test]
+    fn outcomes_read_as_before() {
+        let (vol, cmd) = ("vol-1".to_string(), "c-1".to_string());
+        let cases = [
+            (ignored("not a spotkeeper command"), json!({"action": "ignored", "reason": "not a spotkeeper command"})),
+            (
+                Outcome::Refused { reason: "no-device", message: "why".into() },
+                json!({"action": "refused", "reason": "no-device", "message": "why"}),
+            ),
+            (
+                Outcome::Grown { volume_id: vol.clone(), device: "/dev/sdf".into(), from_gib: 10, to_gib: 20 },
+                json!({"action": "grown", "volume_id": "vol-1", "device": "/dev/sdf", "from_gib": 10, "to_gib": 20}),
+            ),
+            (
+                Outcome::Recorded { volume_id: vol.clone(), result: "failed".into() },
+                json!({"action": "recorded", "volume_id": "vol-1", "result": "failed"}),
+            ),
+            (
+                Outcome::FilesystemGrowing {
+                    volume_id: vol.clone(),
+                    result: "optimizing".into(),
+                    command_id: cmd.clone(),
+                },
+                json!({"action": "filesystem-growing", "volume_id": "vol-1", "result": "optimizing", "command_id": "c-1"}),
+            ),
+            (
+                Outcome::Duplicate { volume_id: vol, result: "completed".into(), reason: "another" },
+                json!({"action": "duplicate", "volume_id": "vol-1", "result": "completed", "reason": "another"}),
+            ),
+            (
+                Outcome::CommandRecorded { command_id: cmd.clone(), status: "Success".into() },
+                json!({"action": "recorded", "command_id": "c-1", "status": "Success"}),
+            ),
+            (
+                Outcome::Alerted { command_id: cmd, status: "Failed".into() },
+                json!({"action": "alerted", "command_id": "c-1", "status": "Failed"}),
+            ),
+        ];
+        for (outcome, before) in cases {
+            assert_eq!(serde_json::to_value(&outcome).unwrap(), before, "{outcome:?}");
+        }
+    }
 }

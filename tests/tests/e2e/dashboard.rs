@@ -51,6 +51,8 @@ fn browse(url: &str, extra: &[&str]) -> String {
 
 /// `$1,234.56`, as the page writes money.
 fn dollars(amount: f64) -> String {
+    // The page's own rounding: to the cent, of amounts far inside i64.
+    #[allow(clippy::cast_possible_truncation)]
     let cents = (amount * 100.0).round() as i64;
     let whole = (cents / 100).to_string();
     let mut grouped = String::new();

@@ -11,7 +11,7 @@ async fn image_of(h: &Harness, instance_id: &str) -> String {
 }
 
 async fn image_exists(h: &Harness, image_id: &str) -> bool {
-    h.ec2().describe_images().image_ids(image_id).send().await.map(|o| !o.images().is_empty()).unwrap_or(false)
+    h.ec2().describe_images().image_ids(image_id).send().await.is_ok_and(|o| !o.images().is_empty())
 }
 
 /// One scheduled run; the images step's report.

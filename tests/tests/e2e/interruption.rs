@@ -53,9 +53,13 @@ async fn a_standalone_member_is_replaced_and_dns_address_and_volume_follow() {
     let replacement = h.instance(&new).await;
     assert_eq!(tag(&replacement, "spotkeeper:group"), Some("web"));
     assert_eq!(tag(&replacement, "spotkeeper:replaces"), Some(old.as_str()));
-    assert_eq!(replacement.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
+    assert_eq!(replacement.instance_lifecycle().map(aws_sdk_ec2::types::InstanceLifecycleType::as_str), Some("spot"));
     assert_eq!(replacement.subnet_id(), Some(h.fleet.subnet_b.as_str()));
-    assert_eq!(replacement.instance_type().map(|t| t.as_str()), Some("m5a.large"), "not the interrupted pool m5.large");
+    assert_eq!(
+        replacement.instance_type().map(aws_sdk_ec2::types::InstanceType::as_str),
+        Some("m5a.large"),
+        "not the interrupted pool m5.large"
+    );
     let new_member = h.member("web", &new).await.expect("the replacement is a member");
     assert_eq!(
         (new_member["replaces"]["instance_id"].as_str(), new_member["market"].as_str()),

@@ -69,8 +69,7 @@ async fn every_documented_route_answers_as_documented() {
         let template = path.replace("/web", "/{name}");
         ops.iter()
             .find(|(m, p, _)| m == method && *p == template)
-            .map(|(_, _, codes)| codes.clone())
-            .unwrap_or_else(|| panic!("{method} {path} is not documented"))
+            .map_or_else(|| panic!("{method} {path} is not documented"), |(_, _, codes)| codes.clone())
     };
     for (method, path, body) in &requests {
         let codes = documented(method, path);

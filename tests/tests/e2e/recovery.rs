@@ -155,7 +155,7 @@ async fn a_fallen_back_member_returns_to_spot_after_the_cooldown_with_doubling_b
     let spot = recovery["replacement"].as_str().unwrap().to_string();
     let instance =
         h.ec2().describe_instances().instance_ids(&spot).send().await.unwrap().reservations()[0].instances()[0].clone();
-    assert_eq!(instance.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
+    assert_eq!(instance.instance_lifecycle().map(aws_sdk_ec2::types::InstanceLifecycleType::as_str), Some("spot"));
     assert_eq!(h.ec2_state(&on_demand).await, "running", "the On-Demand one serves until the Spot one does");
     assert_eq!(h.scheduled(None).await.unwrap()["groups"][0]["recovery"]["step"], "in-flight");
     h.instance_state(events::state_change(&spot, "running")).await.unwrap();
@@ -189,8 +189,8 @@ async fn an_asg_falls_back_by_raising_its_on_demand_share_and_recovery_restores_
     let autoscaling = aws_sdk_autoscaling::Client::new(&h.sdk);
     let share = |g: &aws_sdk_autoscaling::types::AutoScalingGroup| {
         g.mixed_instances_policy()
-            .and_then(|p| p.instances_distribution())
-            .and_then(|d| d.on_demand_percentage_above_base_capacity())
+            .and_then(aws_sdk_autoscaling::types::MixedInstancesPolicy::instances_distribution)
+            .and_then(aws_sdk_autoscaling::types::InstancesDistribution::on_demand_percentage_above_base_capacity)
     };
     let describe = || autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(&h.fleet.asg_name).send();
     assert_eq!(share(&describe().await.unwrap().auto_scaling_groups()[0]), Some(0));

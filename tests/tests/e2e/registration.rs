@@ -37,7 +37,7 @@ async fn both_kinds_register_and_the_standalone_instance_comes_online() {
         instance.tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect();
     assert!(tags.contains(&("spotkeeper:group".into(), "web".into())), "{tags:?}");
     assert_eq!(instance.subnet_id(), Some(h.fleet.subnet_b.as_str()));
-    assert_eq!(instance.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
+    assert_eq!(instance.instance_lifecycle().map(aws_sdk_ec2::types::InstanceLifecycleType::as_str), Some("spot"));
 
     let out = h.instance_state(spotkeeper_tests::events::state_change(&id, "running")).await.unwrap();
     assert_eq!(out["action"], "brought-online", "{out}");
@@ -179,7 +179,10 @@ async fn adopting_and_removing_a_group_terminates_nothing() {
     assert_eq!(h.instance_count().await, before);
     let running = h.ec2().describe_instances().instance_ids(&pet).send().await.unwrap();
     let instance = &running.reservations()[0].instances()[0];
-    assert_eq!(instance.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"));
+    assert_eq!(
+        instance.state().and_then(|s| s.name()).map(aws_sdk_ec2::types::InstanceStateName::as_str),
+        Some("running")
+    );
     assert!(instance.tags().iter().all(|t| t.key() != Some("spotkeeper:group")), "tag removed");
     assert!(h.deps.store.group_of(&pet).await.unwrap().is_none());
     let (status, _) = h.call(Method::GET, "/groups/web", Some(TOKEN), None).await;

@@ -25,7 +25,7 @@ fn answer_prices(h: &Harness, od: [(&'static str, f64); 2]) {
     h.proxy.on(move |call| {
         (call.operation == "GetProducts").then(|| {
             let asked = instance_type_asked(&call.body).unwrap_or_default();
-            let usd = od.iter().find(|(t, _)| *t == asked).map(|(_, p)| *p).unwrap_or(1.0);
+            let usd = od.iter().find(|(t, _)| *t == asked).map_or(1.0, |(_, p)| *p);
             Fault::answer(200, "application/x-amz-json-1.1", price_list(&asked, usd))
         })
     });

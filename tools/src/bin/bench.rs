@@ -44,7 +44,10 @@ struct Figures {
 fn percentile(values: &[Duration], p: f64) -> Duration {
     let mut sorted = values.to_vec();
     sorted.sort();
-    sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default()
+    // The nearest rank: `p` is in 0..=1, so the index is within the list.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(rank).copied().unwrap_or_default()
 }
 
 fn ms(d: Duration) -> String {
@@ -69,14 +72,14 @@ fn zip_size(path: &Path) -> u64 {
     let out = std::env::temp_dir().join(format!("spotkeeper-bench-{}.zip", std::process::id()));
     let script = "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_DEFLATED, compresslevel=9) as z: z.write(sys.argv[1], 'bootstrap')";
     let ok = Command::new("python3").args(["-c", script]).arg(path).arg(&out).status().is_ok_and(|s| s.success());
-    let size = if ok { std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) } else { 0 };
+    let size = if ok { std::fs::metadata(&out).map_or(0, |m| m.len()) } else { 0 };
     let _ = std::fs::remove_file(&out);
     size
 }
 
 /// Where and when: "2 cores, x86_64, 2026-11-21".
 fn machine() -> String {
-    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let nproc = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     format!("{nproc} cores, {}, {}", std::env::consts::ARCH, chrono::Utc::now().format("%Y-%m-%d"))
 }
 
@@ -118,8 +121,8 @@ async fn measure(
         figures.push(Figures {
             cold,
             warm,
-            peak_rss_kib: f.pid().map(peak_rss_kib).unwrap_or(0),
-            binary: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            peak_rss_kib: f.pid().map_or(0, peak_rss_kib),
+            binary: std::fs::metadata(path).map_or(0, |m| m.len()),
             zip: zip_size(path),
         });
     }

@@ -19,10 +19,11 @@ impl Story {
     fn step(&self, text: &str) {
         println!("\n[{:>6} ms] {text}", self.started.elapsed().as_millis());
     }
+}
 
-    fn say(&self, text: impl AsRef<str>) {
-        println!("             {}", text.as_ref());
-    }
+/// A line under the current step.
+fn say(text: impl AsRef<str>) {
+    println!("             {}", text.as_ref());
 }
 
 fn body(response: &Value) -> Value {
@@ -34,11 +35,11 @@ async fn call(api: &mut Function, method: &str, path: &str, payload: Option<&Val
     Ok((response["statusCode"].as_u64().unwrap_or_default(), body(&response)))
 }
 
-fn describe_group(story: &Story, group: &Value) {
+fn describe_group(group: &Value) {
     let kind = group["kind"].as_str().unwrap_or("?");
     let name = group["name"].as_str().unwrap_or("?");
     match kind {
-        "asg" => story.say(format!(
+        "asg" => say(format!(
             "group {name:<8} asg      follows Auto Scaling group {}",
             group["asg_name"].as_str().unwrap_or("?")
         )),
@@ -55,13 +56,9 @@ fn describe_group(story: &Story, group: &Value) {
                     )
                 })
                 .collect();
-            story.say(format!(
-                "group {name:<8} standalone, capacity {}, pools: {}",
-                group["capacity"],
-                pools.join(", ")
-            ));
+            say(format!("group {name:<8} standalone, capacity {}, pools: {}", group["capacity"], pools.join(", ")));
             if let Some(dns) = group.get("dns").filter(|d| !d.is_null()) {
-                story.say(format!(
+                say(format!(
                     "               DNS {} ({} address)",
                     dns["record_name"].as_str().unwrap_or("?"),
                     dns["address"].as_str().unwrap_or("?")
@@ -70,7 +67,7 @@ fn describe_group(story: &Story, group: &Value) {
         }
     }
     for m in group["members"].as_array().into_iter().flatten() {
-        story.say(format!(
+        say(format!(
             "  member {}  {:<9} {:<10} {}  {}{}{}",
             m["instance_id"].as_str().unwrap_or("?"),
             m["market"].as_str().unwrap_or("?"),
@@ -81,7 +78,7 @@ fn describe_group(story: &Story, group: &Value) {
             if m["fallen_back"] == json!(true) { "  (fallen back to On-Demand)" } else { "" },
         ));
         if let Some(interrupted) = m.get("interrupted").filter(|i| !i.is_null()) {
-            story.say(format!(
+            say(format!(
                 "           interrupted at {}: {}{}",
                 interrupted["warned_at"].as_str().unwrap_or("?"),
                 interrupted["action"].as_str().unwrap_or("?"),
@@ -94,22 +91,21 @@ fn describe_group(story: &Story, group: &Value) {
 async fn run(story: &Story, keep: bool) -> Result<(), String> {
     story.step("Starting the local AWS emulator (moto server) on 127.0.0.1");
     let h = Harness::start().await;
-    story.say(format!("emulator at {}", h.emulator.endpoint));
-    story.say(format!("fleet table {} created from template.yaml (FleetTable)", spotkeeper_tests::TABLE));
-    story.say(format!(
+    say(format!("emulator at {}", h.emulator.endpoint));
+    say(format!("fleet table {} created from template.yaml (FleetTable)", spotkeeper_tests::TABLE));
+    say(format!(
         "VPC {} with subnets {} (us-east-1a) and {} (us-east-1b)",
         h.fleet.vpc_id, h.fleet.subnet_a, h.fleet.subnet_b
     ));
-    story.say(format!(
+    say(format!(
         "launch template {} ({}), Auto Scaling group {} of 2",
         h.fleet.template_name, h.fleet.template_id, h.fleet.asg_name
     ));
-    story.say(format!(
+    say(format!(
         "hosted zone {} ({}), Elastic IP {}, data volume {} in us-east-1b",
         h.fleet.zone_name, h.fleet.zone_id, h.fleet.allocation_id, h.fleet.volume_id
     ));
-    story
-        .say(format!("alerts: SNS topic {} (an SQS queue subscribed), Slack stand-in at {}", h.topic_arn, h.slack.url));
+    say(format!("alerts: SNS topic {} (an SQS queue subscribed), Slack stand-in at {}", h.topic_arn, h.slack.url));
 
     story.step("Storing the API token as an SSM SecureString and starting the function binaries");
     aws_sdk_ssm::Client::new(&h.sdk)
@@ -126,7 +122,7 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     let mut api = Function::start("api", &env).await?;
     let mut instance_state = Function::start("instance-state", &env).await?;
     let (status, _) = call(&mut api, "GET", "/healthz", None).await?;
-    story.say(format!(
+    say(format!(
         "api answers GET /healthz with {status}; cold start {} ms",
         api.cold_start().map(|d| d.as_millis()).unwrap_or_default()
     ));
@@ -134,7 +130,7 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     story.step("POST /groups: registering the Auto Scaling group 'workers'");
     let asg = json!({"name": "workers", "kind": "asg", "asg_name": h.fleet.asg_name});
     let (status, workers) = call(&mut api, "POST", "/groups", Some(&asg)).await?;
-    story.say(format!(
+    say(format!(
         "{status}: {} members found in the ASG",
         workers["members"].as_array().map(Vec::len).unwrap_or_default()
     ));
@@ -155,7 +151,7 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
         return Err(format!("registration answered {status}: {web}"));
     }
     let instance = web["members"][0]["instance_id"].as_str().unwrap_or_default().to_string();
-    story.say(format!(
+    say(format!(
         "{status}: launched {instance} on {} (the data volume keeps it in us-east-1b)",
         web["members"][0]["market"].as_str().unwrap_or("?")
     ));
@@ -168,14 +164,14 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
         Some(&json!({"name": "x", "kind": "asg", "asg_name": "workers", "colour": "red"})),
     )
     .await?;
-    story.say(format!("{status}: {}", refused["error"]["message"].as_str().unwrap_or("?")));
+    say(format!("{status}: {}", refused["error"]["message"].as_str().unwrap_or("?")));
     let response = api.invoke(events::http("GET", "/groups", None, None)).await?;
-    story.say(format!("{}: {}", response["statusCode"], body(&response)["error"]["message"].as_str().unwrap_or("?")));
+    say(format!("{}: {}", response["statusCode"], body(&response)["error"]["message"].as_str().unwrap_or("?")));
 
     story.step(&format!("EventBridge: {instance} is running -> instance-state"));
     let done = instance_state.invoke(events::state_change(&instance, "running")).await?;
-    story.say(format!("DNS now {}", done["dns"]));
-    story.say(format!(
+    say(format!("DNS now {}", done["dns"]));
+    say(format!(
         "Elastic IP {} associated; volumes attached: {}",
         done["address"].as_str().unwrap_or("none"),
         done["volumes"]
@@ -186,13 +182,13 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     let started = Instant::now();
     let batch = events::sqs_batch(&[events::spot_warning(&instance)]);
     let answer = spot.invoke(batch).await?;
-    story.say(format!("spot-interruption answered in {} ms: {answer}", started.elapsed().as_millis()));
+    say(format!("spot-interruption answered in {} ms: {answer}", started.elapsed().as_millis()));
     let (_, web) = call(&mut api, "GET", "/groups/web", None).await?;
     let members = web["members"].as_array().cloned().unwrap_or_default();
     let replacement =
         members.iter().find(|m| m["replaces"]["instance_id"] == instance.as_str()).cloned().unwrap_or_default();
     let new_id = replacement["instance_id"].as_str().unwrap_or_default().to_string();
-    story.say(format!(
+    say(format!(
         "replacement {new_id} launched on {} as {} in {} (the interrupted pool was {} in {}; the volume's AZ is kept)",
         replacement["market"].as_str().unwrap_or("?"),
         replacement["instance_type"].as_str().unwrap_or("?"),
@@ -204,13 +200,13 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     story.step(&format!("EventBridge: the replacement {new_id} is running -> instance-state"));
     let started = Instant::now();
     let done = instance_state.invoke(events::state_change(&new_id, "running")).await?;
-    story.say(format!(
+    say(format!(
         "{} ms: DNS now {}, Elastic IP {} moved to it",
         started.elapsed().as_millis(),
         done["dns"],
         done["address"].as_str().unwrap_or("none")
     ));
-    story.say(format!("replaced in {} s from the warning (as the alert says)", done["replaced_in_seconds"]));
+    say(format!("replaced in {} s from the warning (as the alert says)", done["replaced_in_seconds"]));
 
     story.step(&format!("EC2 reclaims {instance}: terminated -> instance-state moves the data volume"));
     h.ec2()
@@ -221,7 +217,7 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
         .map_err(|e| format!("TerminateInstances: {e:?}"))?;
     let started = Instant::now();
     let done = instance_state.invoke(events::state_change(&instance, "terminated")).await?;
-    story.say(format!(
+    say(format!(
         "{} ms: volumes {} now on {new_id} at the same device",
         started.elapsed().as_millis(),
         done["volumes"]
@@ -230,13 +226,13 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     let asg_member = workers["members"][0]["instance_id"].as_str().unwrap_or_default().to_string();
     let asg_other = workers["members"][1]["instance_id"].as_str().unwrap_or_default().to_string();
     story.step(&format!("Spot interruption warning for {asg_member} of the Auto Scaling group"));
-    story.say(format!(
+    say(format!(
         "{} runs {} in the emulator: moto launches every Auto Scaling instance On-Demand, whatever",
         asg_member,
         workers["members"][0]["market"].as_str().unwrap_or("?")
     ));
-    story.say("the group's mixed instances policy says. In AWS this policy (0% On-Demand above a base of 0)");
-    story.say("launches them on Spot, and this is the warning EC2 would send two minutes before reclaiming one.");
+    say("the group's mixed instances policy says. In AWS this policy (0% On-Demand above a base of 0)");
+    say("launches them on Spot, and this is the warning EC2 would send two minutes before reclaiming one.");
     let started = Instant::now();
     spot.invoke(events::spot_warning(&asg_member)).await?;
     let asg = aws_sdk_autoscaling::Client::new(&h.sdk)
@@ -247,7 +243,7 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
         .map_err(|e| format!("DescribeAutoScalingGroups: {e:?}"))?;
     let asg = asg.auto_scaling_groups().first().cloned().ok_or("the ASG is gone")?;
     let now: Vec<&str> = asg.instances().iter().filter_map(|i| i.instance_id()).collect();
-    story.say(format!(
+    say(format!(
         "{} ms: detached without decrement; desired capacity still {}, the ASG now runs {}",
         started.elapsed().as_millis(),
         asg.desired_capacity().unwrap_or_default(),
@@ -258,33 +254,29 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     if !leaving.is_some_and(|m| m["leaving"] == json!(true)) {
         return Err(format!("{asg_member} is detached but not shown leaving: {shown}"));
     }
-    story.say(format!("{asg_member} still runs out of the group until EC2 reclaims it; spotkeeper shows it leaving"));
+    say(format!("{asg_member} still runs out of the group until EC2 reclaims it; spotkeeper shows it leaving"));
 
     let (today, tomorrow) = savings_day(story, &h).await?;
 
     story.step("The alerts: Slack (a local receiver stands in for it) and SNS (read through an SQS subscription)");
     for message in h.slack.received() {
         let body: Value = serde_json::from_str(&message.body).unwrap_or_default();
-        story.say(format!("Slack  {}", body["text"].as_str().unwrap_or("?")));
+        say(format!("Slack  {}", body["text"].as_str().unwrap_or("?")));
     }
     for alert in h.sns_alerts().await {
-        story.say(format!(
-            "SNS    [{}] {}",
-            alert.attributes.get("severity").map(String::as_str).unwrap_or("?"),
-            alert.subject
-        ));
+        say(format!("SNS    [{}] {}", alert.attributes.get("severity").map_or("?", String::as_str), alert.subject));
     }
 
     story.step("What exists now (GET /groups)");
-    story.say("(the ASG's replacement joined 'workers' at the first scheduled run; the detached one is leaving)");
+    say("(the ASG's replacement joined 'workers' at the first scheduled run; the detached one is leaving)");
     let (_, groups) = call(&mut api, "GET", "/groups", None).await?;
     for group in groups["groups"].as_array().into_iter().flatten() {
-        describe_group(story, group);
+        describe_group(group);
     }
     let (_, shown) = call(&mut api, "GET", "/groups/web", None).await?;
-    story.say("history of 'web', newest first:");
+    say("history of 'web', newest first:");
     for e in shown["recent_events"].as_array().into_iter().flatten() {
-        story.say(format!("  {:<20} {}", e["kind"].as_str().unwrap_or("?"), e["message"].as_str().unwrap_or("?")));
+        say(format!("  {:<20} {}", e["kind"].as_str().unwrap_or("?"), e["message"].as_str().unwrap_or("?")));
     }
 
     story.step(&format!("What Spot saved (GET /savings?from={today}&to={tomorrow})"));
@@ -293,7 +285,7 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
         return Err(format!("GET /savings answered {status}: {savings}"));
     }
     for g in savings["groups"].as_array().into_iter().flatten() {
-        story.say(format!(
+        say(format!(
             "{:<8} {:>5.1} h Spot, {:>5.1} h On-Demand: paid ${:.2}, On-Demand would have cost ${:.2}: saved ${:.2}",
             g["group"].as_str().unwrap_or("?"),
             g["spot_hours"].as_f64().unwrap_or_default(),
@@ -305,14 +297,14 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     }
     let total = &savings["total"];
     let saved = total["savings"].as_f64().unwrap_or_default();
-    story.say(format!(
+    say(format!(
         "in all: saved ${saved:.2} ({:.0}% of ${:.2}) in a day; {} interruption(s), {} fallback(s)",
         total["savings_percent"].as_f64().unwrap_or_default(),
         total["on_demand_cost"].as_f64().unwrap_or_default(),
         total["interruptions"],
         total["fallbacks"],
     ));
-    story.say("(workers saved nothing here only because the emulator runs its members On-Demand)");
+    say("(workers saved nothing here only because the emulator runs its members On-Demand)");
     if saved <= 0.0 {
         return Err(format!("the ledger shows no savings: {savings}"));
     }
@@ -320,32 +312,30 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     story.step("Drive the functions by hand");
     if keep {
         let (url, _server) = h.serve_api().await;
-        story.say(format!(
+        say(format!(
             "The dashboard, served by the api router against the emulator: {url}/#token={}",
             spotkeeper_tests::TOKEN
         ));
-        story.say("The emulator keeps running with this fleet. In another shell:");
-        story.say(format!(
+        say("The emulator keeps running with this fleet. In another shell:");
+        say(format!(
             "export AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing",
             h.emulator.endpoint
         ));
-        story.say(format!("export SPOTKEEPER_TABLE={} SPOTKEEPER_API_TOKEN={TOKEN}", spotkeeper_tests::TABLE));
+        say(format!("export SPOTKEEPER_TABLE={} SPOTKEEPER_API_TOKEN={TOKEN}", spotkeeper_tests::TABLE));
         let dir = write_events(&new_id, &asg_other)?;
-        story.say(format!(
-            "The events below name instances of this fleet ({new_id} of web, {asg_other} of workers): {dir}"
-        ));
-        story.say(".venv/bin/cargo-lambda lambda watch --invoke-address 127.0.0.1 --invoke-port 9000 &");
+        say(format!("The events below name instances of this fleet ({new_id} of web, {asg_other} of workers): {dir}"));
+        say(".venv/bin/cargo-lambda lambda watch --invoke-address 127.0.0.1 --invoke-port 9000 &");
         for (function, file) in EXAMPLES {
-            story.say(format!(
+            say(format!(
                 ".venv/bin/cargo-lambda lambda invoke --invoke-address 127.0.0.1 --invoke-port 9000 {function} --data-file {dir}/{file}"
             ));
         }
-        story.say("Press Ctrl-C here to stop the emulator.");
+        say("Press Ctrl-C here to stop the emulator.");
         tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
     } else {
-        story.say("`make emulator` runs this story and then keeps the emulator up with this fleet,");
-        story.say("printing the exports and `cargo lambda watch` / `cargo lambda invoke --data-file events/...`");
-        story.say("commands that drive each function by hand against it.");
+        say("`make emulator` runs this story and then keeps the emulator up with this fleet,");
+        say("printing the exports and `cargo lambda watch` / `cargo lambda invoke --data-file events/...`");
+        say("commands that drive each function by hand against it.");
     }
 
     story.step("Stopping the functions and the emulator");
@@ -416,10 +406,10 @@ async fn savings_day(story: &Story, h: &Harness) -> Result<(String, String), Str
         (call.operation == "DescribeSpotPriceHistory")
             .then(|| Fault::answer(200, "text/xml;charset=UTF-8", spot_prices()))
     });
-    story.say("The emulator prices every Spot hour at a placeholder $0.00001: here EC2's Spot price history");
-    story.say("answers with typical Spot prices instead, about a third of On-Demand:");
+    say("The emulator prices every Spot hour at a placeholder $0.00001: here EC2's Spot price history");
+    say("answers with typical Spot prices instead, about a third of On-Demand:");
     for (instance_type, price) in SPOT_PRICES {
-        story.say(format!("  {instance_type:<10} ${price}/h"));
+        say(format!("  {instance_type:<10} ${price}/h"));
     }
     let today = h.clock_midnight().format("%Y-%m-%d").to_string();
     h.scheduled(None).await.map_err(|e| format!("scheduled-recovery: {e}"))?;
@@ -428,9 +418,9 @@ async fn savings_day(story: &Story, h: &Harness) -> Result<(String, String), Str
         h.scheduled(None).await.map_err(|e| format!("scheduled-recovery: {e}"))?;
     }
     let tomorrow = h.clock_midnight().format("%Y-%m-%d").to_string();
-    story.say(format!("25 runs from {today} to {tomorrow}: the fleet's hours and prices are in the ledger"));
-    story.say("(On-Demand prices: the Price List API is out of the emulator's reach, so the list prices");
-    story.say(" shipped with spotkeeper, as in AWS when that API cannot be reached)");
+    say(format!("25 runs from {today} to {tomorrow}: the fleet's hours and prices are in the ledger"));
+    say("(On-Demand prices: the Price List API is out of the emulator's reach, so the list prices");
+    say(" shipped with spotkeeper, as in AWS when that API cannot be reached)");
     Ok((today, tomorrow))
 }
 

@@ -22,7 +22,7 @@ pub(super) fn unique<'a>(field: &str, values: impl Iterator<Item = &'a str>) -> 
 
 /// An instance id from a body or a hook follows the one rule for instance ids (EC2's shape, as for
 /// ids from events): it becomes a table key and an AWS call parameter.
-pub fn check_instance_id(field: &str, id: &str) -> Result<(), ApiError> {
+pub(crate) fn check_instance_id(field: &str, id: &str) -> Result<(), ApiError> {
     if is_ec2_id(id, "i-") {
         Ok(())
     } else {

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::reply::ApiError;
 
-pub use spotkeeper::fixtures::proptest_config as config;
+pub(super) use spotkeeper::fixtures::proptest_config as config;
 
 /// The fields and values of the API's bodies, for generated JSON near them.
 const KEYS: &[&str] = &[
@@ -26,10 +26,10 @@ const KEYS: &[&str] = &[
 ];
 const WORDS: &[&str] = &["standalone", "asg", "subnet-1"];
 
-pub fn json() -> impl Strategy<Value = Value> {
+pub(super) fn json() -> impl Strategy<Value = Value> {
     spotkeeper::fixtures::json(KEYS, WORDS)
 }
 
-pub fn explained(err: &ApiError) -> bool {
+pub(super) fn explained(err: &ApiError) -> bool {
     !err.message.trim().is_empty() && err.status.is_client_error()
 }

@@ -8,7 +8,7 @@ mod patch;
 mod register;
 mod strict;
 
-pub use checks::check_instance_id;
-pub use patch::apply as apply_patch;
-pub use register::{AdoptBody, Registration};
-pub use strict::{MAX_BODY, Raw, Strict, StrictQuery, parse};
+pub(crate) use checks::check_instance_id;
+pub(crate) use patch::apply as apply_patch;
+pub(crate) use register::{AdoptBody, Registration};
+pub(crate) use strict::{MAX_BODY, Raw, Strict, StrictQuery, parse};

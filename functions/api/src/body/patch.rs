@@ -12,7 +12,7 @@ impl From<Refusal> for ApiError {
 }
 
 /// The group's policy with the patch applied, or a 400 naming the field at fault.
-pub fn apply(patch: PolicyPatch, group: &Group) -> Result<Policy, ApiError> {
+pub(crate) fn apply(patch: PolicyPatch, group: &Group) -> Result<Policy, ApiError> {
     Ok(policy::apply(patch, group)?)
 }
 

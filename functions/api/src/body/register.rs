@@ -11,13 +11,13 @@ use super::strict::from_value;
 use crate::reply::ApiError;
 
 /// A registration body: its `kind` picks the strict body for the rest.
-pub enum Registration {
+pub(crate) enum Registration {
     Asg(AsgBody),
     Standalone(Box<StandaloneBody>),
 }
 
 impl Registration {
-    pub fn from_json(mut value: serde_json::Value) -> Result<Self, ApiError> {
+    pub(crate) fn from_json(mut value: serde_json::Value) -> Result<Self, ApiError> {
         let kind = value
             .as_object_mut()
             .ok_or_else(|| ApiError::invalid("", "the body must be a JSON object"))?
@@ -44,21 +44,21 @@ fn with_kind(err: ApiError) -> ApiError {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub(super) enum Kind {
     Asg,
     Standalone,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AsgBody {
+pub(crate) struct AsgBody {
     pub name: GroupName,
     pub asg_name: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TemplateBody {
+pub(crate) struct TemplateBody {
     pub id: Option<String>,
     pub name: Option<String>,
     #[serde(default = "default_version")]
@@ -71,7 +71,7 @@ fn default_version() -> String {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DnsBody {
+pub(crate) struct DnsBody {
     pub hosted_zone_id: String,
     pub record_name: String,
     #[serde(default = "default_ttl")]
@@ -86,14 +86,14 @@ fn default_ttl() -> i64 {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VolumeBody {
+pub(crate) struct VolumeBody {
     pub volume_id: String,
     pub device: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StandaloneBody {
+pub(crate) struct StandaloneBody {
     pub name: GroupName,
     pub launch_template: TemplateBody,
     pub instance_types: Vec<String>,
@@ -114,17 +114,17 @@ fn default_capacity() -> u32 {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AdoptBody {
+pub(crate) struct AdoptBody {
     pub instance_id: String,
 }
 
 /// Limits that keep one group within one instant fleet request.
-pub const MAX_CAPACITY: u32 = 100;
-pub const MAX_POOLS: usize = 100;
+pub(super) const MAX_CAPACITY: u32 = 100;
+pub(super) const MAX_POOLS: usize = 100;
 
 impl AsgBody {
     /// The group to follow, its name checked.
-    pub fn parse(self) -> Result<NewAsg, ApiError> {
+    pub(crate) fn parse(self) -> Result<NewAsg, ApiError> {
         self.check()?;
         Ok(NewAsg { name: self.name, asg_name: self.asg_name })
     }
@@ -142,7 +142,7 @@ impl AsgBody {
 impl StandaloneBody {
     /// The group to register, its ranges and shapes checked; its references are checked against
     /// AWS when it is registered.
-    pub fn parse(self) -> Result<NewStandalone, ApiError> {
+    pub(crate) fn parse(self) -> Result<NewStandalone, ApiError> {
         self.check()?;
         // Checked above in the order errors are told; parsed here into what the group keeps.
         let subnets = (self.subnets.into_iter().map(SubnetId::try_from).collect::<Result<Vec<_>, _>>())
@@ -344,7 +344,7 @@ mod tests {
             (r#"{"name": "w", "asg_name": "workers"}"#, "kind"),
             (r#"{"name": "w", "kind": "pet", "asg_name": "workers"}"#, "kind"),
             (r#"{"name": "w", "kind": "asg", "asg_name": "workers", "subnets": []}"#, "subnets"),
-            (r#"[1]"#, ""),
+            (r"[1]", ""),
         ] {
             let value = parse(body.as_bytes()).unwrap();
             let err = Registration::from_json(value).err().map(|e| e.field);

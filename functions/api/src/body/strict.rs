@@ -9,10 +9,10 @@ use serde::de::DeserializeOwned;
 use crate::reply::ApiError;
 
 /// The largest body any route takes.
-pub const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// The raw body, within the size limit, refused with the API's JSON errors (413 over it).
-pub struct Raw(pub Bytes);
+pub(crate) struct Raw(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for Raw {
     type Rejection = ApiError;
@@ -33,7 +33,7 @@ impl<S: Send + Sync> FromRequest<S> for Raw {
 }
 
 /// A JSON body parsed strictly: the error names the field that failed.
-pub struct Strict<T>(pub T);
+pub(crate) struct Strict<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Strict<T> {
     type Rejection = ApiError;
@@ -45,7 +45,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Strict<T> {
 }
 
 /// Query parameters parsed strictly: an unknown or malformed one is a 400 in the API's shape.
-pub struct StrictQuery<T>(pub T);
+pub(crate) struct StrictQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for StrictQuery<T> {
     type Rejection = ApiError;
@@ -78,7 +78,7 @@ fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
 }
 
 /// Parses JSON, naming the failing field in the error.
-pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(field_error)?;
     de.end().map_err(|e| ApiError::invalid("", format!("trailing characters after the JSON body: {e}")))?;
@@ -86,7 +86,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Reads an already parsed JSON value strictly, naming the failing field in the error.
-pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+pub(super) fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(field_error)
 }
 

@@ -127,7 +127,7 @@ impl Clients {
                 aws_sdk_dynamodb::config::Builder::from(sdk).retry_config(dynamodb_retries(sdk)).build(),
             ),
             sns: aws_sdk_sns::Client::new(sdk),
-            region: sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".to_string()),
+            region: sdk.region().map_or_else(|| "us-east-1".to_string(), std::string::ToString::to_string),
         }
     }
 }

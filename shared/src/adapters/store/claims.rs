@@ -75,9 +75,8 @@ impl Store {
             TransactWriteItem::builder().put(claim.build().map_err(build_error("TransactWriteItems"))?).build(),
             TransactWriteItem::builder().update(lock.build().map_err(build_error("TransactWriteItems"))?).build(),
         ];
-        let err = match self.client.transact_write_items().set_transact_items(Some(writes)).send().await {
-            Ok(_) => return Ok(Claim::Won),
-            Err(err) => err,
+        let Err(err) = self.client.transact_write_items().set_transact_items(Some(writes)).send().await else {
+            return Ok(Claim::Won);
         };
         if let SdkError::ServiceError(e) = &err
             && let TransactWriteItemsError::TransactionCanceledException(cancelled) = e.err()

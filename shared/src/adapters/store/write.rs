@@ -121,7 +121,7 @@ impl Store {
             let reasons = cancelled.cancellation_reasons.as_deref().unwrap_or_default();
             // Writes go in pairs (member, lookup), so the failing index names the instance.
             if let Some(index) = reasons.iter().position(|r| r.code.as_deref() == Some("ConditionalCheckFailed")) {
-                let instance = members.get(index / 2).map(|m| m.instance_id.as_str()).unwrap_or("an instance");
+                let instance = members.get(index / 2).map_or("an instance", |m| m.instance_id.as_str());
                 return StoreError::Conflict(format!("instance {instance} is already managed by a group"));
             }
         }

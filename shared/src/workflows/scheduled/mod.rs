@@ -12,7 +12,6 @@ mod recovery;
 use std::collections::HashSet;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::domain::{Deadline, GROUP_TAG, Group, GroupName};
 use crate::runtime::{Deps, Error};
@@ -42,7 +41,7 @@ pub struct GroupRun {
     pub images: Reported<Refreshed>,
     pub probation: Reported<Probation>,
     pub scaling_activities: Reported<Activities>,
-    pub volume_moves: Reported<Value>,
+    pub volume_moves: Reported<online::Moves>,
 }
 
 /// A job's outcome, or the error that stopped it (the next run tries again).
@@ -79,8 +78,11 @@ pub async fn run(deps: &Deps, deadline: Deadline) -> Result<Run, Error> {
     let managed: HashSet<&str> = members.iter().flatten().map(|m| m.instance_id.as_str()).collect();
     // A member missing from the listing may have lost its tag: ask for it by id before calling
     // it vanished (only when something is missing, which is rare).
-    let unlisted: Vec<String> =
-        managed.iter().filter(|id| !instances.iter().any(|i| i.instance_id == **id)).map(|id| id.to_string()).collect();
+    let unlisted: Vec<String> = managed
+        .iter()
+        .filter(|id| !instances.iter().any(|i| i.instance_id == **id))
+        .map(std::string::ToString::to_string)
+        .collect();
     let mut known = instances.clone();
     if !unlisted.is_empty() {
         known.extend(deps.clients.ec2.instances(&unlisted).await?);
@@ -125,7 +127,7 @@ mod tests {
     use super::*;
     use crate::domain::{Day, OnDemandShare, Usage};
     use chrono::{DateTime, Utc};
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn answer(outcome: impl Serialize) -> Value {
         serde_json::to_value(outcome).unwrap()
@@ -137,7 +139,7 @@ mod tests {
     fn the_outcomes_answer_as_before() {
         let at = DateTime::parse_from_rfc3339("2026-11-21T12:00:00Z").unwrap().with_timezone(&Utc);
         let share = OnDemandShare { base: 1, percent_above_base: 20 };
-        let ids = |ids: &[&str]| Some(ids.iter().map(|i| i.to_string()).collect::<Vec<_>>());
+        let ids = |ids: &[&str]| Some(ids.iter().map(std::string::ToString::to_string).collect::<Vec<_>>());
         let failed = |error: &str| Reported::<Recovered>::Failed { error: error.into() };
         let cases: Vec<(Value, Value)> = vec![
             (answer(Reconciled::default()), json!({"drift": false})),
