@@ -299,7 +299,7 @@ fn replay(attempt: &Attempt, held: Vec<Warning>) -> Option<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AsgSpec, LaunchErrorKind, LaunchTemplateRef, SubnetId};
+    use crate::domain::{AsgSpec, DeviceName, LaunchErrorKind, LaunchTemplateRef, SubnetId, VolumeId};
 
     /// Subnet `subnet-<short>`: the tables below name subnets by their last letters.
     fn subnet_id(short: &str) -> SubnetId {
@@ -312,7 +312,7 @@ mod tests {
 
     fn volume(id: &str, zone: &str, attached_to: Option<&str>) -> VolumeFacts {
         VolumeFacts {
-            volume_id: id.into(),
+            volume_id: VolumeId::try_from(id).unwrap(),
             availability_zone: zone.into(),
             state: if attached_to.is_some() { "in-use" } else { "available" }.into(),
             size_gib: 20,
@@ -346,9 +346,9 @@ mod tests {
     #[test]
     fn volumes_must_share_one_zone() {
         assert_eq!(volume_zone(&[]), Ok(None));
-        let one = [volume("v1", "us-east-1a", None), volume("v2", "us-east-1a", None)];
+        let one = [volume("vol-1", "us-east-1a", None), volume("vol-2", "us-east-1a", None)];
         assert_eq!(volume_zone(&one), Ok(Some("us-east-1a".into())));
-        let two = [volume("v1", "us-east-1a", None), volume("v2", "us-east-1b", None)];
+        let two = [volume("vol-1", "us-east-1a", None), volume("vol-2", "us-east-1b", None)];
         assert!(matches!(volume_zone(&two), Err(PlanError::VolumesInSeveralZones(_))));
     }
 
@@ -363,30 +363,34 @@ mod tests {
         assert!(dns_addresses(AddressKind::Public, &fleet).is_empty());
     }
 
+    fn data(id: &str, device: &str) -> DataVolume {
+        DataVolume { volume_id: VolumeId::try_from(id).unwrap(), device: DeviceName::try_from(device).unwrap() }
+    }
+
     #[test]
     fn only_free_volumes_of_the_same_zone_attach() {
         let wanted = vec![
-            DataVolume { volume_id: "v-free".into(), device: "/dev/sdf".into() },
-            DataVolume { volume_id: "v-busy".into(), device: "/dev/sdg".into() },
-            DataVolume { volume_id: "v-far".into(), device: "/dev/sdh".into() },
-            DataVolume { volume_id: "v-gone".into(), device: "/dev/sdi".into() },
-            DataVolume { volume_id: "v-mine".into(), device: "/dev/sdj".into() },
+            data("vol-free", "/dev/sdf"),
+            data("vol-busy", "/dev/sdg"),
+            data("vol-far", "/dev/sdh"),
+            data("vol-gone", "/dev/sdi"),
+            data("vol-mine", "/dev/sdj"),
         ];
         let facts = [
-            volume("v-free", "us-east-1a", None),
-            volume("v-busy", "us-east-1a", Some("i-old")),
-            volume("v-far", "us-east-1b", None),
-            volume("v-mine", "us-east-1a", Some("i-new")),
+            volume("vol-free", "us-east-1a", None),
+            volume("vol-busy", "us-east-1a", Some("i-old")),
+            volume("vol-far", "us-east-1b", None),
+            volume("vol-mine", "us-east-1a", Some("i-new")),
         ];
         let (attach, hold) =
             volumes_to_attach(&wanted, &facts, &instance("i-new", "us-east-1a", "running", "10.0.0.1"));
-        assert_eq!(attach.iter().map(|v| v.volume_id.as_str()).collect::<Vec<_>>(), vec!["v-free"]);
+        assert_eq!(attach.iter().map(|v| v.volume_id.as_str()).collect::<Vec<_>>(), vec!["vol-free"]);
         assert_eq!(
             hold.iter().map(|(v, h)| (v.volume_id.as_str(), h.clone())).collect::<Vec<_>>(),
             vec![
-                ("v-busy", VolumeHold::AttachedElsewhere { instance_id: "i-old".into() }),
-                ("v-far", VolumeHold::OtherZone { zone: "us-east-1b".into() }),
-                ("v-gone", VolumeHold::Missing),
+                ("vol-busy", VolumeHold::AttachedElsewhere { instance_id: "i-old".into() }),
+                ("vol-far", VolumeHold::OtherZone { zone: "us-east-1b".into() }),
+                ("vol-gone", VolumeHold::Missing),
             ]
         );
     }

@@ -134,7 +134,9 @@ fn leave<'a>(spec: Option<&'a StandaloneSpec>, member: &Member, state: InstanceS
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AsgSpec, DataVolume, InterruptAction, Interrupted, Market, Retiring, Role};
+    use crate::domain::{
+        AsgSpec, DataVolume, DeviceName, InterruptAction, Interrupted, Market, Retiring, Role, VolumeId,
+    };
     use crate::fixtures;
     use InstanceState::*;
 
@@ -177,7 +179,10 @@ mod tests {
     fn every_state_kind_and_lifecycle_has_its_step() {
         let asg = GroupKind::Asg(AsgSpec { asg_name: "workers".into() });
         let bare = GroupKind::Standalone(Box::new(fixtures::standalone_spec()));
-        let volume = DataVolume { volume_id: "vol-0123abcd".into(), device: "/dev/sdf".into() };
+        let volume = DataVolume {
+            volume_id: VolumeId::try_from("vol-0123abcd").unwrap(),
+            device: DeviceName::try_from("/dev/sdf").unwrap(),
+        };
         let with_volumes = GroupKind::Standalone(Box::new(StandaloneSpec {
             data_volumes: vec![volume],
             ..fixtures::standalone_spec()

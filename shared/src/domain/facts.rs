@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{InstanceState, Market, Member, Role, SubnetId};
+use super::{InstanceState, Market, Member, Role, SubnetId, VolumeId};
 
 /// What EC2 says about an instance, as far as spotkeeper cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +57,7 @@ impl InstanceFacts {
 /// What EC2 says about an EBS volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeFacts {
-    pub volume_id: String,
+    pub volume_id: VolumeId,
     pub availability_zone: String,
     /// `available`, `in-use`, ...
     pub state: String,

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{AllocationId, GroupName, Policy, Subnet, SubnetId};
+use super::{AllocationId, DeviceName, GroupName, Policy, Subnet, SubnetId, VolumeId};
 
 /// A launch template by id or by name, at a version (`$Latest`, `$Default` or a number).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +35,8 @@ pub struct DnsSpec {
 /// An EBS volume that follows the group's instance (EBS is bound to one AZ).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataVolume {
-    pub volume_id: String,
-    pub device: String,
+    pub volume_id: VolumeId,
+    pub device: DeviceName,
 }
 
 /// A group of named instances that spotkeeper launches itself.
@@ -170,8 +170,8 @@ pub struct GroupStatus {
 /// A data volume on its way from a stopped member to its replacement, its detach requested.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeMove {
-    pub volume_id: String,
-    pub device: String,
+    pub volume_id: VolumeId,
+    pub device: DeviceName,
     pub from: String,
     pub to: String,
     pub since: DateTime<Utc>,

@@ -101,7 +101,7 @@ pub async fn register_standalone(
 ) -> Result<Registered, GroupError> {
     let ec2 = &deps.clients.ec2;
     let template = body.launch_template.clone();
-    let volume_ids: Vec<String> = body.data_volumes.iter().map(|v| v.volume_id.clone()).collect();
+    let volume_ids: Vec<String> = body.data_volumes.iter().map(|v| v.volume_id.to_string()).collect();
     let zone_exists = async {
         match &body.dns {
             Some(dns) => deps.clients.route53.zone_exists(&dns.hosted_zone_id).await,
@@ -226,7 +226,7 @@ pub async fn register_standalone(
         let tagged: Vec<String> = adopted
             .iter()
             .map(|f| f.instance_id.clone())
-            .chain(spec.data_volumes.iter().map(|v| v.volume_id.clone()))
+            .chain(spec.data_volumes.iter().map(|v| v.volume_id.to_string()))
             .chain(spec.elastic_ip_allocation_id.clone().map(String::from))
             .collect();
         ec2.tag(&tagged, GROUP_TAG, group.name.as_str()).await?;

@@ -147,6 +147,14 @@ impl StandaloneBody {
         // Checked above in the order errors are told; parsed here into what the group keeps.
         let subnets = (self.subnets.into_iter().map(SubnetId::try_from).collect::<Result<Vec<_>, _>>())
             .map_err(|m| ApiError::invalid("subnets", m))?;
+        let data_volumes = (self.data_volumes.into_iter())
+            .map(|v| {
+                let volume_id =
+                    VolumeId::try_from(v.volume_id).map_err(|m| ApiError::invalid("data_volumes.volume_id", m))?;
+                let device = DeviceName::try_from(v.device).map_err(|m| ApiError::invalid("data_volumes.device", m))?;
+                Ok(DataVolume { volume_id, device })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
         let elastic_ip_allocation_id = (self.elastic_ip_allocation_id.map(AllocationId::try_from).transpose())
             .map_err(|m| ApiError::invalid("elastic_ip_allocation_id", m))?;
         let TemplateBody { id, name, version } = self.launch_template;
@@ -163,11 +171,7 @@ impl StandaloneBody {
                 address: d.address,
             }),
             elastic_ip_allocation_id,
-            data_volumes: self
-                .data_volumes
-                .into_iter()
-                .map(|v| DataVolume { volume_id: v.volume_id, device: v.device })
-                .collect(),
+            data_volumes,
             adopt: self.adopt,
         })
     }

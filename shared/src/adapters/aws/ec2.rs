@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 
 use super::AwsError;
 use crate::domain::{
-    AllocationId, GROUP_TAG, GroupName, InstanceFacts, LaunchErrorKind, LaunchPlan, LaunchTemplateRef, Market,
-    REPLACES_TAG, Subnet, SubnetId,
+    AllocationId, DeviceName, GROUP_TAG, GroupName, InstanceFacts, LaunchErrorKind, LaunchPlan, LaunchTemplateRef,
+    Market, REPLACES_TAG, Subnet, SubnetId, VolumeId,
 };
 pub use crate::domain::{LaunchError, LaunchedInstance, VolumeFacts};
 
@@ -238,7 +238,7 @@ impl Ec2 {
             .into_iter()
             .filter_map(|v| {
                 Some(VolumeFacts {
-                    volume_id: v.volume_id?,
+                    volume_id: parsed("volume id", v.volume_id?)?,
                     availability_zone: v.availability_zone?,
                     state: v.state.map(|s| s.as_str().to_string()).unwrap_or_default(),
                     size_gib: v.size.unwrap_or_default(),
@@ -378,12 +378,17 @@ impl Ec2 {
         Ok(())
     }
 
-    pub async fn attach_volume(&self, volume_id: &str, instance_id: &str, device: &str) -> Result<(), AwsError> {
+    pub async fn attach_volume(
+        &self,
+        volume_id: &VolumeId,
+        instance_id: &str,
+        device: &DeviceName,
+    ) -> Result<(), AwsError> {
         self.client
             .attach_volume()
-            .volume_id(volume_id)
+            .volume_id(volume_id.as_str())
             .instance_id(instance_id)
-            .device(device)
+            .device(device.as_str())
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("AttachVolume", e))?;
@@ -392,12 +397,17 @@ impl Ec2 {
 
     /// Detaches a volume from an instance. Both are named: a detach by volume id alone can take
     /// the volume from whatever holds it now.
-    pub async fn detach_volume(&self, volume_id: &str, instance_id: &str, device: &str) -> Result<(), AwsError> {
+    pub async fn detach_volume(
+        &self,
+        volume_id: &VolumeId,
+        instance_id: &str,
+        device: &DeviceName,
+    ) -> Result<(), AwsError> {
         self.client
             .detach_volume()
-            .volume_id(volume_id)
+            .volume_id(volume_id.as_str())
             .instance_id(instance_id)
-            .device(device)
+            .device(device.as_str())
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("DetachVolume", e))?;
@@ -405,7 +415,7 @@ impl Ec2 {
     }
 
     /// Waits (bounded) until a volume is `available`: a detach takes seconds in EC2.
-    pub async fn wait_available(&self, volume_id: &str, timeout: std::time::Duration) -> Result<bool, AwsError> {
+    pub async fn wait_available(&self, volume_id: &VolumeId, timeout: std::time::Duration) -> Result<bool, AwsError> {
         let deadline = std::time::Instant::now() + timeout;
         let mut pause = std::time::Duration::from_millis(250);
         loop {
