@@ -6,6 +6,7 @@ pub mod emulator;
 pub mod events;
 pub mod fleet;
 pub mod groups;
+pub mod kube;
 pub mod mass;
 pub mod proxy;
 pub mod queue;

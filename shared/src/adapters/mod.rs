@@ -3,6 +3,7 @@
 //! only the domain.
 
 pub mod aws;
+pub mod kubernetes;
 pub mod notify;
 pub mod outbound;
 pub mod store;

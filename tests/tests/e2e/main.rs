@@ -7,6 +7,7 @@ mod dashboard;
 mod images;
 mod instance_state;
 mod interruption;
+mod kubectl;
 mod openapi;
 mod recovery;
 mod registration;

@@ -188,13 +188,14 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     let replacement =
         members.iter().find(|m| m["replaces"]["instance_id"] == instance.as_str()).cloned().unwrap_or_default();
     let new_id = replacement["instance_id"].as_str().unwrap_or_default().to_string();
+    let interrupted = members.iter().find(|m| m["instance_id"] == instance.as_str()).cloned().unwrap_or_default();
     say(format!(
         "replacement {new_id} launched on {} as {} in {} (the interrupted pool was {} in {}; the volume's AZ is kept)",
         replacement["market"].as_str().unwrap_or("?"),
         replacement["instance_type"].as_str().unwrap_or("?"),
         replacement["availability_zone"].as_str().unwrap_or("?"),
-        web["members"][0]["instance_type"].as_str().unwrap_or("?"),
-        web["members"][0]["availability_zone"].as_str().unwrap_or("?"),
+        interrupted["instance_type"].as_str().unwrap_or("?"),
+        interrupted["availability_zone"].as_str().unwrap_or("?"),
     ));
 
     story.step(&format!("EventBridge: the replacement {new_id} is running -> instance-state"));
