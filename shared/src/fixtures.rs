@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use proptest::strategy::Union;
 use serde_json::Value;
 
-use crate::domain::{InstanceFacts, LaunchTemplateRef, Market, Member, StandaloneSpec};
+use crate::domain::{InstanceFacts, InstanceState, LaunchTemplateRef, Market, Member, Role, StandaloneSpec, SubnetId};
 
 /// A running Spot member: m5.large in us-east-1a, subnet-a.
 pub fn member(id: &str) -> Member {
@@ -15,14 +15,13 @@ pub fn member(id: &str) -> Member {
         market: Market::Spot,
         instance_type: "m5.large".into(),
         availability_zone: "us-east-1a".into(),
-        subnet_id: Some("subnet-a".into()),
-        state: "running".into(),
+        subnet_id: SubnetId::try_from("subnet-a").ok(),
+        state: InstanceState::Running,
         state_at: None,
         launched_at: None,
         fallen_back: false,
         replaces: None,
-        interrupted: None,
-        retiring: None,
+        role: Role::Serving,
         version: 0,
     }
 }
@@ -35,7 +34,7 @@ pub fn instance(id: &str) -> InstanceFacts {
         instance_type: "m5.large".into(),
         availability_zone: "us-east-1a".into(),
         subnet_id: None,
-        state: "running".into(),
+        state: Some(InstanceState::Running),
         launched_at: None,
         private_ip: None,
         public_ip: None,

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use spotkeeper::Error;
-use spotkeeper::domain::signature;
+use spotkeeper::domain::{MountPath, signature};
 use spotkeeper::workflows::volume::{self, Filling, Outcome};
 
 use crate::Api;
@@ -37,9 +37,10 @@ fn grown(result: Result<Outcome, Error>) -> Result<Outcome, ApiError> {
     }
 }
 
-fn check_filling(instance_id: &str, path: &str, field_prefix: &str) -> Result<(), ApiError> {
+/// The instance id checked, the path parsed: both go into AWS calls and a shell script.
+fn check_filling(instance_id: &str, path: String, field_prefix: &str) -> Result<MountPath, ApiError> {
     check_instance_id(&format!("{field_prefix}instance_id"), instance_id)?;
-    spotkeeper::decisions::growth::check_path(path).map_err(|m| ApiError::invalid(format!("{field_prefix}path"), m))
+    MountPath::try_from(path).map_err(|m| ApiError::invalid(format!("{field_prefix}path"), m))
 }
 
 pub(crate) async fn volume_hook(
@@ -56,13 +57,13 @@ pub(crate) async fn volume_hook(
     signature::verify(secret.expose().as_bytes(), header, &raw, api.deps.clock.now())
         .map_err(|e| unauthorized(e.to_string()))?;
     let hook: VolumeHook = body::parse(&raw)?;
-    check_filling(&hook.instance_id, &hook.path, "")?;
+    let path = check_filling(&hook.instance_id, hook.path, "")?;
     if !(0.0..=100.0).contains(&hook.used_percent) {
         return Err(ApiError::invalid("used_percent", "must be 0-100"));
     }
     let filling = Filling {
         instance_id: hook.instance_id,
-        path: hook.path,
+        path,
         used_percent: Some(hook.used_percent),
         fstype: None,
         source: "webhook",
@@ -105,7 +106,7 @@ pub(crate) async fn alertmanager(
             })
         };
         let (instance_id, path) = (label("instance_id")?, label("path")?);
-        check_filling(&instance_id, &path, &format!("alerts[{i}].labels."))?;
+        let path = check_filling(&instance_id, path, &format!("alerts[{i}].labels."))?;
         let filling = Filling {
             instance_id,
             path,

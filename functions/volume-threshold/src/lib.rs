@@ -3,7 +3,7 @@
 //! filesystem can grow (an SSM command does it); SSM's status says whether it did.
 
 use serde_json::Value;
-use spotkeeper::domain::{InstanceId, is_ec2_id};
+use spotkeeper::domain::{InstanceId, MountPath, is_ec2_id};
 use spotkeeper::event::EventError;
 use spotkeeper::event::{
     self, ALARM_STATE_CHANGE, AlarmStateChange, COMMAND_STATUS, CommandStatus, Event, VOLUME_NOTIFICATION,
@@ -45,7 +45,8 @@ async fn alarm(deps: &Deps, event: Event<AlarmStateChange>, deadline: Deadline) 
         .map_err(|why| EventError::Malformed(format!("alarm {}: InstanceId dimension: {why}", alarm.alarm_name)))?;
     let filling = Filling {
         instance_id: instance_id.into(),
-        path: dimension("path")?,
+        // A path that cannot be one is refused as before: invalid input, not retried.
+        path: MountPath::try_from(dimension("path")?).map_err(Error::Invalid)?,
         used_percent: alarm.latest_value(),
         fstype: metric.dimensions.get("fstype").cloned(),
         source: "alarm",

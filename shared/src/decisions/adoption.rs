@@ -51,7 +51,7 @@ pub fn candidates(
     for (f, owner) in facts.iter().zip(owners) {
         let id = f.instance_id.clone();
         if !f.is_live() {
-            return Err(Refusal::NotLive { id, state: f.state.clone() });
+            return Err(Refusal::NotLive { id, state: f.state.map(|s| s.to_string()).unwrap_or_default() });
         }
         if let Some(owner) = owner {
             return Err(Refusal::Managed { id, owner: owner.clone() });
@@ -90,7 +90,7 @@ pub fn fits(group: &Group, members: usize, f: &InstanceFacts) -> Result<(), Refu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AsgSpec, StandaloneSpec, Subnet};
+    use crate::domain::{AsgSpec, InstanceState, StandaloneSpec, Subnet, SubnetId};
     use crate::fixtures;
 
     fn name(text: &str) -> GroupName {
@@ -106,7 +106,7 @@ mod tests {
     #[test]
     fn candidates_are_refused_for_what_stands_in_the_way() {
         type Case = (&'static str, Vec<InstanceFacts>, Vec<Option<GroupName>>, Result<(), Refusal>);
-        let stopped = InstanceFacts { state: "stopped".into(), ..fixtures::instance("i-0000000b") };
+        let stopped = InstanceFacts { state: Some(InstanceState::Stopped), ..fixtures::instance("i-0000000b") };
         let table: Vec<Case> = vec![
             ("free and running", vec![fixtures::instance("i-0000000a")], vec![None], Ok(())),
             ("missing", vec![], vec![], Err(Refusal::Missing("i-0000000a".into()))),
@@ -142,11 +142,15 @@ mod tests {
         type Case<'a> = (&'static str, &'a Group, usize, InstanceFacts, Result<(), Refusal>);
         let asg =
             Group::new(name("workers"), GroupKind::Asg(AsgSpec { asg_name: "workers-asg".into() }), chrono::Utc::now());
-        let subnet = Subnet { id: "subnet-a".into(), availability_zone: "us-east-1a".into() };
+        let subnet = Subnet { id: SubnetId::try_from("subnet-a").unwrap(), availability_zone: "us-east-1a".into() };
         let spec = StandaloneSpec { subnets: vec![subnet], ..fixtures::standalone_spec() };
         let standalone = Group::new(name("web"), GroupKind::Standalone(Box::new(spec.clone())), chrono::Utc::now());
-        let inside = InstanceFacts { subnet_id: Some("subnet-a".into()), ..fixtures::instance("i-0000000a") };
-        let elsewhere = InstanceFacts { subnet_id: Some("subnet-elsewhere".into()), ..inside.clone() };
+        let inside = InstanceFacts {
+            subnet_id: Some(SubnetId::try_from("subnet-a").unwrap()),
+            ..fixtures::instance("i-0000000a")
+        };
+        let elsewhere =
+            InstanceFacts { subnet_id: Some(SubnetId::try_from("subnet-elsewhere").unwrap()), ..inside.clone() };
         let table: Vec<Case> = vec![
             ("in the ASG", &asg, 5, tagged("i-0000000a", &[("aws:autoscaling:groupName", "workers-asg")]), Ok(())),
             (

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use thiserror::Error;
 
-use crate::domain::{Modification, Stage, VolumePolicy};
+use crate::domain::{Modification, MountPath, Stage, VolumePolicy};
 
 /// Why a volume does not grow now.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -62,16 +62,6 @@ pub fn may_modify(history: &[Modification], policy: &VolumePolicy, now: DateTime
     Ok(())
 }
 
-/// A mount path as the script may use it: absolute, of plain characters (it goes into a shell).
-pub fn check_path(path: &str) -> Result<(), String> {
-    let plain = path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_.-".contains(&b));
-    if path.starts_with('/') && plain && !path.contains("..") && path.len() <= 255 {
-        Ok(())
-    } else {
-        Err(format!("{path:?} is not a mount path (absolute, of letters, digits and / _ . -)"))
-    }
-}
-
 /// The EBS device that holds `path`: the group's mapping, or the root device for `/`.
 pub fn device_for(path: &str, policy: &VolumePolicy, root_device: Option<&str>) -> Option<String> {
     policy.path_devices.get(path).cloned().or_else(|| (path == "/").then(|| root_device.map(str::to_string)).flatten())
@@ -80,7 +70,7 @@ pub fn device_for(path: &str, policy: &VolumePolicy, root_device: Option<&str>) 
 /// The shell script that grows the filesystem at `path` once EBS has the new size: it finds the
 /// partition behind the mount (device names differ on Nitro instances), grows it with growpart
 /// when there is one, then grows the filesystem with the tool its type needs.
-pub fn resize_script(path: &str, fstype: Option<&str>, volume_id: &str, device: &str) -> Vec<String> {
+pub fn resize_script(path: &MountPath, fstype: Option<&str>, volume_id: &str, device: &str) -> Vec<String> {
     let grow = match fstype {
         Some("xfs") => format!("xfs_growfs {path}"),
         Some("ext2" | "ext3" | "ext4") => "resize2fs \"$src\"".to_string(),
@@ -161,20 +151,22 @@ mod tests {
         assert_eq!(device_for("/data", &policy, Some("/dev/xvda")), Some("/dev/sdf".into()));
         assert_eq!(device_for("/", &policy, Some("/dev/xvda")), Some("/dev/xvda".into()));
         assert_eq!(device_for("/logs", &policy, Some("/dev/xvda")), None);
-        assert!(check_path("/data").is_ok());
+        // The check of a mount path is the type's: the script gets only a `MountPath`.
+        assert!(MountPath::try_from("/data").is_ok());
         for bad in ["data", "/data; rm -rf /", "/da$(x)", "/a/../b", "/a b"] {
-            assert!(check_path(bad).is_err(), "{bad}");
+            assert!(MountPath::try_from(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn the_script_uses_the_tool_of_the_filesystem() {
-        let ext4 = resize_script("/data", Some("ext4"), "vol-1", "/dev/sdf").join("\n");
+        let data = MountPath::try_from("/data").unwrap();
+        let ext4 = resize_script(&data, Some("ext4"), "vol-1", "/dev/sdf").join("\n");
         assert!(ext4.contains("resize2fs \"$src\"") && !ext4.contains("xfs_growfs"));
         assert!(ext4.contains("growpart") && ext4.contains("findmnt -no SOURCE /data"));
-        let xfs = resize_script("/data", Some("xfs"), "vol-1", "/dev/sdf").join("\n");
+        let xfs = resize_script(&data, Some("xfs"), "vol-1", "/dev/sdf").join("\n");
         assert!(xfs.contains("xfs_growfs /data") && !xfs.contains("resize2fs"));
-        let unknown = resize_script("/data", None, "vol-1", "/dev/sdf").join("\n");
+        let unknown = resize_script(&data, None, "vol-1", "/dev/sdf").join("\n");
         assert!(unknown.contains("findmnt -no FSTYPE /data"));
     }
 }

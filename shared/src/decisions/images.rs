@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::domain::InstanceState;
 use crate::domain::{Group, ImagePolicy, ImageRecord, ImageStage, InstanceFacts, Member};
 
 /// What a scheduled run does about a group's images.
@@ -55,7 +56,10 @@ pub fn active(images: &[ImageRecord]) -> Option<&ImageRecord> {
 pub fn source<'a>(members: &'a [Member], instances: &[InstanceFacts]) -> Option<&'a Member> {
     let mut healthy: Vec<&Member> = members
         .iter()
-        .filter(|m| m.is_serving() && instances.iter().any(|i| i.instance_id == m.instance_id && i.state == "running"))
+        .filter(|m| {
+            m.is_serving()
+                && instances.iter().any(|i| i.instance_id == m.instance_id && i.state == Some(InstanceState::Running))
+        })
         .collect();
     healthy.sort_by_key(|m| (m.launched_at, m.instance_id.clone()));
     healthy.first().copied()
@@ -172,7 +176,7 @@ pub fn on_trial(group: &Group, members: &[Member], instances: &[InstanceFacts], 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{GroupKind, GroupName, Reason, Retiring};
+    use crate::domain::{GroupKind, GroupName, Reason, Retiring, Role};
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
@@ -301,14 +305,14 @@ mod tests {
     fn the_source_is_the_longest_lived_running_serving_member() {
         let launched = |id: &str, when: &str| Member { launched_at: Some(at(when)), ..crate::fixtures::member(id) };
         let retiring = Member {
-            retiring: Some(Retiring {
+            role: Role::Retiring(Retiring {
                 since: at("2026-11-21T00:00:00Z"),
                 reason: Reason::Recovery,
                 replaced_by: "i-x".into(),
             }),
             ..launched("i-old", "2026-11-01T00:00:00Z")
         };
-        let stopped = InstanceFacts { state: "stopped".into(), ..crate::fixtures::instance("i-stopped") };
+        let stopped = InstanceFacts { state: Some(InstanceState::Stopped), ..crate::fixtures::instance("i-stopped") };
         let cases: Vec<Case2<Vec<Member>, Vec<InstanceFacts>, Option<&str>>> = vec![
             ("no members", vec![], vec![], None),
             ("not listed by EC2", vec![launched("i-1", "2026-11-10T00:00:00Z")], vec![], None),
@@ -514,7 +518,7 @@ mod tests {
             ..crate::fixtures::member("i-1")
         };
         let retiring = Member {
-            retiring: Some(Retiring { since: now, reason: Reason::Recovery, replaced_by: "i-2".into() }),
+            role: Role::Retiring(Retiring { since: now, reason: Reason::Recovery, replaced_by: "i-2".into() }),
             ..launched(10)
         };
         let cases = [

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
+use crate::domain::InstanceState;
 use crate::domain::{
     AddressKind, Attempt, DataVolume, Group, GroupKind, GroupName, InstanceFacts, LaunchError, LaunchPlan, Lookup, Old,
     Pool, PoolHealth, Reason, StandaloneSpec, Subnet, VolumeFacts,
@@ -60,7 +61,7 @@ pub fn pools(instance_types: &[String], subnets: &[Subnet], zone: Option<&str>) 
 pub fn dns_addresses(kind: AddressKind, instances: &[InstanceFacts]) -> Vec<String> {
     let mut addresses: Vec<String> = instances
         .iter()
-        .filter(|i| i.state == "running")
+        .filter(|i| i.state == Some(InstanceState::Running))
         .filter_map(|i| match kind {
             AddressKind::Private => i.private_ip.clone(),
             AddressKind::Public => i.public_ip.clone(),
@@ -298,15 +299,20 @@ fn replay(attempt: &Attempt, held: Vec<Warning>) -> Option<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AsgSpec, LaunchErrorKind, LaunchTemplateRef};
+    use crate::domain::{AsgSpec, DeviceName, LaunchErrorKind, LaunchTemplateRef, SubnetId, VolumeId};
 
-    fn subnet(id: &str, zone: &str) -> Subnet {
-        Subnet { id: id.into(), availability_zone: zone.into() }
+    /// Subnet `subnet-<short>`: the tables below name subnets by their last letters.
+    fn subnet_id(short: &str) -> SubnetId {
+        SubnetId::try_from(format!("subnet-{short}")).unwrap()
+    }
+
+    fn subnet(short: &str, zone: &str) -> Subnet {
+        Subnet { id: subnet_id(short), availability_zone: zone.into() }
     }
 
     fn volume(id: &str, zone: &str, attached_to: Option<&str>) -> VolumeFacts {
         VolumeFacts {
-            volume_id: id.into(),
+            volume_id: VolumeId::try_from(id).unwrap(),
             availability_zone: zone.into(),
             state: if attached_to.is_some() { "in-use" } else { "available" }.into(),
             size_gib: 20,
@@ -317,7 +323,7 @@ mod tests {
     fn instance(id: &str, zone: &str, state: &str, ip: &str) -> InstanceFacts {
         InstanceFacts {
             availability_zone: zone.into(),
-            state: state.into(),
+            state: state.parse().ok(),
             private_ip: Some(ip.into()),
             ..crate::fixtures::instance(id)
         }
@@ -326,11 +332,11 @@ mod tests {
     #[test]
     fn pools_are_types_times_subnets_within_the_volume_zone() {
         let types = vec!["m5.large".to_string(), "m6i.large".to_string()];
-        let subnets = vec![subnet("s-a", "us-east-1a"), subnet("s-b", "us-east-1b")];
+        let subnets = vec![subnet("a", "us-east-1a"), subnet("b", "us-east-1b")];
         assert_eq!(pools(&types, &subnets, None).unwrap().len(), 4);
         let zoned = pools(&types, &subnets, Some("us-east-1b")).unwrap();
         assert_eq!(zoned.len(), 2);
-        assert!(zoned.iter().all(|p| p.subnet_id == "s-b"));
+        assert!(zoned.iter().all(|p| p.subnet_id == "subnet-b"));
         assert_eq!(
             pools(&types, &subnets, Some("us-east-1c")),
             Err(PlanError::NoSubnetInVolumeZone { zone: "us-east-1c".into() })
@@ -340,9 +346,9 @@ mod tests {
     #[test]
     fn volumes_must_share_one_zone() {
         assert_eq!(volume_zone(&[]), Ok(None));
-        let one = [volume("v1", "us-east-1a", None), volume("v2", "us-east-1a", None)];
+        let one = [volume("vol-1", "us-east-1a", None), volume("vol-2", "us-east-1a", None)];
         assert_eq!(volume_zone(&one), Ok(Some("us-east-1a".into())));
-        let two = [volume("v1", "us-east-1a", None), volume("v2", "us-east-1b", None)];
+        let two = [volume("vol-1", "us-east-1a", None), volume("vol-2", "us-east-1b", None)];
         assert!(matches!(volume_zone(&two), Err(PlanError::VolumesInSeveralZones(_))));
     }
 
@@ -357,30 +363,34 @@ mod tests {
         assert!(dns_addresses(AddressKind::Public, &fleet).is_empty());
     }
 
+    fn data(id: &str, device: &str) -> DataVolume {
+        DataVolume { volume_id: VolumeId::try_from(id).unwrap(), device: DeviceName::try_from(device).unwrap() }
+    }
+
     #[test]
     fn only_free_volumes_of_the_same_zone_attach() {
         let wanted = vec![
-            DataVolume { volume_id: "v-free".into(), device: "/dev/sdf".into() },
-            DataVolume { volume_id: "v-busy".into(), device: "/dev/sdg".into() },
-            DataVolume { volume_id: "v-far".into(), device: "/dev/sdh".into() },
-            DataVolume { volume_id: "v-gone".into(), device: "/dev/sdi".into() },
-            DataVolume { volume_id: "v-mine".into(), device: "/dev/sdj".into() },
+            data("vol-free", "/dev/sdf"),
+            data("vol-busy", "/dev/sdg"),
+            data("vol-far", "/dev/sdh"),
+            data("vol-gone", "/dev/sdi"),
+            data("vol-mine", "/dev/sdj"),
         ];
         let facts = [
-            volume("v-free", "us-east-1a", None),
-            volume("v-busy", "us-east-1a", Some("i-old")),
-            volume("v-far", "us-east-1b", None),
-            volume("v-mine", "us-east-1a", Some("i-new")),
+            volume("vol-free", "us-east-1a", None),
+            volume("vol-busy", "us-east-1a", Some("i-old")),
+            volume("vol-far", "us-east-1b", None),
+            volume("vol-mine", "us-east-1a", Some("i-new")),
         ];
         let (attach, hold) =
             volumes_to_attach(&wanted, &facts, &instance("i-new", "us-east-1a", "running", "10.0.0.1"));
-        assert_eq!(attach.iter().map(|v| v.volume_id.as_str()).collect::<Vec<_>>(), vec!["v-free"]);
+        assert_eq!(attach.iter().map(|v| v.volume_id.as_str()).collect::<Vec<_>>(), vec!["vol-free"]);
         assert_eq!(
             hold.iter().map(|(v, h)| (v.volume_id.as_str(), h.clone())).collect::<Vec<_>>(),
             vec![
-                ("v-busy", VolumeHold::AttachedElsewhere { instance_id: "i-old".into() }),
-                ("v-far", VolumeHold::OtherZone { zone: "us-east-1b".into() }),
-                ("v-gone", VolumeHold::Missing),
+                ("vol-busy", VolumeHold::AttachedElsewhere { instance_id: "i-old".into() }),
+                ("vol-far", VolumeHold::OtherZone { zone: "us-east-1b".into() }),
+                ("vol-gone", VolumeHold::Missing),
             ]
         );
     }
@@ -396,7 +406,7 @@ mod tests {
     }
 
     fn launch_error(kind: LaunchErrorKind, pool: Option<(&str, &str)>) -> LaunchError {
-        let pool = pool.map(|(t, s)| (t.to_string(), s.to_string()));
+        let pool = pool.map(|(t, s)| (t.to_string(), subnet_id(s)));
         LaunchError { kind, code: format!("{kind:?}"), message: String::new(), pool }
     }
 
@@ -501,7 +511,7 @@ mod tests {
     }
 
     fn pool(t: &str, subnet: &str) -> Pool {
-        Pool { instance_type: t.into(), subnet_id: subnet.into(), availability_zone: format!("zone-{subnet}") }
+        Pool { instance_type: t.into(), subnet_id: subnet_id(subnet), availability_zone: format!("zone-{subnet}") }
     }
 
     #[test]

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::decisions::growth;
-use crate::domain::{Group, GroupKind, Policy, PolicyPatch, RebalancePolicy, VolumePolicy, Window};
+use crate::domain::{
+    DeviceName, Group, GroupKind, MountPath, Policy, PolicyPatch, RebalancePolicy, VolumePolicy, Window,
+};
 
 /// Why a patch is refused: the field at fault and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -173,15 +174,10 @@ fn check_volumes(v: &VolumePolicy) -> Result<(), Refusal> {
         ));
     }
     for (path, device) in &v.path_devices {
-        growth::check_path(path).map_err(|m| Refusal::new("volumes.path_devices", m))?;
-        let device_ok =
-            device.strip_prefix("/dev/").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_alphanumeric()));
-        if !device_ok {
-            return Err(Refusal::new(
-                "volumes.path_devices",
-                format!("{device:?} is not a device name (like /dev/sdf)"),
-            ));
-        }
+        MountPath::try_from(path.as_str()).map_err(|m| Refusal::new("volumes.path_devices", m))?;
+        DeviceName::try_from(device.as_str()).map_err(|_| {
+            Refusal::new("volumes.path_devices", format!("{device:?} is not a device name (like /dev/sdf)"))
+        })?;
     }
     Ok(())
 }

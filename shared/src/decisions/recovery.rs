@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Duration, Timelike, Utc};
 
+use crate::domain::InstanceState;
 use crate::domain::{Fallback, Group, GroupKind, InstanceFacts, Member, OnDemandShare, RecoveryPolicy, Window};
 
 /// When the next attempt back to Spot may run: the cooldown after a fallback, then after each
@@ -144,8 +145,8 @@ impl Drift {
     }
 }
 
-fn gone(state: &str) -> bool {
-    matches!(state, "shutting-down" | "terminated")
+fn gone(state: Option<InstanceState>) -> bool {
+    matches!(state, Some(InstanceState::ShuttingDown | InstanceState::Terminated))
 }
 
 /// Compares a group's members with the instances EC2 reports (one tag-filtered listing) and
@@ -159,7 +160,7 @@ pub fn drift(
 ) -> Drift {
     let vanished: Vec<Member> = members
         .iter()
-        .filter(|m| instances.iter().find(|i| i.instance_id == m.instance_id).is_none_or(|i| gone(&i.state)))
+        .filter(|m| instances.iter().find(|i| i.instance_id == m.instance_id).is_none_or(|i| gone(i.state)))
         .cloned()
         .collect();
     let owner = match &group.kind {
@@ -340,7 +341,7 @@ mod tests {
 
     fn facts(id: &str, state: &str, group: &str) -> InstanceFacts {
         InstanceFacts {
-            state: state.into(),
+            state: state.parse().ok(),
             tags: vec![(crate::domain::GROUP_TAG.into(), group.into())],
             ..crate::fixtures::instance(id)
         }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::domain::InstanceState;
 use crate::domain::{Day, InstanceFacts, LedgerDay, Market, Member, Usage};
 
 /// On-Demand list prices (USD per hour, Linux, us-east-1) of the `large` size of common
@@ -75,7 +76,8 @@ pub fn accrue(
 ) -> Usage {
     let mut usage = Usage::default();
     for member in members {
-        let running = instances.iter().any(|i| i.instance_id == member.instance_id && i.state == "running");
+        let running =
+            instances.iter().any(|i| i.instance_id == member.instance_id && i.state == Some(InstanceState::Running));
         let Some(on_demand) = on_demand_price(&member.instance_type).filter(|_| running) else { continue };
         let start = member.launched_at.map_or(since, |launched| launched.max(since));
         let hours = (now - start).num_milliseconds().max(0) as f64 / 3_600_000.0;

@@ -99,7 +99,7 @@ pub fn decide<'a>(
 
 /// A replacement of `replaced` serves.
 fn switch(spec: &StandaloneSpec, replaced: &Replaced, members: &[Member]) -> Switch {
-    let retiring = members.iter().find(|m| m.instance_id == replaced.instance_id && m.retiring.is_some());
+    let retiring = members.iter().find(|m| m.instance_id == replaced.instance_id && m.retiring().is_some());
     let retire = retiring.map(|old| match spec.data_volumes.is_empty() {
         true => Retire::Terminate(old.instance_id.clone()),
         false => Retire::StopFirst(old.instance_id.clone()),
@@ -117,9 +117,9 @@ fn leave<'a>(spec: Option<&'a StandaloneSpec>, member: &Member, state: InstanceS
         .zip(member.replaced_by())
         .map(|(spec, to)| MoveVolumes { spec, to: to.to_string() });
     // Only spotkeeper stops a standalone member to retire it; an Auto Scaling group's are its own.
-    let terminate_once_moved = spec.is_some() && state == InstanceState::Stopped && member.retiring.is_some();
+    let terminate_once_moved = spec.is_some() && state == InstanceState::Stopped && member.retiring().is_some();
     let close = (state == InstanceState::Terminated).then(|| {
-        match member.retiring.as_ref().is_some_and(|r| r.reason == Reason::Rebalance) {
+        match member.retiring().is_some_and(|r| r.reason == Reason::Rebalance) {
             true => Close::ForgetAndFreeSlot,
             false => Close::Forget,
         }
@@ -134,7 +134,9 @@ fn leave<'a>(spec: Option<&'a StandaloneSpec>, member: &Member, state: InstanceS
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AsgSpec, DataVolume, Interrupted, Market, Retiring};
+    use crate::domain::{
+        AsgSpec, DataVolume, DeviceName, InterruptAction, Interrupted, Market, Retiring, Role, VolumeId,
+    };
     use crate::fixtures;
     use InstanceState::*;
 
@@ -144,13 +146,13 @@ mod tests {
 
     fn interrupted(by: Option<&str>) -> Member {
         let interrupted =
-            Interrupted { warned_at: at(0), action: "replaced".into(), replaced_by: by.map(str::to_string) };
-        Member { interrupted: Some(interrupted), ..fixtures::member("i-old") }
+            Interrupted { warned_at: at(0), action: InterruptAction::Replaced, replaced_by: by.map(str::to_string) };
+        Member { role: Role::Interrupted { interrupted, retiring: None }, ..fixtures::member("i-old") }
     }
 
     fn retiring(reason: Reason) -> Member {
         let retiring = Retiring { since: at(0), reason, replaced_by: "i-new".into() };
-        Member { retiring: Some(retiring), ..fixtures::member("i-old") }
+        Member { role: Role::Retiring(retiring), ..fixtures::member("i-old") }
     }
 
     fn replacement(reason: Reason) -> Member {
@@ -177,7 +179,10 @@ mod tests {
     fn every_state_kind_and_lifecycle_has_its_step() {
         let asg = GroupKind::Asg(AsgSpec { asg_name: "workers".into() });
         let bare = GroupKind::Standalone(Box::new(fixtures::standalone_spec()));
-        let volume = DataVolume { volume_id: "vol-0123abcd".into(), device: "/dev/sdf".into() };
+        let volume = DataVolume {
+            volume_id: VolumeId::try_from("vol-0123abcd").unwrap(),
+            device: DeviceName::try_from("/dev/sdf").unwrap(),
+        };
         let with_volumes = GroupKind::Standalone(Box::new(StandaloneSpec {
             data_volumes: vec![volume],
             ..fixtures::standalone_spec()

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Market, Member};
+use super::{InstanceState, Market, Member, Role, SubnetId, VolumeId};
 
 /// What EC2 says about an instance, as far as spotkeeper cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,8 +11,9 @@ pub struct InstanceFacts {
     pub market: Market,
     pub instance_type: String,
     pub availability_zone: String,
-    pub subnet_id: Option<String>,
-    pub state: String,
+    pub subnet_id: Option<SubnetId>,
+    /// `None` when EC2 gives no state or one this version does not know.
+    pub state: Option<InstanceState>,
     pub launched_at: Option<DateTime<Utc>>,
     pub private_ip: Option<String>,
     pub public_ip: Option<String>,
@@ -29,10 +30,12 @@ impl InstanceFacts {
     }
 
     pub fn is_live(&self) -> bool {
-        matches!(self.state.as_str(), "pending" | "running")
+        matches!(self.state, Some(InstanceState::Pending | InstanceState::Running))
     }
 
     /// A new member record for this instance.
+    /// Made only of instances just launched or live (adopted, strays): one EC2 reports without a
+    /// state is taken as just launched.
     pub fn into_member(self, fallen_back: bool) -> Member {
         Member {
             instance_id: self.instance_id,
@@ -40,13 +43,12 @@ impl InstanceFacts {
             instance_type: self.instance_type,
             availability_zone: self.availability_zone,
             subnet_id: self.subnet_id,
-            state: self.state,
+            state: self.state.unwrap_or(InstanceState::Pending),
             state_at: None,
             launched_at: self.launched_at,
             fallen_back,
             replaces: None,
-            interrupted: None,
-            retiring: None,
+            role: Role::Serving,
             version: 0,
         }
     }
@@ -55,7 +57,7 @@ impl InstanceFacts {
 /// What EC2 says about an EBS volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeFacts {
-    pub volume_id: String,
+    pub volume_id: VolumeId,
     pub availability_zone: String,
     /// `available`, `in-use`, ...
     pub state: String,
@@ -70,5 +72,5 @@ pub struct LaunchedInstance {
     pub instance_id: String,
     pub market: Market,
     pub instance_type: String,
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<SubnetId>,
 }

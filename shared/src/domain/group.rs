@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{GroupName, Policy, Subnet};
+use super::{AllocationId, DeviceName, GroupName, Policy, Subnet, SubnetId, VolumeId};
 
 /// A launch template by id or by name, at a version (`$Latest`, `$Default` or a number).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +35,8 @@ pub struct DnsSpec {
 /// An EBS volume that follows the group's instance (EBS is bound to one AZ).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataVolume {
-    pub volume_id: String,
-    pub device: String,
+    pub volume_id: VolumeId,
+    pub device: DeviceName,
 }
 
 /// A group of named instances that spotkeeper launches itself.
@@ -49,7 +49,7 @@ pub struct StandaloneSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub elastic_ip_allocation_id: Option<String>,
+    pub elastic_ip_allocation_id: Option<AllocationId>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_volumes: Vec<DataVolume>,
     /// The AZ the data volumes live in; the group's pools are restricted to it.
@@ -170,8 +170,8 @@ pub struct GroupStatus {
 /// A data volume on its way from a stopped member to its replacement, its detach requested.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeMove {
-    pub volume_id: String,
-    pub device: String,
+    pub volume_id: VolumeId,
+    pub device: DeviceName,
     pub from: String,
     pub to: String,
     pub since: DateTime<Utc>,
@@ -220,10 +220,10 @@ pub struct NewStandalone {
     pub name: GroupName,
     pub launch_template: LaunchTemplateRef,
     pub instance_types: Vec<String>,
-    pub subnets: Vec<String>,
+    pub subnets: Vec<SubnetId>,
     pub capacity: u32,
     pub dns: Option<DnsSpec>,
-    pub elastic_ip_allocation_id: Option<String>,
+    pub elastic_ip_allocation_id: Option<AllocationId>,
     pub data_volumes: Vec<DataVolume>,
     /// Running instances that join the group instead of being launched.
     pub adopt: Vec<String>,

@@ -93,9 +93,188 @@ impl fmt::Display for InstanceId {
     }
 }
 
+/// A string that was checked once, where it arrived: `TryFrom<String>` checks it, `as_str` and
+/// `Display` give it back, and serde reads and writes it as the plain string (a stored item or an
+/// answer keeps its shape; one that does not parse is refused like any bad field).
+macro_rules! checked_string {
+    ($(#[$doc:meta])* $name:ident, $check:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                let check: fn(&str) -> Result<(), String> = $check;
+                check(&value).map(|()| Self(value))
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = String;
+            fn try_from(value: &str) -> Result<Self, Self::Error> {
+                Self::try_from(value.to_string())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+/// A value quoted in an error, cut short: a refused value may be anything, of any length.
+fn shown(value: &str) -> String {
+    let cut: String = value.chars().take(40).collect();
+    let more = if value.chars().count() > 40 { "…" } else { "" };
+    format!("{cut:?}{more}")
+}
+
+/// Whether `value` is `prefix` and one or more ASCII letters and digits: the ids spotkeeper has
+/// always taken for subnets, volumes and addresses (real ones are hex; tests and older records may
+/// use other letters).
+fn id_like(value: &str, prefix: &str) -> bool {
+    value.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+fn prefixed(value: &str, prefix: &str, what: &str) -> Result<(), String> {
+    if id_like(value, prefix) { Ok(()) } else { Err(format!("{} is not {what} ({prefix}...)", shown(value))) }
+}
+
+checked_string!(
+    /// A subnet id: `subnet-` and letters and digits.
+    SubnetId,
+    |v| prefixed(v, "subnet-", "a subnet id")
+);
+
+checked_string!(
+    /// An EBS volume id: `vol-` and letters and digits.
+    VolumeId,
+    |v| prefixed(v, "vol-", "a volume id")
+);
+
+checked_string!(
+    /// An Elastic IP allocation id: `eipalloc-` and letters and digits.
+    AllocationId,
+    |v| prefixed(v, "eipalloc-", "an allocation id")
+);
+
+checked_string!(
+    /// An EC2 instance type: a family and a size around a dot (`m5.large`), of lowercase letters,
+    /// digits, dots and dashes.
+    InstanceType,
+    |v| {
+        let ok = v.split_once('.').is_some_and(|(family, size)| !family.is_empty() && !size.is_empty())
+            && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+        if ok { Ok(()) } else { Err(format!("{} is not an instance type (like m5.large)", shown(v))) }
+    }
+);
+
+checked_string!(
+    /// A block device name as EC2 reports and takes it: `/dev/` and letters and digits (`/dev/sdf`,
+    /// `/dev/xvda`, `/dev/nvme1n1`).
+    DeviceName,
+    |v| {
+        let ok = v.strip_prefix("/dev/").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_alphanumeric()));
+        if ok { Ok(()) } else { Err(format!("{} is not a device name (like /dev/sdf)", shown(v))) }
+    }
+);
+
+checked_string!(
+    /// A mount path as the resize script may use it: absolute, of plain characters (it goes into a
+    /// shell), no `..`.
+    MountPath,
+    |v| {
+        let plain = v.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_.-".contains(&b));
+        if v.starts_with('/') && plain && !v.contains("..") && v.len() <= 255 {
+            Ok(())
+        } else {
+            Err(format!("{v:?} is not a mount path (absolute, of letters, digits and / _ . -)"))
+        }
+    }
+);
+
+checked_string!(
+    /// The id of the event that asked for work (EventBridge's, or a webhook's): not empty.
+    EventId,
+    |v| if v.is_empty() { Err("an event id must not be empty".to_string()) } else { Ok(()) }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checked_strings_take_what_was_taken_before_and_keep_their_shape() {
+        let subnet = SubnetId::try_from("subnet-0a1b2c3d").unwrap();
+        assert_eq!((subnet.as_str(), subnet.to_string()), ("subnet-0a1b2c3d", "subnet-0a1b2c3d".to_string()));
+        assert_eq!(serde_json::to_value(&subnet).unwrap(), serde_json::json!("subnet-0a1b2c3d"));
+        assert_eq!(serde_json::from_value::<SubnetId>(serde_json::json!("subnet-0a1b2c3d")).unwrap(), subnet);
+        assert!(serde_json::from_value::<SubnetId>(serde_json::json!("subnet-")).is_err());
+        for good in ["subnet-1", "subnet-a", "subnet-0000000000000000f"] {
+            assert!(SubnetId::try_from(good).is_ok(), "{good}");
+        }
+        for bad in ["vol-", "subnet-1", "vol-1;rm"] {
+            assert!(VolumeId::try_from(bad).unwrap_err().contains("is not a volume id"), "{bad}");
+        }
+        assert!(VolumeId::try_from("vol-0123abcd").is_ok());
+        assert!(AllocationId::try_from("eipalloc-1").is_ok());
+        assert!(AllocationId::try_from("eipalloc-").unwrap_err().contains("is not an allocation id"));
+        for good in ["m5.large", "c6gn.16xlarge", "u-6tb1.metal"] {
+            assert!(InstanceType::try_from(good).is_ok(), "{good}");
+        }
+        for bad in ["m5", "M5.large", ".large", "m5.", "m5.large xl", ""] {
+            assert!(InstanceType::try_from(bad).unwrap_err().contains("is not an instance type"), "{bad}");
+        }
+        for good in ["/dev/sdf", "/dev/xvda", "/dev/nvme1n1"] {
+            assert!(DeviceName::try_from(good).is_ok(), "{good}");
+        }
+        for bad in ["sdf", "/dev/", "/dev/sd f", "/dev/../sda"] {
+            assert!(DeviceName::try_from(bad).unwrap_err().contains("is not a device name"), "{bad}");
+        }
+        for good in ["/", "/data", "/var/lib/db-1"] {
+            assert!(MountPath::try_from(good).is_ok(), "{good}");
+        }
+        for bad in ["data", "/data/../etc", "/data; rm -rf /", "", &format!("/{}", "a".repeat(255))] {
+            assert!(MountPath::try_from(bad).unwrap_err().contains("is not a mount path"), "{bad}");
+        }
+        assert!(EventId::try_from("").is_err() && EventId::try_from("7bf73129-1428-4cd3").is_ok());
+        let long = format!("subnet-{}", "!".repeat(500));
+        assert!(SubnetId::try_from(long).unwrap_err().len() < 120);
+    }
 
     #[test]
     fn group_names_are_checked() {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Pool, Reason, StandaloneSpec};
+use super::{Pool, Reason, StandaloneSpec, SubnetId};
 
 /// An instance being replaced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +132,7 @@ pub struct LaunchError {
     pub code: String,
     pub message: String,
     /// The pool the error is about (instance type, subnet), when EC2 says.
-    pub pool: Option<(String, String)>,
+    pub pool: Option<(String, SubnetId)>,
 }
 
 impl LaunchError {

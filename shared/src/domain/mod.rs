@@ -27,12 +27,15 @@ pub use group::{
     AddressKind, AsgSpec, DataVolume, DnsSpec, Fallback, Group, GroupKind, GroupStatus, ImageRecord, ImageStage,
     LaunchTemplateRef, NewAsg, NewStandalone, OnDemandShare, Recovery, StandaloneSpec, VolumeMove,
 };
-pub use ids::{GROUP_TAG, GroupName, InstanceId, REPLACES_TAG, is_ec2_id};
+pub use ids::{
+    AllocationId, DeviceName, EventId, GROUP_TAG, GroupName, InstanceId, InstanceType, MountPath, REPLACES_TAG,
+    SubnetId, VolumeId, is_ec2_id,
+};
 pub use kinds::{AlertKind, HistoryKind};
 pub use launch::{Attempt, LaunchError, LaunchErrorKind, LaunchPlan, Old};
 pub use ledger::{BadDay, Day, LedgerDay, Usage};
 pub use lookup::Lookup;
-pub use member::{Interrupted, Member, Reason, Replaced, Retiring};
+pub use member::{InterruptAction, Interrupted, Member, Reason, Replaced, Retiring, Role};
 pub use patch::{PolicyPatch, RecoveryPatch, WindowPatch};
 pub use policy::{
     BadWindow, ImagePolicy, Policy, RebalancePolicy, RecoveryPolicy, VolumePolicy, Webhook, Window, defaults,

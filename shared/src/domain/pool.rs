@@ -5,6 +5,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::SubnetId;
+
 /// Spot or On-Demand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -26,7 +28,7 @@ impl fmt::Display for Market {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Pool {
     pub instance_type: String,
-    pub subnet_id: String,
+    pub subnet_id: SubnetId,
     pub availability_zone: String,
 }
 
@@ -59,6 +61,6 @@ impl PoolHealth {
 /// A subnet a group may launch into, with the AZ it lies in (looked up at registration).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subnet {
-    pub id: String,
+    pub id: SubnetId,
     pub availability_zone: String,
 }

@@ -1,6 +1,7 @@
 //! An EC2 instance's state, as EC2 spells it in its state-change events.
 
 use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,21 @@ impl InstanceState {
     }
 }
 
+/// A word that is not one of EC2's instance states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownState;
+
+impl FromStr for InstanceState {
+    type Err = UnknownState;
+    fn from_str(word: &str) -> Result<Self, Self::Err> {
+        use InstanceState::*;
+        [Pending, Running, Stopping, Stopped, ShuttingDown, Terminated]
+            .into_iter()
+            .find(|s| s.as_str() == word)
+            .ok_or(UnknownState)
+    }
+}
+
 impl fmt::Display for InstanceState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -55,9 +71,11 @@ mod tests {
             assert_eq!(serde_json::to_value(state).unwrap(), serde_json::json!(word));
             assert_eq!(serde_json::from_value::<InstanceState>(serde_json::json!(word)).unwrap(), state);
             assert_eq!(state.to_string(), word);
+            assert_eq!(word.parse(), Ok(state));
         }
         for unknown in ["rebooting", "Running", "", "shutting_down"] {
             assert!(serde_json::from_value::<InstanceState>(serde_json::json!(unknown)).is_err(), "{unknown}");
+            assert_eq!(unknown.parse::<InstanceState>(), Err(UnknownState), "{unknown}");
         }
     }
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::GroupName;
+use super::{GroupName, MountPath};
 
 /// Where a modification stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +41,7 @@ pub struct VolumeRecord {
     pub volume_id: String,
     pub group: GroupName,
     pub instance_id: String,
-    pub path: String,
+    pub path: MountPath,
     pub device: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fstype: Option<String>,

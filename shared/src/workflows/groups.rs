@@ -8,9 +8,10 @@ use thiserror::Error;
 use crate::adapters::aws::AwsError;
 use crate::adapters::store::StoreError;
 use crate::decisions::{adoption, changes, plan, recovery};
+use crate::domain::InstanceState;
 use crate::domain::{
-    AsgSpec, GROUP_TAG, Group, GroupKind, GroupName, HistoryKind, InstanceFacts, LaunchPlan, Member, NewAsg,
-    NewStandalone, Policy, Reason, RebalancePolicy, StandaloneSpec,
+    AllocationId, AsgSpec, GROUP_TAG, Group, GroupKind, GroupName, HistoryKind, InstanceFacts, LaunchPlan, Member,
+    NewAsg, NewStandalone, Policy, Reason, RebalancePolicy, StandaloneSpec,
 };
 use crate::runtime::{Deps, Error};
 use crate::workflows::images;
@@ -69,8 +70,8 @@ pub struct Registered {
     pub warnings: Vec<String>,
 }
 
-fn missing(wanted: &[String], found: impl Fn(&str) -> bool) -> Vec<&str> {
-    wanted.iter().map(String::as_str).filter(|id| !found(id)).collect()
+fn missing<T: AsRef<str>>(wanted: &[T], found: impl Fn(&str) -> bool) -> Vec<&str> {
+    wanted.iter().map(AsRef::as_ref).filter(|id| !found(id)).collect()
 }
 
 /// Instances that may join `name`: they exist, run (or are starting) and no group manages them.
@@ -100,7 +101,7 @@ pub async fn register_standalone(
 ) -> Result<Registered, GroupError> {
     let ec2 = &deps.clients.ec2;
     let template = body.launch_template.clone();
-    let volume_ids: Vec<String> = body.data_volumes.iter().map(|v| v.volume_id.clone()).collect();
+    let volume_ids: Vec<String> = body.data_volumes.iter().map(|v| v.volume_id.to_string()).collect();
     let zone_exists = async {
         match &body.dns {
             Some(dns) => deps.clients.route53.zone_exists(&dns.hosted_zone_id).await,
@@ -124,7 +125,7 @@ pub async fn register_standalone(
         let which = template.id.as_deref().or(template.name.as_deref()).unwrap_or_default();
         return Err(GroupError::unknown("launch_template", format!("launch template {which} does not exist")));
     }
-    let gone = missing(&body.subnets, |id| subnets.iter().any(|s| s.id == id));
+    let gone = missing(&body.subnets, |id| subnets.iter().any(|s| s.id == *id));
     if !gone.is_empty() {
         return Err(GroupError::unknown("subnets", format!("subnet {} does not exist", gone.join(", "))));
     }
@@ -141,7 +142,7 @@ pub async fn register_standalone(
             "elastic_ip_allocation_id",
             format!(
                 "Elastic IP allocation {} does not exist",
-                body.elastic_ip_allocation_id.as_deref().unwrap_or_default()
+                body.elastic_ip_allocation_id.as_ref().map(AllocationId::as_str).unwrap_or_default()
             ),
         ));
     }
@@ -225,8 +226,8 @@ pub async fn register_standalone(
         let tagged: Vec<String> = adopted
             .iter()
             .map(|f| f.instance_id.clone())
-            .chain(spec.data_volumes.iter().map(|v| v.volume_id.clone()))
-            .chain(spec.elastic_ip_allocation_id.clone())
+            .chain(spec.data_volumes.iter().map(|v| v.volume_id.to_string()))
+            .chain(spec.elastic_ip_allocation_id.clone().map(String::from))
             .collect();
         ec2.tag(&tagged, GROUP_TAG, group.name.as_str()).await?;
         deps.store.add_members(&group, &members).await?;
@@ -254,7 +255,7 @@ pub async fn register_standalone(
             "no Spot pool had capacity: launched On-Demand until recovery",
         );
     }
-    for f in adopted.iter().filter(|f| f.state == "running") {
+    for f in adopted.iter().filter(|f| f.state == Some(InstanceState::Running)) {
         let online = bring_online(&deps.clients, &spec, &f.instance_id, &members).await?;
         for (kind, line) in online.lines() {
             report.note(&group.name, Some(&f.instance_id), kind, line);
@@ -442,7 +443,7 @@ pub async fn adopt(
     );
     if let GroupKind::Standalone(spec) = &group.kind {
         deps.clients.ec2.tag(std::slice::from_ref(&member.instance_id), GROUP_TAG, group.name.as_str()).await?;
-        if facts.state == "running" {
+        if facts.state == Some(InstanceState::Running) {
             let all: Vec<Member> = members.iter().cloned().chain([member.clone()]).collect();
             let online = bring_online(&deps.clients, spec, &member.instance_id, &all).await?;
             for (kind, line) in online.lines() {

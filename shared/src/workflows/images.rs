@@ -289,7 +289,9 @@ pub async fn replace_from_previous(
                 reason: crate::domain::Reason::Rollback,
                 replaced_by: member.instance_id.clone(),
             };
-            deps.store.update_member(&group.name, &old.instance_id, |m| m.retiring = Some(retiring.clone())).await?;
+            deps.store
+                .update_member(&group.name, &old.instance_id, |m| m.role = m.role.clone().retire(retiring.clone()))
+                .await?;
         }
         new.push(member.instance_id.clone());
     }

@@ -16,7 +16,8 @@ use crate::decisions::rebalancing;
 use crate::decisions::recovery;
 use crate::decisions::transitions::{self, Close, Leaving, MoveVolumes, Retire, Step, Switch};
 use crate::domain::{
-    AlertKind, Deadline, Group, GroupName, HistoryKind, InstanceState, Member, Replaced, StandaloneSpec,
+    AlertKind, Deadline, DeviceName, Group, GroupName, HistoryKind, InstanceState, Member, Replaced, StandaloneSpec,
+    VolumeId,
 };
 use crate::runtime::event::{Event, InstanceStateChange};
 use crate::runtime::{Deps, Error};
@@ -133,7 +134,7 @@ pub async fn state_changed(
         );
         return Ok(Outcome::Ignored { reason: "a newer state is already recorded" });
     }
-    let updated = Member { state: state.to_string(), state_at: Some(seen_at), ..member.clone() };
+    let updated = Member { state, state_at: Some(seen_at), ..member.clone() };
     deps.store.save_member(&name, &updated).await?;
 
     let change = Change { deps, group: &group, member, members: &members, state, seen_at, deadline };
@@ -171,7 +172,7 @@ async fn bring_online(
             end_recovery_by(change, &replaced, left, report).await?;
         }
     }
-    let volumes = online.attached.iter().map(|(v, _)| v.clone()).collect();
+    let volumes = online.attached.iter().map(|(v, _)| v.to_string()).collect();
     let Online { dns, address, .. } = online;
     Ok(Outcome::BroughtOnline { change: change.changed(), dns, address, volumes, replaced_in_seconds, retiring })
 }
@@ -303,7 +304,7 @@ async fn leave(change: &Change<'_>, leaving: Leaving<'_>, report: &mut Report) -
     if let Some(moving) = move_volumes {
         let moves = move_volumes_to(change, &moving, terminate_once_moved, report).await?;
         pending = !moves.pending.is_empty();
-        let ids = |volumes: &[(String, String)]| volumes.iter().map(|(v, _)| v.clone()).collect();
+        let ids = |volumes: &[(VolumeId, DeviceName)]| volumes.iter().map(|(v, _)| v.to_string()).collect();
         outcome = Some(Outcome::VolumesMoved {
             change: change.changed(),
             volumes: ids(&moves.moved),
@@ -335,7 +336,7 @@ async fn move_volumes_to(
     let (deps, name, from) = (change.deps, change.name(), change.instance_id());
     let to = moving.to.as_str();
     // A detach an earlier invocation asked for is waited for, not asked again.
-    let detaching: Vec<String> =
+    let detaching: Vec<VolumeId> =
         change.group.status.volume_moves.iter().filter(|m| m.from == from).map(|m| m.volume_id.clone()).collect();
     let moves =
         online::move_volumes(&deps.clients, moving.spec, from, to, &detaching, change.deadline.remaining()).await?;

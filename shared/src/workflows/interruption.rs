@@ -18,7 +18,8 @@ use crate::decisions::plan::{self, Action, Warning};
 use crate::domain::Day;
 use crate::domain::Deadline;
 use crate::domain::{
-    AlertKind, Attempt, Group, GroupName, HistoryKind, Interrupted, LaunchPlan, Market, Pool, PoolHealth,
+    AlertKind, Attempt, Group, GroupName, HistoryKind, InterruptAction, Interrupted, LaunchPlan, Market, Pool,
+    PoolHealth,
 };
 use crate::runtime::event::{Batch, SpotInterruptionWarning};
 use crate::runtime::{Deps, Error};
@@ -249,10 +250,12 @@ async fn hold_others(deps: &Deps, warnings: &[Warning], now: DateTime<Utc>) -> V
     futures::future::join_all(held).await
 }
 
-async fn mark_interrupted(deps: &Deps, w: &Warning, action: &str, replaced_by: Option<String>) {
-    let interrupted = Interrupted { warned_at: w.warned_at, action: action.to_string(), replaced_by };
-    let result =
-        deps.store.update_member(&w.lookup.group, &w.instance_id, |m| m.interrupted = Some(interrupted.clone())).await;
+async fn mark_interrupted(deps: &Deps, w: &Warning, action: InterruptAction, replaced_by: Option<String>) {
+    let interrupted = Interrupted { warned_at: w.warned_at, action, replaced_by };
+    let result = deps
+        .store
+        .update_member(&w.lookup.group, &w.instance_id, |m| m.role = m.role.clone().interrupt(interrupted.clone()))
+        .await;
     if let Err(err) = result {
         tracing::error!(group = %w.lookup.group, instance_id = %w.instance_id, error = %err, "could not record the interruption on the member");
     }
@@ -331,7 +334,7 @@ async fn detached(
     }
     let out: Vec<&Warning> = warnings.iter().filter(|w| !refused.iter().any(|(id, _)| id == &w.instance_id)).collect();
     futures::future::join_all(out.iter().map(|w| async move {
-        mark_interrupted(deps, w, "detached", None).await;
+        mark_interrupted(deps, w, InterruptAction::Detached, None).await;
         settle(deps, &w.event_id, "detached").await;
     }))
     .await;
@@ -384,7 +387,7 @@ async fn replaced(
     let writes = recorded.pairs.iter().filter_map(|(old, member)| {
         let w = warning_of(&old.instance_id)?;
         Some(async move {
-            mark_interrupted(deps, w, "replaced", Some(member.instance_id.clone())).await;
+            mark_interrupted(deps, w, InterruptAction::Replaced, Some(member.instance_id.clone())).await;
             if w.held && settle(deps, &w.event_id, &format!("replaced by {}", member.instance_id)).await && sent_again {
                 forget_attempt(deps, w, token).await;
             }
@@ -473,12 +476,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::domain::SubnetId;
 
     /// The answers read as the handler's `json!` literals did (tests and the demo read them).
     #[test]
     fn outcomes_answer_as_before() {
-        let pool =
-            Pool { instance_type: "m5.large".into(), subnet_id: "subnet-1".into(), availability_zone: "a".into() };
+        let pool = Pool {
+            instance_type: "m5.large".into(),
+            subnet_id: SubnetId::try_from("subnet-1").unwrap(),
+            availability_zone: "a".into(),
+        };
         let cases = [
             (
                 Interruption::Detached { instance_id: "i-1".into(), asg: "web-asg".into() },

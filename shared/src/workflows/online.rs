@@ -1,6 +1,7 @@
 //! Bringing a standalone group's instance online: its DNS record, its Elastic IP, its data volumes.
 //! Used when a member reaches `running` and when a running instance is adopted.
 
+use crate::domain::InstanceState;
 use crate::domain::{AlertKind, HistoryKind};
 use std::time::Duration;
 
@@ -10,7 +11,9 @@ use serde::Serialize;
 use crate::adapters::aws::Clients;
 use crate::adapters::notify::{Alert, Severity};
 use crate::decisions::plan::{self, VolumeHold};
-use crate::domain::{Group, GroupKind, GroupName, InstanceFacts, Member, StandaloneSpec, VolumeMove};
+use crate::domain::{
+    DeviceName, Group, GroupKind, GroupName, InstanceFacts, Member, StandaloneSpec, VolumeId, VolumeMove,
+};
 use crate::runtime::{Deps, Error};
 use crate::workflows::report::Report;
 
@@ -22,9 +25,9 @@ pub struct Online {
     /// The Elastic IP allocation now associated with the instance.
     pub address: Option<String>,
     /// (volume id, device) attached now.
-    pub attached: Vec<(String, String)>,
+    pub attached: Vec<(VolumeId, DeviceName)>,
     /// Volumes that wait, and why.
-    pub held: Vec<(String, VolumeHold)>,
+    pub held: Vec<(VolumeId, VolumeHold)>,
 }
 
 impl Online {
@@ -68,14 +71,14 @@ pub async fn bring_online(
     let Some(instance) = fleet.iter().find(|i| i.instance_id == instance_id).cloned() else {
         return Ok(online);
     };
-    if instance.state != "running" {
+    if instance.state != Some(InstanceState::Running) {
         return Ok(online);
     }
     let address = async {
         match &spec.elastic_ip_allocation_id {
             Some(allocation) => {
                 clients.ec2.associate_address(allocation, instance_id).await?;
-                Ok::<_, Error>(Some(allocation.clone()))
+                Ok::<_, Error>(Some(allocation.to_string()))
             }
             None => Ok(None),
         }
@@ -99,7 +102,7 @@ pub async fn bring_online(
     Ok(online)
 }
 
-type VolumePlan = (Vec<(String, String)>, Vec<(String, VolumeHold)>);
+type VolumePlan = (Vec<(VolumeId, DeviceName)>, Vec<(VolumeId, VolumeHold)>);
 
 async fn attach_volumes(
     clients: &Clients,
@@ -109,7 +112,7 @@ async fn attach_volumes(
     if spec.data_volumes.is_empty() {
         return Ok(Default::default());
     }
-    let ids: Vec<String> = spec.data_volumes.iter().map(|v| v.volume_id.clone()).collect();
+    let ids: Vec<String> = spec.data_volumes.iter().map(|v| v.volume_id.to_string()).collect();
     let facts = clients.ec2.volumes(&ids).await?;
     let (attach, hold) = plan::volumes_to_attach(&spec.data_volumes, &facts, instance);
     let attached = futures::future::try_join_all(attach.into_iter().map(|v| async move {
@@ -124,9 +127,9 @@ async fn attach_volumes(
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Moved {
     /// (volume id, device) attached to the replacement now.
-    pub moved: Vec<(String, String)>,
+    pub moved: Vec<(VolumeId, DeviceName)>,
     /// (volume id, device) whose detach was requested and has not finished.
-    pub pending: Vec<(String, String)>,
+    pub pending: Vec<(VolumeId, DeviceName)>,
 }
 
 /// Moves the group's data volumes from an instance that has stopped (or is gone) to the one that
@@ -138,10 +141,10 @@ pub async fn move_volumes(
     spec: &StandaloneSpec,
     from: &str,
     to: &str,
-    detaching: &[String],
+    detaching: &[VolumeId],
     wait: Duration,
 ) -> Result<Moved, Error> {
-    let ids: Vec<String> = spec.data_volumes.iter().map(|v| v.volume_id.clone()).collect();
+    let ids: Vec<String> = spec.data_volumes.iter().map(|v| v.volume_id.to_string()).collect();
     let facts = clients.ec2.volumes(&ids).await?;
     let moves = spec.data_volumes.iter().filter_map(|volume| {
         let holders: Vec<&str> = facts
@@ -184,11 +187,11 @@ pub fn note_moves(
     moves: &mut Vec<VolumeMove>,
     from: &str,
     to: &str,
-    pending: &[(String, String)],
+    pending: &[(VolumeId, DeviceName)],
     terminate_from: bool,
     now: DateTime<Utc>,
 ) {
-    let since = |volume: &str| moves.iter().find(|m| m.from == from && m.volume_id == volume).map(|m| m.since);
+    let since = |volume: &VolumeId| moves.iter().find(|m| m.from == from && m.volume_id == *volume).map(|m| m.since);
     let still: Vec<VolumeMove> = pending
         .iter()
         .map(|(volume_id, device)| VolumeMove {
@@ -244,7 +247,7 @@ pub async fn continue_moves(deps: &Deps, group: &Group, report: &mut Report) -> 
     }
     let (mut moved, mut pending) = (Vec::new(), 0);
     for (from, to, terminate_from) in pairs {
-        let detaching: Vec<String> =
+        let detaching: Vec<VolumeId> =
             group.status.volume_moves.iter().filter(|m| m.from == from).map(|m| m.volume_id.clone()).collect();
         let done = move_volumes(&deps.clients, spec, from, to, &detaching, Duration::ZERO).await?;
         let now = deps.clock.now();
@@ -272,6 +275,6 @@ pub async fn continue_moves(deps: &Deps, group: &Group, report: &mut Report) -> 
 /// What a scheduled run did with the moves under way: the volumes it moved, and how many wait.
 #[derive(Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Moves {
-    pub moved: Vec<String>,
+    pub moved: Vec<VolumeId>,
     pub pending: usize,
 }

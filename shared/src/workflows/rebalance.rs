@@ -215,7 +215,7 @@ async fn replace(
         return Err(Error::NotLaunched { errors: launched.error_summary() });
     };
     let retiring = Retiring { since: now, reason: Reason::Rebalance, replaced_by: new.instance_id.clone() };
-    deps.store.update_member(&group.name, id, |m| m.retiring = Some(retiring.clone())).await?;
+    deps.store.update_member(&group.name, id, |m| m.role = m.role.clone().retire(retiring.clone())).await?;
     // Until it is gone, an interruption warning for it launches nothing more.
     deps.store.lock_instance(id, &r.event_id, now, Duration::hours(RETIRING_LOCK_HOURS)).await?;
     settle(deps, &r.event_id, &format!("replaced by {}", new.instance_id)).await;

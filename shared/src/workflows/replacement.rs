@@ -7,8 +7,9 @@ use chrono::{DateTime, Duration, Utc};
 pub use crate::decisions::plan::token;
 use crate::decisions::plan::{self, AVOID_POOL_MINUTES};
 use crate::decisions::recovery;
+use crate::domain::InstanceState;
 pub use crate::domain::{Attempt, LaunchPlan, Old};
-use crate::domain::{Group, LaunchedInstance, Member, PoolHealth, Replaced, StandaloneSpec};
+use crate::domain::{Group, LaunchedInstance, Member, PoolHealth, Replaced, Role, StandaloneSpec};
 use crate::runtime::Deps;
 use crate::runtime::Error;
 use crate::workflows::launch::{Launch, launch};
@@ -59,13 +60,12 @@ fn new_member(
         instance_type: new.instance_type.clone(),
         availability_zone: zone,
         subnet_id: new.subnet_id.clone(),
-        state: "pending".into(),
+        state: InstanceState::Pending,
         state_at: None,
         launched_at: Some(now),
         fallen_back: fell_back,
         replaces,
-        interrupted: None,
-        retiring: None,
+        role: Role::Serving,
         version: 0,
     }
 }

@@ -9,7 +9,7 @@ use crate::domain::{AlertKind, HistoryKind};
 use crate::adapters::notify::{Alert, Severity};
 use crate::adapters::store::StoreError;
 use crate::decisions::growth;
-use crate::domain::{Modification, Stage, VolumeRecord};
+use crate::domain::{Modification, MountPath, Stage, VolumeRecord};
 use crate::runtime::{Deps, Error};
 use crate::workflows::report::Report;
 
@@ -17,7 +17,8 @@ use crate::workflows::report::Report;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filling {
     pub instance_id: String,
-    pub path: String,
+    /// Checked where it arrives: it goes into the resize script.
+    pub path: MountPath,
     /// How full it is, when the caller says; a firing alarm is taken as over the threshold.
     pub used_percent: Option<f64>,
     pub fstype: Option<String>,
@@ -55,7 +56,6 @@ pub fn ignored(reason: impl Into<String>) -> Outcome {
 /// Grows the volume behind `filling.path` on its instance, within the group's bounds and EBS's
 /// limits. A refusal is recorded and alerted, never silent.
 pub async fn grow(deps: &Deps, filling: &Filling, report: &mut Report) -> Result<Outcome, Error> {
-    growth::check_path(&filling.path).map_err(Error::Invalid)?;
     let Some(name) = deps.store.group_of(&filling.instance_id).await? else {
         tracing::debug!(instance_id = %filling.instance_id, "no group manages this instance; ignored");
         return Ok(ignored("no group manages this instance"));
@@ -87,12 +87,12 @@ pub async fn grow(deps: &Deps, filling: &Filling, report: &mut Report) -> Result
                 format!("{name}: {} on {} not grown ({kind})", filling.path, filling.instance_id),
             )
             .fact("instance", &filling.instance_id)
-            .fact("path", &filling.path)
+            .fact("path", filling.path.as_str())
             .fact("reason", &why),
         );
         Ok::<_, Error>(Outcome::Refused { reason: kind, message: why })
     };
-    let Some(device) = growth::device_for(&filling.path, policy, instance.root_device.as_deref()) else {
+    let Some(device) = growth::device_for(filling.path.as_str(), policy, instance.root_device.as_deref()) else {
         return refuse(
             report,
             "no-device",

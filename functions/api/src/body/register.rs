@@ -1,7 +1,10 @@
 //! `POST /groups` and adoption: the registration bodies and their shape and range checks.
 
 use serde::Deserialize;
-use spotkeeper::domain::{AddressKind, DataVolume, DnsSpec, GroupName, LaunchTemplateRef, NewAsg, NewStandalone};
+use spotkeeper::domain::{
+    AddressKind, AllocationId, DataVolume, DeviceName, DnsSpec, GroupName, InstanceType, LaunchTemplateRef, NewAsg,
+    NewStandalone, SubnetId, VolumeId,
+};
 
 use super::checks::{check_instance_id, id_like, unique};
 use super::strict::from_value;
@@ -141,12 +144,25 @@ impl StandaloneBody {
     /// AWS when it is registered.
     pub(crate) fn parse(self) -> Result<NewStandalone, ApiError> {
         self.check()?;
+        // Checked above in the order errors are told; parsed here into what the group keeps.
+        let subnets = (self.subnets.into_iter().map(SubnetId::try_from).collect::<Result<Vec<_>, _>>())
+            .map_err(|m| ApiError::invalid("subnets", m))?;
+        let data_volumes = (self.data_volumes.into_iter())
+            .map(|v| {
+                let volume_id =
+                    VolumeId::try_from(v.volume_id).map_err(|m| ApiError::invalid("data_volumes.volume_id", m))?;
+                let device = DeviceName::try_from(v.device).map_err(|m| ApiError::invalid("data_volumes.device", m))?;
+                Ok(DataVolume { volume_id, device })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let elastic_ip_allocation_id = (self.elastic_ip_allocation_id.map(AllocationId::try_from).transpose())
+            .map_err(|m| ApiError::invalid("elastic_ip_allocation_id", m))?;
         let TemplateBody { id, name, version } = self.launch_template;
         Ok(NewStandalone {
             name: self.name,
             launch_template: LaunchTemplateRef { id, name, version },
             instance_types: self.instance_types,
-            subnets: self.subnets,
+            subnets,
             capacity: self.capacity,
             dns: self.dns.map(|d| DnsSpec {
                 hosted_zone_id: d.hosted_zone_id,
@@ -154,12 +170,8 @@ impl StandaloneBody {
                 ttl: d.ttl,
                 address: d.address,
             }),
-            elastic_ip_allocation_id: self.elastic_ip_allocation_id,
-            data_volumes: self
-                .data_volumes
-                .into_iter()
-                .map(|v| DataVolume { volume_id: v.volume_id, device: v.device })
-                .collect(),
+            elastic_ip_allocation_id,
+            data_volumes,
             adopt: self.adopt,
         })
     }
@@ -186,12 +198,7 @@ impl StandaloneBody {
             return Err(ApiError::invalid("instance_types", "give at least one instance type"));
         }
         for t in &self.instance_types {
-            let ok = t.split_once('.').is_some_and(|(family, size)| {
-                !family.is_empty()
-                    && !size.is_empty()
-                    && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-            });
-            if !ok {
+            if InstanceType::try_from(t.as_str()).is_err() {
                 return Err(ApiError::invalid(
                     "instance_types",
                     format!("{t:?} is not an instance type (like m5.large)"),
@@ -202,7 +209,7 @@ impl StandaloneBody {
         if self.subnets.is_empty() {
             return Err(ApiError::invalid("subnets", "give at least one subnet"));
         }
-        if let Some(s) = self.subnets.iter().find(|s| !id_like(s, "subnet-")) {
+        if let Some(s) = self.subnets.iter().find(|s| SubnetId::try_from(s.as_str()).is_err()) {
             return Err(ApiError::invalid("subnets", format!("{s:?} is not a subnet id (subnet-...)")));
         }
         unique("subnets", self.subnets.iter().map(String::as_str))?;
@@ -236,7 +243,7 @@ impl StandaloneBody {
             }
         }
         if let Some(eip) = &self.elastic_ip_allocation_id
-            && !id_like(eip, "eipalloc-")
+            && AllocationId::try_from(eip.as_str()).is_err()
         {
             return Err(ApiError::invalid(
                 "elastic_ip_allocation_id",
@@ -244,17 +251,13 @@ impl StandaloneBody {
             ));
         }
         for v in &self.data_volumes {
-            if !id_like(&v.volume_id, "vol-") {
+            if VolumeId::try_from(v.volume_id.as_str()).is_err() {
                 return Err(ApiError::invalid(
                     "data_volumes.volume_id",
                     format!("{:?} is not a volume id (vol-...)", v.volume_id),
                 ));
             }
-            let device_ok = v
-                .device
-                .strip_prefix("/dev/")
-                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_alphanumeric()));
-            if !device_ok {
+            if DeviceName::try_from(v.device.as_str()).is_err() {
                 return Err(ApiError::invalid(
                     "data_volumes.device",
                     format!("{:?} is not a device name (like /dev/sdf)", v.device),

@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 
 use super::AwsError;
 use crate::domain::{
-    GROUP_TAG, GroupName, InstanceFacts, LaunchErrorKind, LaunchPlan, LaunchTemplateRef, Market, REPLACES_TAG, Subnet,
+    AllocationId, DeviceName, GROUP_TAG, GroupName, InstanceFacts, LaunchErrorKind, LaunchPlan, LaunchTemplateRef,
+    Market, REPLACES_TAG, Subnet, SubnetId, VolumeId,
 };
 pub use crate::domain::{LaunchError, LaunchedInstance, VolumeFacts};
 
@@ -69,7 +70,16 @@ pub fn mentions_capacity(text: &str) -> bool {
 }
 
 fn launch_error(code: String, message: String, pool: Option<(String, String)>) -> LaunchError {
+    let pool = pool.and_then(|(instance_type, subnet)| Some((instance_type, parsed("subnet id", subnet)?)));
     LaunchError { kind: classify(&code), code, message, pool }
+}
+
+/// A value EC2 gave, parsed into its type. One that does not parse (EC2 never sends one) is
+/// left out, logged, as a missing one is: an answer is never refused whole for it.
+fn parsed<T: TryFrom<String, Error = String>>(what: &str, value: String) -> Option<T> {
+    T::try_from(value)
+        .map_err(|why| tracing::warn!(what, %why, "EC2 answered a value that does not parse; left out"))
+        .ok()
 }
 
 /// One request of a plan's launch: how many of its instances, on which market, under which
@@ -115,8 +125,9 @@ fn facts(instance: Instance) -> Option<InstanceFacts> {
         },
         instance_type: instance.instance_type.map(|t| t.as_str().to_string()).unwrap_or_default(),
         availability_zone: instance.placement.and_then(|p| p.availability_zone).unwrap_or_default(),
-        subnet_id: instance.subnet_id,
-        state: instance.state.and_then(|s| s.name).map(|n| n.as_str().to_string()).unwrap_or_default(),
+        subnet_id: instance.subnet_id.and_then(|s| parsed("subnet id", s)),
+        // A state this version does not know (or none) is kept as unknown: neither live nor gone.
+        state: instance.state.and_then(|s| s.name).and_then(|n| n.as_str().parse().ok()),
         launched_at: instance.launch_time.as_ref().and_then(chrono_time),
         private_ip: instance.private_ip_address,
         public_ip: instance.public_ip_address,
@@ -190,11 +201,12 @@ impl Ec2 {
     }
 
     /// The subnets among `ids` that exist, with their AZs.
-    pub async fn subnets(&self, ids: &[String]) -> Result<Vec<Subnet>, AwsError> {
+    pub async fn subnets(&self, ids: &[SubnetId]) -> Result<Vec<Subnet>, AwsError> {
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let out = self
             .client
             .describe_subnets()
-            .filters(filter("subnet-id", ids))
+            .filters(filter("subnet-id", &ids))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("DescribeSubnets", e))?;
@@ -202,7 +214,9 @@ impl Ec2 {
             .subnets
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|s| Some(Subnet { id: s.subnet_id?, availability_zone: s.availability_zone? }))
+            .filter_map(|s| {
+                Some(Subnet { id: parsed("subnet id", s.subnet_id?)?, availability_zone: s.availability_zone? })
+            })
             .collect())
     }
 
@@ -224,7 +238,7 @@ impl Ec2 {
             .into_iter()
             .filter_map(|v| {
                 Some(VolumeFacts {
-                    volume_id: v.volume_id?,
+                    volume_id: parsed("volume id", v.volume_id?)?,
                     availability_zone: v.availability_zone?,
                     state: v.state.map(|s| s.as_str().to_string()).unwrap_or_default(),
                     size_gib: v.size.unwrap_or_default(),
@@ -239,8 +253,8 @@ impl Ec2 {
             .collect())
     }
 
-    pub async fn address_exists(&self, allocation_id: &str) -> Result<bool, AwsError> {
-        match self.client.describe_addresses().allocation_ids(allocation_id).send().await {
+    pub async fn address_exists(&self, allocation_id: &AllocationId) -> Result<bool, AwsError> {
+        match self.client.describe_addresses().allocation_ids(allocation_id.as_str()).send().await {
             Ok(out) => Ok(!out.addresses.unwrap_or_default().is_empty()),
             Err(e) => is_not_found(AwsError::from_sdk("DescribeAddresses", e)),
         }
@@ -268,7 +282,7 @@ impl Ec2 {
             .map(|p| {
                 FleetLaunchTemplateOverridesRequest::builder()
                     .instance_type(InstanceType::from(p.instance_type.as_str()))
-                    .subnet_id(&p.subnet_id)
+                    .subnet_id(p.subnet_id.as_str())
                     .build()
             })
             .collect();
@@ -323,7 +337,11 @@ impl Ec2 {
                     _ => Market::OnDemand,
                 };
                 let instance_type = group.instance_type.map(|t| t.as_str().to_string()).unwrap_or_default();
-                let subnet_id = group.launch_template_and_overrides.and_then(|l| l.overrides).and_then(|o| o.subnet_id);
+                let subnet_id = group
+                    .launch_template_and_overrides
+                    .and_then(|l| l.overrides)
+                    .and_then(|o| o.subnet_id)
+                    .and_then(|s| parsed("subnet id", s));
                 group.instance_ids.unwrap_or_default().into_iter().map(move |instance_id| LaunchedInstance {
                     instance_id,
                     market,
@@ -348,10 +366,10 @@ impl Ec2 {
         Ok(Launched { instances, errors })
     }
 
-    pub async fn associate_address(&self, allocation_id: &str, instance_id: &str) -> Result<(), AwsError> {
+    pub async fn associate_address(&self, allocation_id: &AllocationId, instance_id: &str) -> Result<(), AwsError> {
         self.client
             .associate_address()
-            .allocation_id(allocation_id)
+            .allocation_id(allocation_id.as_str())
             .instance_id(instance_id)
             .allow_reassociation(true)
             .send()
@@ -360,12 +378,17 @@ impl Ec2 {
         Ok(())
     }
 
-    pub async fn attach_volume(&self, volume_id: &str, instance_id: &str, device: &str) -> Result<(), AwsError> {
+    pub async fn attach_volume(
+        &self,
+        volume_id: &VolumeId,
+        instance_id: &str,
+        device: &DeviceName,
+    ) -> Result<(), AwsError> {
         self.client
             .attach_volume()
-            .volume_id(volume_id)
+            .volume_id(volume_id.as_str())
             .instance_id(instance_id)
-            .device(device)
+            .device(device.as_str())
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("AttachVolume", e))?;
@@ -374,12 +397,17 @@ impl Ec2 {
 
     /// Detaches a volume from an instance. Both are named: a detach by volume id alone can take
     /// the volume from whatever holds it now.
-    pub async fn detach_volume(&self, volume_id: &str, instance_id: &str, device: &str) -> Result<(), AwsError> {
+    pub async fn detach_volume(
+        &self,
+        volume_id: &VolumeId,
+        instance_id: &str,
+        device: &DeviceName,
+    ) -> Result<(), AwsError> {
         self.client
             .detach_volume()
-            .volume_id(volume_id)
+            .volume_id(volume_id.as_str())
             .instance_id(instance_id)
-            .device(device)
+            .device(device.as_str())
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("DetachVolume", e))?;
@@ -387,7 +415,7 @@ impl Ec2 {
     }
 
     /// Waits (bounded) until a volume is `available`: a detach takes seconds in EC2.
-    pub async fn wait_available(&self, volume_id: &str, timeout: std::time::Duration) -> Result<bool, AwsError> {
+    pub async fn wait_available(&self, volume_id: &VolumeId, timeout: std::time::Duration) -> Result<bool, AwsError> {
         let deadline = std::time::Instant::now() + timeout;
         let mut pause = std::time::Duration::from_millis(250);
         loop {

@@ -127,7 +127,7 @@ async fn back_to_spot(
         return failed_attempt(deps, group, member_id, &error, now, report).await;
     };
     let retiring = Retiring { since: now, reason: Reason::Recovery, replaced_by: new.instance_id.clone() };
-    deps.store.update_member(name, member_id, |m| m.retiring = Some(retiring.clone())).await?;
+    deps.store.update_member(name, member_id, |m| m.role = m.role.clone().retire(retiring.clone())).await?;
     report.note(
         &group.name,
         Some(&new.instance_id),
