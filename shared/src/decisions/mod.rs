@@ -3,6 +3,7 @@
 
 pub mod adoption;
 pub mod changes;
+pub mod drain;
 pub mod fallback;
 pub mod growth;
 pub mod images;

@@ -8,6 +8,7 @@ mod facts;
 mod group;
 mod ids;
 mod kinds;
+mod kubernetes;
 mod launch;
 mod ledger;
 mod lookup;
@@ -32,6 +33,9 @@ pub use ids::{
     SubnetId, VolumeId, is_ec2_id,
 };
 pub use kinds::{AlertKind, HistoryKind};
+pub use kubernetes::{
+    ClusterCa, ClusterName, Endpoint, KubernetesSpec, PdbPolicy, PodPhase, PodView, ProviderId, RebalanceAction,
+};
 pub use launch::{Attempt, LaunchError, LaunchErrorKind, LaunchPlan, Old};
 pub use ledger::{BadDay, Day, LedgerDay, Usage};
 pub use lookup::Lookup;

@@ -118,11 +118,8 @@ pub fn verify(
 }
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
-        Ok(mac) => mac,
-        // HMAC takes keys of any length; this branch cannot run.
-        Err(_) => return Vec::new(),
-    };
+    // HMAC takes keys of any length; the else cannot run.
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(key) else { return Vec::new() };
     mac.update(data);
     mac.finalize().into_bytes().to_vec()
 }

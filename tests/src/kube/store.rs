@@ -370,7 +370,7 @@ impl Store {
         // Shaped like a UUID (v4), unique per fake.
         format!(
             "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-            0x5b07_0000u32 + (self.uids as u32 & 0xffff),
+            0x5b07_0000u64 + (self.uids & 0xffff),
             self.uids & 0xffff,
             0x0af,
             0x0e5,
@@ -497,12 +497,13 @@ impl Store {
                     "Required value: name or generateName is required",
                 ));
             }
-            const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+            let alphabet: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+            let base = alphabet.len() as u64;
             let mut n = self.uids.wrapping_mul(2_654_435_761).wrapping_add(self.rv);
             let suffix: String = (0..5)
                 .map(|_| {
-                    let c = ALPHABET[(n % ALPHABET.len() as u64) as usize];
-                    n /= ALPHABET.len() as u64;
+                    let c = alphabet[usize::try_from(n % base).unwrap_or_default()];
+                    n /= base;
                     char::from(c)
                 })
                 .collect();
@@ -941,7 +942,8 @@ impl Store {
                 .filter(|p| meta(p, "namespace") == ns)
                 .filter(|p| requirements.as_ref().is_some_and(|r| selector::labels_match(r, &labels_of(p))))
                 .collect();
-            let healthy = matched.iter().filter(|p| !terminating(p) && is_ready(p)).count() as i64;
+            let healthy =
+                i64::try_from(matched.iter().filter(|p| !terminating(p) && is_ready(p)).count()).unwrap_or(i64::MAX);
             // The expected count: the owning controllers' replicas where known (as the
             // disruption controller reads their scale), else the pods themselves.
             let mut owners: BTreeMap<String, i64> = BTreeMap::new();

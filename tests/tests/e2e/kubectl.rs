@@ -494,7 +494,7 @@ async fn kube_rs_with_the_cluster_ca_and_no_retries_meets_the_same_fake() {
     assert!(started.elapsed() < std::time::Duration::from_secs(2), "no silent retries: {:?}", started.elapsed());
     match pods.list(&ListParams::default().fields("spec.image=x")).await {
         Err(kube::Error::Api(status)) => {
-            assert_eq!((status.code, status.message.as_str()), (400, "field label not supported: spec.image"))
+            assert_eq!((status.code, status.message.as_str()), (400, "field label not supported: spec.image"));
         }
         other => panic!("an unsupported field is a 400: {other:?}"),
     }

@@ -8,6 +8,7 @@ mod images;
 mod instance_state;
 mod interruption;
 mod kubectl;
+mod kubernetes;
 mod openapi;
 mod recovery;
 mod registration;

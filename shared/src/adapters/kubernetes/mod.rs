@@ -1,5 +1,7 @@
 //! Kubernetes (EKS): what spotkeeper needs to talk to a cluster's API server from outside it.
 
+pub mod client;
 pub mod token;
 
+pub use client::{Cordon, DeleteOutcome, EvictionOutcome, INTERRUPTED_TAINT, KubeClient, KubeError};
 pub use token::{EksToken, TokenError, mint_token};
