@@ -175,6 +175,26 @@ fn prefixed(value: &str, prefix: &str, what: &str) -> Result<(), String> {
 }
 
 checked_string!(
+    /// An EKS cluster's name: 1–100 letters, digits, `-` and `_`, starting with a letter or digit.
+    /// It is signed into the bearer token, so it is checked where it arrives.
+    ClusterName,
+    |v| {
+        let mut bytes = v.bytes();
+        let ok = matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
+            && v.len() <= 100
+            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(())
+        } else {
+            let shown: String = v.chars().take(40).collect();
+            Err(format!(
+                "{shown:?} is not an EKS cluster name (1-100 letters, digits, '-' or '_', starting with a letter or digit)"
+            ))
+        }
+    }
+);
+
+checked_string!(
     /// A subnet id: `subnet-` and letters and digits.
     SubnetId,
     |v| prefixed(v, "subnet-", "a subnet id")

@@ -12,48 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::InstanceId;
-
-/// An EKS cluster's name: 1–100 letters, digits, `-` and `_`, starting with a letter or digit.
-/// It is signed into the bearer token, so it is checked where it arrives.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ClusterName(String);
-
-impl ClusterName {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for ClusterName {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        let mut bytes = value.bytes();
-        let ok = matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
-            && value.len() <= 100
-            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if ok {
-            Ok(Self(value))
-        } else {
-            let shown: String = value.chars().take(40).collect();
-            Err(format!(
-                "{shown:?} is not an EKS cluster name (1-100 letters, digits, '-' or '_', starting with a letter or digit)"
-            ))
-        }
-    }
-}
-
-impl From<ClusterName> for String {
-    fn from(value: ClusterName) -> Self {
-        value.0
-    }
-}
-
-impl fmt::Display for ClusterName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use super::ids::ClusterName;
 
 /// A cluster's API endpoint: an `https://` URL with a host and no credentials in it (the token
 /// is the only credential, and it travels in a header).
