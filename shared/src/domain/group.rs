@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{AllocationId, DeviceName, GroupName, Policy, Subnet, SubnetId, VolumeId};
+use super::{AllocationId, DeviceName, GroupName, KubernetesSpec, Policy, Subnet, SubnetId, VolumeId};
 
 /// A launch template by id or by name, at a version (`$Latest`, `$Default` or a number).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +187,9 @@ pub struct Group {
     #[serde(flatten)]
     pub kind: GroupKind,
     pub policy: Policy,
+    /// The EKS cluster its instances are nodes of: their pods are drained on a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesSpec>,
     #[serde(default)]
     pub status: GroupStatus,
     pub created_at: DateTime<Utc>,
@@ -197,7 +200,7 @@ impl Group {
     /// A new group with its kind's default policy.
     pub fn new(name: GroupName, kind: GroupKind, created_at: DateTime<Utc>) -> Self {
         let policy = Policy::default_for(&kind);
-        Self { name, kind, policy, status: GroupStatus::default(), created_at, version: 0 }
+        Self { name, kind, policy, kubernetes: None, status: GroupStatus::default(), created_at, version: 0 }
     }
 }
 
@@ -227,6 +230,7 @@ pub struct NewStandalone {
     pub data_volumes: Vec<DataVolume>,
     /// Running instances that join the group instead of being launched.
     pub adopt: Vec<String>,
+    pub kubernetes: Option<KubernetesSpec>,
 }
 
 /// An Auto Scaling group to follow.
@@ -234,4 +238,5 @@ pub struct NewStandalone {
 pub struct NewAsg {
     pub name: GroupName,
     pub asg_name: String,
+    pub kubernetes: Option<KubernetesSpec>,
 }

@@ -2,8 +2,6 @@
 //! reach it, what to do on a rebalance and with a PodDisruptionBudget that still blocks near the
 //! deadline), how a node names its EC2 instance, and the little of a pod a drain decides on.
 //!
-//! Not yet wired into `Group`: the node-drain function will add the block to the group's spec.
-
 use std::fmt;
 
 use base64::Engine;
@@ -145,9 +143,21 @@ pub enum PdbPolicy {
     DeleteAtDeadline,
 }
 
+/// How long an evicted pod may take to stop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PodGrace {
+    /// Its own `terminationGracePeriodSeconds`, shortened so it ends before the instance does:
+    /// a pod still stopping when the instance goes is killed without its last seconds.
+    #[default]
+    Fit,
+    /// Its own, as it says, even past the instance's end.
+    Own,
+}
+
 /// A group's `kubernetes` block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, try_from = "RawKubernetes")]
+#[serde(deny_unknown_fields, try_from = "RawKubernetes")]
 pub struct KubernetesSpec {
     pub cluster: ClusterName,
     /// With `ca`, or neither (then both are read once from `eks:DescribeCluster`).
@@ -159,11 +169,13 @@ pub struct KubernetesSpec {
     pub rebalance: RebalanceAction,
     #[serde(default)]
     pub pdb_policy: PdbPolicy,
+    #[serde(default)]
+    pub pod_grace: PodGrace,
 }
 
 /// The block as written, before the rule that ties endpoint and CA.
 #[derive(Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 struct RawKubernetes {
     cluster: ClusterName,
     #[serde(default)]
@@ -174,6 +186,8 @@ struct RawKubernetes {
     rebalance: RebalanceAction,
     #[serde(default)]
     pdb_policy: PdbPolicy,
+    #[serde(default)]
+    pod_grace: PodGrace,
 }
 
 impl TryFrom<RawKubernetes> for KubernetesSpec {
@@ -190,6 +204,7 @@ impl TryFrom<RawKubernetes> for KubernetesSpec {
             ca: raw.ca,
             rebalance: raw.rebalance,
             pdb_policy: raw.pdb_policy,
+            pod_grace: raw.pod_grace,
         })
     }
 }
@@ -318,19 +333,20 @@ mod tests {
     }
 
     #[test]
-    fn the_block_is_kebab_case_with_defaults() {
+    fn the_block_has_defaults_and_kebab_case_values() {
         let spec: KubernetesSpec = serde_json::from_str(r#"{"cluster": "prod"}"#).expect("a block");
         assert_eq!((spec.rebalance, spec.pdb_policy), (RebalanceAction::Cordon, PdbPolicy::DeleteAtDeadline));
         assert_eq!(spec.endpoint, None);
-        let json = serde_json::json!({"cluster": "prod", "endpoint": "https://k.example", "ca": PEM, "rebalance": "drain", "pdb-policy": "respect"});
+        let json = serde_json::json!({"cluster": "prod", "endpoint": "https://k.example", "ca": PEM, "rebalance": "drain", "pdb_policy": "respect", "pod_grace": "own"});
         let spec: KubernetesSpec = serde_json::from_value(json.clone()).expect("a block");
-        assert_eq!((spec.rebalance, spec.pdb_policy), (RebalanceAction::Drain, PdbPolicy::Respect));
+        assert_eq!((spec.rebalance, spec.pdb_policy, spec.pod_grace), (RebalanceAction::Drain, PdbPolicy::Respect, PodGrace::Own));
         assert_eq!(serde_json::to_value(&spec).expect("serializes"), json, "round trip");
         for bad in [
             serde_json::json!({"cluster": "prod", "endpoint": "https://k.example"}),
             serde_json::json!({"cluster": "prod", "ca": PEM}),
             serde_json::json!({"cluster": "prod", "rebalance": "evict"}),
-            serde_json::json!({"cluster": "prod", "pdb_policy": "respect"}),
+            serde_json::json!({"cluster": "prod", "pdb-policy": "respect"}),
+            serde_json::json!({"cluster": "prod", "pod_grace": "30"}),
             serde_json::json!({"cluster": "-prod"}),
             serde_json::json!({}),
         ] {

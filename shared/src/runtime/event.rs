@@ -17,8 +17,8 @@ use crate::runtime::Error;
 pub enum EventError {
     #[error("malformed event: {0}")]
     Malformed(String),
-    #[error("unexpected event {detail_type:?} from {origin:?}: this function handles {expected:?} events")]
-    Unexpected { detail_type: String, origin: String, expected: &'static str },
+    #[error("unexpected event {detail_type:?} from {origin:?}: this function handles {expected} events")]
+    Unexpected { detail_type: String, origin: String, expected: String },
 }
 
 /// An EventBridge event whose detail is `D`.
@@ -55,6 +55,17 @@ pub struct RebalanceRecommendation {
 }
 
 pub const REBALANCE_RECOMMENDATION: &str = "EC2 Instance Rebalance Recommendation";
+
+/// What `node-drain` reads: an interruption warning or a rebalance recommendation (the event's
+/// `detail-type` tells which); both name the instance, the warning also its action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeEvent {
+    #[serde(rename = "instance-id")]
+    pub instance_id: InstanceId,
+}
+
+/// The detail-types `node-drain` takes.
+pub const NODE_EVENTS: &[&str] = &[SPOT_INTERRUPTION_WARNING, REBALANCE_RECOMMENDATION];
 
 /// `EC2 Instance Launch Unsuccessful` from Auto Scaling: the group could not launch an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,7 +173,7 @@ pub fn unexpected(payload: &Value, expected: &'static str) -> EventError {
     EventError::Unexpected {
         detail_type: detail_type(payload).unwrap_or_else(|| "(none)".to_string()),
         origin: payload.get("source").and_then(Value::as_str).unwrap_or("(none)").to_string(),
-        expected,
+        expected: format!("{expected:?}"),
     }
 }
 
@@ -178,6 +189,11 @@ pub fn detail_type(payload: &Value) -> Option<String> {
 
 /// Reads one EventBridge event of the expected detail-type.
 pub fn parse<D: Serialize + DeserializeOwned>(value: Value, expected: &'static str) -> Result<Event<D>, EventError> {
+    parse_any(value, &[expected])
+}
+
+/// Reads one EventBridge event of one of the `accepted` detail-types.
+pub fn parse_any<D: Serialize + DeserializeOwned>(value: Value, accepted: &[&str]) -> Result<Event<D>, EventError> {
     #[derive(Deserialize)]
     struct Head {
         #[serde(rename = "detail-type")]
@@ -186,13 +202,15 @@ pub fn parse<D: Serialize + DeserializeOwned>(value: Value, expected: &'static s
     }
     let head: Head = serde_json::from_value(value.clone())
         .map_err(|e| EventError::Malformed(format!("not an EventBridge event ({e})")))?;
-    if head.detail_type != expected {
+    if !accepted.contains(&head.detail_type.as_str()) {
+        let expected = accepted.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(" or ");
         return Err(EventError::Unexpected { detail_type: head.detail_type, origin: head.source, expected });
     }
+    let kind = head.detail_type;
     let event: Event<D> = serde_path_to_error::deserialize(value)
-        .map_err(|e| EventError::Malformed(format!("{expected} event: {} at {}", e.inner(), e.path())))?;
+        .map_err(|e| EventError::Malformed(format!("{kind} event: {} at {}", e.inner(), e.path())))?;
     if event.id.as_deref().is_none_or(str::is_empty) {
-        return Err(EventError::Malformed(format!("{expected} event has no id")));
+        return Err(EventError::Malformed(format!("{kind} event has no id")));
     }
     Ok(event)
 }
@@ -209,8 +227,13 @@ pub struct Batch<D: Serialize + DeserializeOwned> {
 impl<D: Serialize + DeserializeOwned> Batch<D> {
     /// Reads a bare event or an SQS batch; an unreadable message fails alone, not the batch.
     pub fn open(payload: Value, expected: &'static str) -> Result<Self, EventError> {
+        Self::open_any(payload, &[expected])
+    }
+
+    /// As [`Batch::open`], for a function that takes events of several detail-types.
+    pub fn open_any(payload: Value, accepted: &[&str]) -> Result<Self, EventError> {
         if payload.get("Records").is_none() {
-            return Ok(Self { items: vec![(None, parse(payload, expected))] });
+            return Ok(Self { items: vec![(None, parse_any(payload, accepted))] });
         }
         let batch: SqsEvent =
             serde_json::from_value(payload).map_err(|e| EventError::Malformed(format!("not an SQS batch ({e})")))?;
@@ -225,7 +248,7 @@ impl<D: Serialize + DeserializeOwned> Batch<D> {
                         serde_json::from_str::<Value>(&body)
                             .map_err(|e| EventError::Malformed(format!("SQS message body is not JSON ({e})")))
                     })
-                    .and_then(|value| parse(value, expected));
+                    .and_then(|value| parse_any(value, accepted));
                 (Some(record.message_id.unwrap_or_default()), event)
             })
             .collect();

@@ -12,6 +12,7 @@ use std::sync::Arc;
 pub(crate) use error::Error;
 
 use crate::adapters::aws::{self, Clients};
+use crate::adapters::kubernetes::Clusters;
 use crate::adapters::notify::Notifier;
 use crate::adapters::store::Store;
 use crate::domain::Deadline;
@@ -25,6 +26,8 @@ pub struct Deps {
     pub store: Store,
     pub notifier: Notifier,
     pub clock: SharedClock,
+    /// The EKS clusters of groups with a `kubernetes` block (nothing is reached until a drain).
+    pub clusters: Clusters,
 }
 
 impl Deps {
@@ -37,7 +40,9 @@ impl Deps {
         };
         let store = Store::new(clients.dynamodb.clone(), &config.table);
         let notifier = Notifier::new(clients.sns.clone(), config.topic_arn.clone(), slack, clients.region.clone());
-        Ok(Self { clients, store, notifier, clock: Arc::new(SystemClock) })
+        let clusters =
+            Clusters::new(aws_sdk_eks::Client::new(sdk), sdk.credentials_provider(), clients.region.clone());
+        Ok(Self { clients, store, notifier, clock: Arc::new(SystemClock), clusters })
     }
 
     pub fn with_clock(self, clock: SharedClock) -> Self {

@@ -5,6 +5,7 @@
 //! kube's own retries are off (`default_retry = false`): left on, a pod a PodDisruptionBudget
 //! holds answers its 429 only after minutes of silent retries, longer than the warning.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
@@ -13,6 +14,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, P
 use kube::core::Status;
 use serde_json::json;
 
+use super::limit::Limiter;
 use crate::domain::{ClusterCa, Endpoint, InstanceId, PodPhase, PodView, ProviderId};
 
 /// The taint a cordoned node gets besides `spec.unschedulable`: it says who cordoned it and why.
@@ -145,6 +147,7 @@ pub enum DeleteOutcome {
 #[derive(Clone)]
 pub struct KubeClient {
     client: kube::Client,
+    limiter: Arc<Limiter>,
 }
 
 impl std::fmt::Debug for KubeClient {
@@ -166,7 +169,22 @@ impl KubeClient {
         config.default_retry = false;
         config.auth_info.token = Some(token.to_string().into());
         let client = kube::Client::try_from(config).map_err(|e| KubeError::Client(Box::new(e)))?;
-        Ok(Self { client })
+        Ok(Self { client, limiter: Arc::default() })
+    }
+
+    /// The same client, its requests paced by `limiter` (shared with every client of the cluster).
+    #[must_use]
+    pub fn limited(self, limiter: Arc<Limiter>) -> Self {
+        Self { limiter, ..self }
+    }
+
+    /// Whether the cluster answers this identity: one node listed (authenticated, and allowed to
+    /// list nodes, as a drain must be).
+    pub async fn check(&self) -> Result<(), KubeError> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        self.limiter.acquire().await;
+        nodes.list_metadata(&ListParams::default().limit(1)).await?;
+        Ok(())
     }
 
     /// The name of the node running `instance`: by its `spec.providerID`, else by its private DNS
@@ -185,6 +203,7 @@ impl KubeClient {
                 .is_some_and(|p| p.instance == *instance)
         };
         // EKS names a node after its private DNS name: one GET, when it is the one.
+        self.limiter.acquire().await;
         if let Some(dns) = private_dns.filter(|d| !d.is_empty())
             && let Some(node) = nodes.get_opt(dns).await?
             && runs(&node)
@@ -194,6 +213,7 @@ impl KubeClient {
         let mut by_dns = None;
         let mut params = ListParams::default().limit(PAGE);
         loop {
+            self.limiter.acquire().await;
             let page = nodes.list(&params).await?;
             for node in &page.items {
                 if runs(node) {
@@ -221,6 +241,7 @@ impl KubeClient {
     pub async fn cordon(&self, node: &str) -> Result<Cordon, KubeError> {
         let nodes: Api<Node> = Api::all(self.client.clone());
         for _ in 0..CORDON_TRIES {
+            self.limiter.acquire().await;
             let current = nodes.get(node).await?;
             let spec = current.spec.clone().unwrap_or_default();
             let mut taints = spec.taints.unwrap_or_default();
@@ -240,6 +261,7 @@ impl KubeClient {
                 "metadata": {"resourceVersion": current.metadata.resource_version},
                 "spec": {"unschedulable": true, "taints": taints},
             });
+            self.limiter.acquire().await;
             match nodes.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => return Ok(Cordon::Cordoned),
                 // Changed since the read (a kubelet's heartbeat, another cordon): read again.
@@ -256,6 +278,7 @@ impl KubeClient {
         let mut params = ListParams::default().fields(&format!("spec.nodeName={node}")).limit(PAGE);
         let mut out = Vec::new();
         loop {
+            self.limiter.acquire().await;
             let page = pods.list(&params).await?;
             out.extend(page.items.iter().map(view));
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
@@ -265,9 +288,10 @@ impl KubeClient {
         }
     }
 
-    /// Asks for `pod`'s eviction (policy/v1, its uid as precondition): the PodDisruptionBudgets
-    /// decide. kube's own `evict` drops the delete options, so the Eviction is posted whole.
-    pub async fn evict(&self, pod: &PodView) -> Result<EvictionOutcome, KubeError> {
+    /// Asks for `pod`'s eviction (policy/v1, its uid as precondition, `grace` when given, else
+    /// the pod's own): the PodDisruptionBudgets decide. kube's own `evict` drops the delete
+    /// options, so the Eviction is posted whole.
+    pub async fn evict(&self, pod: &PodView, grace: Option<Duration>) -> Result<EvictionOutcome, KubeError> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
         let eviction = k8s_openapi::api::policy::v1::Eviction {
             metadata: ObjectMeta {
@@ -277,9 +301,11 @@ impl KubeClient {
             },
             delete_options: Some(DeleteOptions {
                 preconditions: Some(MetaPreconditions { uid: Some(pod.uid.clone()), resource_version: None }),
+                grace_period_seconds: grace.map(whole_seconds),
                 ..DeleteOptions::default()
             }),
         };
+        self.limiter.acquire().await;
         let answer: Result<Status, kube::Error> =
             pods.create_subresource("eviction", &pod.name, &PostParams::default(), &eviction).await;
         let status = match answer {
@@ -309,12 +335,12 @@ impl KubeClient {
     /// PodDisruptionBudget is consulted.
     pub async fn delete(&self, pod: &PodView, grace: Duration) -> Result<DeleteOutcome, KubeError> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
-        let seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
         let params = DeleteParams {
-            grace_period_seconds: Some(u32::try_from(seconds).unwrap_or(u32::MAX)),
+            grace_period_seconds: Some(u32::try_from(whole_seconds(grace)).unwrap_or(u32::MAX)),
             preconditions: Some(Preconditions { uid: Some(pod.uid.clone()), resource_version: None }),
             ..DeleteParams::default()
         };
+        self.limiter.acquire().await;
         match pods.delete(&pod.name, &params).await {
             Ok(_) => Ok(DeleteOutcome::Deleting),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(DeleteOutcome::Gone),
@@ -322,6 +348,11 @@ impl KubeClient {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// A grace period in whole seconds, rounded up (a part second is still time the pod needs).
+fn whole_seconds(grace: Duration) -> i64 {
+    i64::try_from(grace.as_secs() + u64::from(grace.subsec_nanos() > 0)).unwrap_or(i64::MAX)
 }
 
 /// Whether the node is named `dns` or has it as its `InternalDNS` address.
