@@ -37,6 +37,7 @@ pub fn instance(id: &str) -> InstanceFacts {
         state: Some(InstanceState::Running),
         launched_at: None,
         private_ip: None,
+        private_dns: None,
         public_ip: None,
         tags: vec![],
         root_device: None,

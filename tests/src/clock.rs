@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
-use spotkeeper::clock::Clock;
+use spotkeeper::clock::{Clock, Sleep};
 
 #[derive(Debug)]
 pub struct TestClock {
@@ -39,5 +39,12 @@ impl Clock for TestClock {
             }
             Err(_) => Utc::now(),
         }
+    }
+
+    /// Moves the clock on by `for_` at once, then lets other tasks (the fake API server) run for
+    /// a moment of real time. Two sleepers side by side each move it: time runs faster for them.
+    fn sleep(&self, for_: std::time::Duration) -> Sleep {
+        self.advance(Duration::from_std(for_).unwrap_or(Duration::MAX));
+        Box::pin(tokio::time::sleep(std::time::Duration::from_millis(2)))
     }
 }

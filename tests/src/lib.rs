@@ -161,6 +161,16 @@ impl Harness {
         rebalance_recommendation::handle(&self.deps, event, invocation("RebalanceRecommendationFunction")).await
     }
 
+    /// Sends an event (or an SQS batch) to the `node-drain` function.
+    pub async fn node_drain(&self, event: Value) -> Result<Value, spotkeeper::Error> {
+        self.node_drain_by(event, invocation("NodeDrainFunction")).await
+    }
+
+    /// Sends an event to the `node-drain` function, as an invocation ending at `deadline`.
+    pub async fn node_drain_by(&self, event: Value, deadline: Deadline) -> Result<Value, spotkeeper::Error> {
+        node_drain::handle(&self.deps, event, deadline).await
+    }
+
     /// Sends an event to the `scheduled-recovery` function (the schedule's, unless given).
     pub async fn scheduled(&self, event: Option<Value>) -> Result<Value, spotkeeper::Error> {
         let event = event.unwrap_or_else(|| events::load("scheduled-event.json"));

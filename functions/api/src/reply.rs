@@ -103,7 +103,8 @@ impl From<Error> for ApiError {
             | Error::KeptLaunchUnread(_)
             | Error::NotLaunched { .. }
             | Error::Shared(_)
-            | Error::AutoScaling(_) => Self::new(
+            | Error::AutoScaling(_)
+            | Error::Unfinished(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the request could not be done now; try again",

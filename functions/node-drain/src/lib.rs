@@ -11,5 +11,5 @@ use spotkeeper::{Deadline, Deps, Error};
 pub async fn handle(deps: &Deps, payload: Value, deadline: Deadline) -> Result<Value, Error> {
     let batch = Batch::<NodeEvent>::open_any(payload, NODE_EVENTS)?;
     let answers = drain::nodes(deps, batch, deadline).await;
-    event::respond_typed(Vec::<(Option<String>, Result<(), Error>)>::new(), answers)
+    event::respond_outcomes(answers)
 }

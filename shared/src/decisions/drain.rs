@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{PdbPolicy, PodPhase, PodView};
+use crate::domain::{DrainTrigger, PdbPolicy, PodGrace, PodPhase, PodView, RebalanceAction};
 
 /// How long an instance lives after its interruption warning.
 pub const WARNING_LEAD: Duration = Duration::from_secs(120);
@@ -14,6 +14,43 @@ pub const WARNING_LEAD: Duration = Duration::from_secs(120);
 pub const RETRY_EVERY: Duration = Duration::from_secs(5);
 /// The shortest grace a pod deleted at the deadline gets: 0 would kill it without SIGTERM.
 pub const MIN_GRACE: Duration = Duration::from_secs(1);
+/// Kept back before the instance's end: a pod told to stop within the time left stops this
+/// much before the instance does (the kubelet's own reaction time and a clock's drift).
+pub const MARGIN: Duration = Duration::from_secs(5);
+
+/// What an event does to its node, by its trigger and the group's rebalance action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begin {
+    /// Nothing (acknowledged): the reason.
+    Ignore(&'static str),
+    /// No new pods; the pods stay.
+    Cordon,
+    /// Cordon, then move the pods off.
+    Drain,
+}
+
+/// A warning always drains; a rebalance does what the group says.
+pub fn begin(trigger: DrainTrigger, rebalance: RebalanceAction) -> Begin {
+    match (trigger, rebalance) {
+        (DrainTrigger::Warning, _) | (DrainTrigger::Rebalance, RebalanceAction::Drain) => Begin::Drain,
+        (DrainTrigger::Rebalance, RebalanceAction::Cordon) => Begin::Cordon,
+        (DrainTrigger::Rebalance, RebalanceAction::Off) => Begin::Ignore("the group's rebalance action is off"),
+    }
+}
+
+/// The grace an eviction asks for: `None` for the pod's own. Under `fit`, a pod whose own grace
+/// would outlast the instance gets what is left less the margin (at least `MIN_GRACE`), so it
+/// stops cleanly instead of being cut off. With no instance end (a rebalance), always its own.
+pub fn eviction_grace(
+    now: DateTime<Utc>,
+    end: Option<DateTime<Utc>>,
+    pod_grace: Duration,
+    grace: PodGrace,
+) -> Option<Duration> {
+    let end = end.filter(|_| grace == PodGrace::Fit)?;
+    let left = (end - now).to_std().unwrap_or_default();
+    (pod_grace.saturating_add(MARGIN) > left).then(|| left.saturating_sub(MARGIN).max(MIN_GRACE))
+}
 
 /// Why a pod is left on the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +233,43 @@ mod tests {
         ];
         for (now, grace, policy, want) in table {
             assert_eq!(when_blocked(now, deadline, grace, margin, policy), want, "{now} {grace:?} {policy:?}");
+        }
+    }
+
+    #[test]
+    fn a_warning_drains_and_a_rebalance_does_as_the_group_says() {
+        use RebalanceAction::{Cordon, Drain, Off};
+        let table = [
+            (DrainTrigger::Warning, Off, Begin::Drain),
+            (DrainTrigger::Warning, Cordon, Begin::Drain),
+            (DrainTrigger::Warning, Drain, Begin::Drain),
+            (DrainTrigger::Rebalance, Off, Begin::Ignore("the group's rebalance action is off")),
+            (DrainTrigger::Rebalance, Cordon, Begin::Cordon),
+            (DrainTrigger::Rebalance, Drain, Begin::Drain),
+        ];
+        for (trigger, action, want) in table {
+            assert_eq!(begin(trigger, action), want, "{trigger:?} {action:?}");
+        }
+    }
+
+    #[test]
+    fn an_evicted_pod_is_given_what_fits_before_the_instance_ends() {
+        let s = Duration::from_secs;
+        let end = Some(at(120));
+        // (now, its own grace, handling, instance end) → the grace asked for
+        let table = [
+            (at(0), s(30), PodGrace::Fit, end, None),
+            (at(0), s(115), PodGrace::Fit, end, None),
+            (at(0), s(116), PodGrace::Fit, end, Some(s(115))),
+            (at(0), s(600), PodGrace::Fit, end, Some(s(115))),
+            (at(100), s(30), PodGrace::Fit, end, Some(s(15))),
+            (at(118), s(30), PodGrace::Fit, end, Some(s(1))),
+            (at(130), s(30), PodGrace::Fit, end, Some(s(1))),
+            (at(100), s(30), PodGrace::Own, end, None),
+            (at(100), s(600), PodGrace::Fit, None, None),
+        ];
+        for (now, own, handling, end, want) in table {
+            assert_eq!(eviction_grace(now, end, own, handling), want, "{now} {own:?} {handling:?} {end:?}");
         }
     }
 

@@ -325,6 +325,7 @@ mod tests {
             availability_zone: zone.into(),
             state: state.parse().ok(),
             private_ip: Some(ip.into()),
+            private_dns: None,
             ..crate::fixtures::instance(id)
         }
     }

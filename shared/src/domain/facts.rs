@@ -16,6 +16,8 @@ pub struct InstanceFacts {
     pub state: Option<InstanceState>,
     pub launched_at: Option<DateTime<Utc>>,
     pub private_ip: Option<String>,
+    /// What an EKS node of it is named after.
+    pub private_dns: Option<String>,
     pub public_ip: Option<String>,
     pub tags: Vec<(String, String)>,
     pub root_device: Option<String>,

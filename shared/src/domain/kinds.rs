@@ -62,6 +62,8 @@ kinds! {
         ImageCreated = "image-created",
         ImageActivated = "image-activated",
         Rollback = "rollback",
+        NodeDrained = "node-drained",
+        NodeDrainFailed = "node-drain-failed",
     }
 }
 
@@ -107,6 +109,12 @@ kinds! {
         Rollback = "rollback",
         WebhookDelivered = "webhook-delivered",
         WebhookFailed = "webhook-failed",
+        NodeCordoned = "node-cordoned",
+        NodeDrained = "node-drained",
+        NodeDrainRetrying = "node-drain-retrying",
+        NodeDrainFailed = "node-drain-failed",
+        PodDeletedAtDeadline = "pod-deleted-at-deadline",
+        PodsLeft = "pods-left",
     }
 }
 

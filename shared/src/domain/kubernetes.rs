@@ -282,6 +282,89 @@ impl PodView {
     }
 }
 
+/// What started a node's drain. A warning outranks a rebalance: it takes over a rebalance's
+/// drain (or continues its cordon) and a rebalance never reopens a warning's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrainTrigger {
+    Rebalance,
+    Warning,
+}
+
+impl DrainTrigger {
+    /// The rank stored with the drain, compared in the table's condition.
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::Rebalance => 1,
+            Self::Warning => 2,
+        }
+    }
+
+    pub fn from_rank(rank: u8) -> Option<Self> {
+        match rank {
+            1 => Some(Self::Rebalance),
+            2 => Some(Self::Warning),
+            _ => None,
+        }
+    }
+}
+
+/// Where a node's drain stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrainState {
+    /// A delivery is at it (or died at it: its lease tells).
+    Acting,
+    /// Over: what happened is in the tally.
+    Done,
+    /// The cluster could not be reached in time.
+    Failed,
+}
+
+/// What a node's drain has done so far, pod by pod (`namespace/name`); kept with the drain, so
+/// a delivery that continues a dead one's drain reports the whole of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainTally {
+    /// The node, once found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default)]
+    pub cordoned: bool,
+    /// Evictions the API server accepted.
+    #[serde(default)]
+    pub evicted: Vec<String>,
+    /// Pods a PodDisruptionBudget held at least once.
+    #[serde(default)]
+    pub blocked: Vec<String>,
+    /// Deleted at the deadline, past their PodDisruptionBudget.
+    #[serde(default)]
+    pub deleted: Vec<String>,
+    /// Still on the node when the drain ended (other than DaemonSet, mirror and finished pods).
+    #[serde(default)]
+    pub left: Vec<String>,
+    /// When only the pods that stay were left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emptied_at: Option<DateTime<Utc>>,
+}
+
+impl DrainTally {
+    /// Adds `pod` to a list once.
+    pub fn add(list: &mut Vec<String>, pod: &str) {
+        if !list.iter().any(|p| p == pod) {
+            list.push(pod.to_string());
+        }
+    }
+}
+
+/// A node's drain as the table keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainRecord {
+    pub instance: InstanceId,
+    pub trigger: DrainTrigger,
+    pub state: DrainState,
+    pub tally: DrainTally,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,10 @@ pub enum Error {
     /// The Auto Scaling group a group follows is gone, or has no mixed instances policy to change.
     #[error("{0}; the event will be delivered again")]
     AutoScaling(AsgProblem),
+    /// Work was left when the invocation's time ran out (or a cluster could not be reached yet):
+    /// what was done is kept, and the next delivery continues.
+    #[error("{0}; the event will be delivered again")]
+    Unfinished(String),
     /// A workflow's typed outcome could not become the function's JSON answer.
     #[error("could not write the answer: {0}")]
     Outcome(#[source] serde_json::Error),
@@ -74,7 +78,8 @@ impl Error {
             | Error::KeptLaunchUnread(_)
             | Error::NotLaunched { .. }
             | Error::Shared(_)
-            | Error::AutoScaling(_) => "RetryError",
+            | Error::AutoScaling(_)
+            | Error::Unfinished(_) => "RetryError",
             Error::Invalid(_) => "InvalidInput",
             Error::Outcome(_) => "OutcomeError",
         }

@@ -296,6 +296,11 @@ pub fn respond_typed<A: Serialize, T: Serialize>(
     respond(answered.into_iter().map(serialized).chain(handled.into_iter().map(serialized)).collect())
 }
 
+/// The answer to a batch whose every message a workflow answered in its outcome type.
+pub fn respond_outcomes<T: Serialize>(handled: Vec<(Option<String>, Result<T, Error>)>) -> Result<Value, Error> {
+    respond(handled.into_iter().map(serialized).collect())
+}
+
 fn serialized<T: Serialize>(
     (id, outcome): (Option<String>, Result<T, Error>),
 ) -> (Option<String>, Result<Value, Error>) {

@@ -1,6 +1,7 @@
 //! Workflows: look up → decide → act → record → notify. They use every other floor; the function
 //! crates call them and answer.
 
+pub mod drain;
 pub mod groups;
 pub mod images;
 pub mod instance_state;

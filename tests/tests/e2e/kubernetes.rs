@@ -166,18 +166,25 @@ async fn evictions_come_back_as_typed_outcomes() {
     let kube = client(&fake);
 
     let plain = listed(&kube, "plain").await;
-    assert_eq!(kube.evict(&plain).await.expect("an answer"), EvictionOutcome::Evicted);
+    assert_eq!(kube.evict(&plain, None).await.expect("an answer"), EvictionOutcome::Evicted);
     assert_eq!(evictions(&fake, "plain"), 1);
     let terminating = fake.get("pods", Some("default"), "plain").expect("terminating, not gone yet");
     assert!(terminating["metadata"]["deletionTimestamp"].is_string(), "{terminating}");
     // The fake keeps whole seconds, rounded up: gone within a second after its grace.
     fake.advance(chrono::Duration::seconds(4));
     assert!(fake.get("pods", Some("default"), "plain").is_none(), "gone after its own grace");
-    assert_eq!(kube.evict(&plain).await.expect("an answer"), EvictionOutcome::Gone);
+    assert_eq!(kube.evict(&plain, None).await.expect("an answer"), EvictionOutcome::Gone);
+
+    // A grace given with the eviction replaces the pod's own (a fitted one, near the instance's end).
+    fake.pod(PodSeed::new("default", "slow").on(NODE).grace(600));
+    let slow = listed(&kube, "slow").await;
+    assert_eq!(kube.evict(&slow, Some(Duration::from_millis(7500))).await.expect("an answer"), EvictionOutcome::Evicted);
+    let stopping = fake.get("pods", Some("default"), "slow").expect("terminating");
+    assert_eq!(stopping["metadata"]["deletionGracePeriodSeconds"], 8, "whole seconds, rounded up: {stopping}");
 
     let held = listed(&kube, "held").await;
     let started = std::time::Instant::now();
-    match kube.evict(&held).await.expect("an answer") {
+    match kube.evict(&held, None).await.expect("an answer") {
         EvictionOutcome::BlockedByPdb { message } => {
             assert_eq!(message, "Cannot evict pod as it would violate the pod's disruption budget.");
         }
@@ -187,11 +194,11 @@ async fn evictions_come_back_as_typed_outcomes() {
     assert!(fake.get("pods", Some("default"), "held").is_some());
 
     let twice = listed(&kube, "twice").await;
-    assert_eq!(kube.evict(&twice).await.expect("an answer"), EvictionOutcome::MultiplePdbs);
+    assert_eq!(kube.evict(&twice, None).await.expect("an answer"), EvictionOutcome::MultiplePdbs);
 
     // The uid is the precondition: a pod of the same name with another uid is left alone.
     let impostor = PodView { uid: "00000000-0000-0000-0000-000000000000".into(), ..held.clone() };
-    assert_eq!(kube.evict(&impostor).await.expect("an answer"), EvictionOutcome::Changed);
+    assert_eq!(kube.evict(&impostor, None).await.expect("an answer"), EvictionOutcome::Changed);
     assert!(fake.get("pods", Some("default"), "held").is_some());
     assert_eq!(evictions(&fake, "held"), 2, "each ask is one request");
 }
@@ -204,7 +211,7 @@ async fn a_delete_with_grace_empties_the_pod_on_the_fakes_clock() {
     fake.pdb("default", "held", &[("app", "held")], Budget::MinAvailable(json!(1)));
     let kube = client(&fake);
     let held = listed(&kube, "held").await;
-    assert!(matches!(kube.evict(&held).await, Ok(EvictionOutcome::BlockedByPdb { .. })));
+    assert!(matches!(kube.evict(&held, None).await, Ok(EvictionOutcome::BlockedByPdb { .. })));
 
     let wrong = PodView { uid: "not-its-uid".into(), ..held.clone() };
     assert_eq!(kube.delete(&wrong, Duration::from_secs(7)).await.expect("an answer"), DeleteOutcome::Changed);

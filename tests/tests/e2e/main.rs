@@ -4,6 +4,7 @@
 
 mod binaries;
 mod dashboard;
+mod drain;
 mod images;
 mod instance_state;
 mod interruption;

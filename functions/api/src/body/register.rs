@@ -126,7 +126,7 @@ impl AsgBody {
     /// The group to follow, its name checked.
     pub(crate) fn parse(self) -> Result<NewAsg, ApiError> {
         self.check()?;
-        Ok(NewAsg { name: self.name, asg_name: self.asg_name })
+        Ok(NewAsg { name: self.name, asg_name: self.asg_name, kubernetes: None })
     }
 
     fn check(&self) -> Result<(), ApiError> {
@@ -173,6 +173,7 @@ impl StandaloneBody {
             elastic_ip_allocation_id,
             data_volumes,
             adopt: self.adopt,
+            kubernetes: None,
         })
     }
 

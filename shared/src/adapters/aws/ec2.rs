@@ -130,6 +130,7 @@ fn facts(instance: Instance) -> Option<InstanceFacts> {
         state: instance.state.and_then(|s| s.name).and_then(|n| n.as_str().parse().ok()),
         launched_at: instance.launch_time.as_ref().and_then(chrono_time),
         private_ip: instance.private_ip_address,
+        private_dns: instance.private_dns_name.filter(|d| !d.is_empty()),
         public_ip: instance.public_ip_address,
         tags: instance
             .tags

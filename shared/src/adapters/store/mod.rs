@@ -22,6 +22,7 @@
 
 mod attempts;
 mod claims;
+mod drains;
 mod groups;
 mod history;
 mod keys;
@@ -37,6 +38,7 @@ use thiserror::Error;
 use crate::adapters::aws::AwsError;
 
 pub use claims::{CLAIM_DAYS, Claim};
+pub use drains::DrainClaim;
 pub use history::{HISTORY_DAYS, HistoryEntry};
 pub use keys::{INDEX, TTL_ATTRIBUTE};
 pub use ledger::Counted;
