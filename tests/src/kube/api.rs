@@ -154,12 +154,16 @@ fn group_entry(name: &str) -> Value {
     json!({"name": name, "versions": [gv], "preferredVersion": gv})
 }
 
+/// The named API groups the fake serves (the core group is `/api`).
+const GROUPS: &[&str] = &["apps", "policy", "rbac.authorization.k8s.io"];
+
 fn groups() -> Value {
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group_entry("apps"), group_entry("policy")]})
+    let groups: Vec<Value> = GROUPS.iter().map(|g| group_entry(g)).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 fn group(name: &str) -> Option<Value> {
-    matches!(name, "apps" | "policy").then(|| {
+    GROUPS.contains(&name).then(|| {
         let mut g = group_entry(name);
         g["kind"] = json!("APIGroup");
         g["apiVersion"] = json!("v1");

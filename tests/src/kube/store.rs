@@ -109,6 +109,28 @@ pub static KINDS: &[Kind] = &[
         short_names: &["rs"],
         generation: true,
     },
+    // RBAC, stored as given (no authorizer reads it): kubectl reads and reconciles
+    // deploy/kubernetes/rbac.yaml here. The API server keeps no generation for them.
+    Kind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "clusterroles",
+        singular: "clusterrole",
+        kind: "ClusterRole",
+        namespaced: false,
+        short_names: &[],
+        generation: false,
+    },
+    Kind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "clusterrolebindings",
+        singular: "clusterrolebinding",
+        kind: "ClusterRoleBinding",
+        namespaced: false,
+        short_names: &[],
+        generation: false,
+    },
 ];
 
 pub fn kind(plural: &str) -> Option<&'static Kind> {

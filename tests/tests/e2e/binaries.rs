@@ -114,9 +114,14 @@ async fn the_spot_interruption_binary_takes_sqs_batches_and_bare_events() {
         (Some(1), Some("spot-interruption"))
     );
     let alarmed = alarmed_functions("MalformedEvents");
-    for function in
-        ["spot-interruption", "rebalance-recommendation", "instance-state", "volume-threshold", "scheduled-recovery"]
-    {
+    for function in [
+        "spot-interruption",
+        "rebalance-recommendation",
+        "instance-state",
+        "volume-threshold",
+        "scheduled-recovery",
+        "node-drain",
+    ] {
         assert!(alarmed.iter().any(|f| f == function), "the alarm watches {function}: {alarmed:?}");
     }
 }

@@ -448,6 +448,59 @@ async fn kubectl_is_refused_with_a_tampered_foreign_or_expired_token() {
     );
 }
 
+/// deploy/kubernetes/rbac.yaml as kubectl reads it: a client-side dry run (kubectl needs the
+/// server's discovery to know the kinds, nothing more: it writes nothing), then `kubectl create`,
+/// which the fake stores as sent: the rules as written. (`kubectl auth reconcile` would read the
+/// file as RBAC's own types, but its typed client sends protobuf, which the fake does not speak.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_reads_and_creates_the_shipped_rbac() {
+    let fake = fake().await;
+    let kubectl = Kubectl::new(&fake, &token_for(&fake.cluster, Utc::now()));
+    let file = workspace_root().join("deploy/kubernetes/rbac.yaml");
+    let file = file.to_str().expect("a UTF-8 path");
+    let written = crate::template::rbac_documents();
+    let named = [
+        "clusterrole.rbac.authorization.k8s.io/spotkeeper-drain",
+        "clusterrolebinding.rbac.authorization.k8s.io/spotkeeper-drain",
+    ];
+
+    // --validate=false: kubectl validates against the server's OpenAPI, which the fake does not
+    // serve (the typed round trip in template.rs checks the fields).
+    let dry = kubectl.run(&["create", "--dry-run=client", "--validate=false", "-o", "json", "-f", file]).await;
+    assert!(dry.ok, "{dry:?}");
+    // One JSON object per document, one after the other.
+    let items: Vec<serde_json::Value> =
+        serde_json::Deserializer::from_str(&dry.stdout).into_iter().collect::<Result<_, _>>().expect("kubectl's JSON");
+    let kinds: Vec<(&str, &str)> = items
+        .iter()
+        .map(|i| (i["kind"].as_str().unwrap_or_default(), i["metadata"]["name"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(kinds, [("ClusterRole", "spotkeeper-drain"), ("ClusterRoleBinding", "spotkeeper-drain")]);
+    assert_eq!(items, written, "kubectl read the documents as they are written");
+    assert!(fake.requests().iter().all(|r| r.method == "GET"), "a client dry run writes nothing");
+    assert!(fake.get("clusterroles", None, "spotkeeper-drain").is_none());
+
+    let created = kubectl.run(&["create", "--validate=false", "-f", file]).await;
+    assert!(created.ok, "{created:?}");
+    assert_eq!(created.stdout.lines().collect::<Vec<_>>(), named.map(|n| format!("{n} created")), "{created:?}");
+    let role = fake.get("clusterroles", None, "spotkeeper-drain").expect("the ClusterRole, created");
+    assert_eq!(role["rules"], written[0]["rules"]);
+    let binding = fake.get("clusterrolebindings", None, "spotkeeper-drain").expect("the binding, created");
+    assert_eq!((&binding["roleRef"], &binding["subjects"]), (&written[1]["roleRef"], &written[1]["subjects"]));
+
+    // Once only: a second create names what exists, in kubectl's words, and changes nothing.
+    let before = fake.resource_version();
+    let again = kubectl.run(&["create", "--validate=false", "-f", file]).await;
+    assert!(!again.ok, "{again:?}");
+    for resource in ["clusterroles", "clusterrolebindings"] {
+        let exists = format!(
+            "Error from server (AlreadyExists): error when creating \"{file}\": {resource}.rbac.authorization.k8s.io \"spotkeeper-drain\" already exists"
+        );
+        assert!(again.stderr.contains(&exists), "{again:?}");
+    }
+    assert_eq!(fake.resource_version(), before);
+}
+
 /// The client spotkeeper will use, on the same fake: kube 5 on aws-lc-rs (no `ring` panic at
 /// creation), the cluster CA from the kubeconfig, built-in retries off so a PDB's 429 comes back
 /// at once.
