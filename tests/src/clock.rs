@@ -8,11 +8,17 @@ use spotkeeper::clock::{Clock, Sleep};
 #[derive(Debug)]
 pub struct TestClock {
     now: Mutex<DateTime<Utc>>,
+    /// When each pending sleep ends.
+    sleepers: Mutex<Vec<DateTime<Utc>>>,
 }
 
 impl TestClock {
     pub fn starting_now() -> Self {
-        Self { now: Mutex::new(Utc::now()) }
+        Self { now: Mutex::new(Utc::now()), sleepers: Mutex::new(Vec::new()) }
+    }
+
+    fn peek(&self) -> DateTime<Utc> {
+        self.now.lock().map_or_else(|_| Utc::now(), |now| *now)
     }
 
     pub fn advance(&self, by: Duration) {
@@ -41,10 +47,81 @@ impl Clock for TestClock {
         }
     }
 
-    /// Moves the clock on by `for_` at once, then lets other tasks (the fake API server) run for
-    /// a moment of real time. Two sleepers side by side each move it: time runs faster for them.
-    fn sleep(&self, for_: std::time::Duration) -> Sleep {
-        self.advance(Duration::from_std(for_).unwrap_or(Duration::MAX));
-        Box::pin(tokio::time::sleep(std::time::Duration::from_millis(2)))
+    /// Simulated time: the sleep whose end comes first moves the clock to its end at once, and
+    /// every sleep whose end the clock has reached ends. Sleepers side by side (fifty drains)
+    /// share one passage of time instead of each adding theirs.
+    fn sleep(&self, for_: std::time::Duration) -> Sleep<'_> {
+        let end = self.peek() + Duration::from_std(for_).unwrap_or(Duration::MAX);
+        let pending = Pending::new(self, end);
+        Box::pin(async move {
+            while !pending.over() {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
+    }
+}
+
+/// A sleep in progress; dropped (its task killed), it no longer holds the clock back.
+struct Pending<'a> {
+    clock: &'a TestClock,
+    end: DateTime<Utc>,
+}
+
+impl<'a> Pending<'a> {
+    fn new(clock: &'a TestClock, end: DateTime<Utc>) -> Self {
+        if let Ok(mut sleepers) = clock.sleepers.lock() {
+            sleepers.push(end);
+        }
+        Self { clock, end }
+    }
+
+    /// Whether the sleep is over; the first to end moves the clock.
+    fn over(&self) -> bool {
+        let (Ok(mut now), Ok(sleepers)) = (self.clock.now.lock(), self.clock.sleepers.lock()) else { return true };
+        if *now >= self.end {
+            return true;
+        }
+        if sleepers.iter().min() == Some(&self.end) {
+            *now = self.end;
+            return true;
+        }
+        false
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut sleepers) = self.clock.sleepers.lock()
+            && let Some(at) = sleepers.iter().position(|s| *s == self.end)
+        {
+            sleepers.swap_remove(at);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sleepers_side_by_side_share_the_time_that_passes() {
+        let clock = TestClock::starting_now();
+        let start = clock.peek();
+        let seconds = |s: u64| std::time::Duration::from_secs(s);
+        tokio::join!(clock.sleep(seconds(5)), clock.sleep(seconds(5)), clock.sleep(seconds(3)));
+        assert_eq!(clock.peek() - start, Duration::seconds(5), "not 13 s");
+        clock.sleep(seconds(2)).await;
+        assert_eq!(clock.peek() - start, Duration::seconds(7));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_sleep_holds_nothing_back() {
+        let clock = TestClock::starting_now();
+        let start = clock.peek();
+        drop(clock.sleep(std::time::Duration::from_secs(1)));
+        let first = Pending::new(&clock, start + Duration::seconds(1));
+        drop(first);
+        clock.sleep(std::time::Duration::from_secs(10)).await;
+        assert_eq!(clock.peek() - start, Duration::seconds(10));
     }
 }

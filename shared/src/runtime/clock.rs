@@ -9,13 +9,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 /// A wait on a clock.
-pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> DateTime<Utc>;
 
     /// Waits `for_` on this clock (a drain's pause between rounds): a test's clock moves instead.
-    fn sleep(&self, for_: Duration) -> Sleep {
+    fn sleep(&self, for_: Duration) -> Sleep<'_> {
         Box::pin(tokio::time::sleep(for_))
     }
 }
