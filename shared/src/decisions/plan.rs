@@ -541,6 +541,7 @@ mod tests {
                 name,
                 kind,
                 policy,
+                kubernetes: None,
                 status: crate::domain::GroupStatus::default(),
                 created_at: Utc::now(),
                 version: 3,

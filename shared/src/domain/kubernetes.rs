@@ -422,7 +422,10 @@ mod tests {
         assert_eq!(spec.endpoint, None);
         let json = serde_json::json!({"cluster": "prod", "endpoint": "https://k.example", "ca": PEM, "rebalance": "drain", "pdb_policy": "respect", "pod_grace": "own"});
         let spec: KubernetesSpec = serde_json::from_value(json.clone()).expect("a block");
-        assert_eq!((spec.rebalance, spec.pdb_policy, spec.pod_grace), (RebalanceAction::Drain, PdbPolicy::Respect, PodGrace::Own));
+        assert_eq!(
+            (spec.rebalance, spec.pdb_policy, spec.pod_grace),
+            (RebalanceAction::Drain, PdbPolicy::Respect, PodGrace::Own)
+        );
         assert_eq!(serde_json::to_value(&spec).expect("serializes"), json, "round trip");
         for bad in [
             serde_json::json!({"cluster": "prod", "endpoint": "https://k.example"}),

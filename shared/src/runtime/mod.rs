@@ -40,8 +40,7 @@ impl Deps {
         };
         let store = Store::new(clients.dynamodb.clone(), &config.table);
         let notifier = Notifier::new(clients.sns.clone(), config.topic_arn.clone(), slack, clients.region.clone());
-        let clusters =
-            Clusters::new(aws_sdk_eks::Client::new(sdk), sdk.credentials_provider(), clients.region.clone());
+        let clusters = Clusters::new(aws_sdk_eks::Client::new(sdk), sdk.credentials_provider(), clients.region.clone());
         Ok(Self { clients, store, notifier, clock: Arc::new(SystemClock), clusters })
     }
 

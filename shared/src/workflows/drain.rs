@@ -110,7 +110,8 @@ impl Drain<'_> {
 
     /// When the drain must stop: the instance's end, else the invocation's.
     fn stop_at(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        self.instance_end.unwrap_or_else(|| now + chrono::Duration::from_std(self.deadline.remaining()).unwrap_or_default())
+        self.instance_end
+            .unwrap_or_else(|| now + chrono::Duration::from_std(self.deadline.remaining()).unwrap_or_default())
     }
 
     /// Whether another wait of `wait` still fits the invocation.
@@ -132,11 +133,8 @@ async fn node(deps: &Deps, event: Event<NodeEvent>, deadline: Deadline, report: 
     let Some(spec) = &group.kubernetes else {
         return ignored("its group has no kubernetes block");
     };
-    let trigger = if event.detail_type == SPOT_INTERRUPTION_WARNING {
-        DrainTrigger::Warning
-    } else {
-        DrainTrigger::Rebalance
-    };
+    let trigger =
+        if event.detail_type == SPOT_INTERRUPTION_WARNING { DrainTrigger::Warning } else { DrainTrigger::Rebalance };
     let begin = drain::begin(trigger, spec.rebalance);
     if let Begin::Ignore(why) = begin {
         return ignored(why);
@@ -241,11 +239,14 @@ async fn reach(d: &Drain<'_>, report: &mut Report) -> Result<Option<(KubeClient,
             return Err(Reach::Failed(why));
         }
         if !time_left || !d.fits(AGAIN) {
-            return Err(if d.instance_end.is_some_and(|end| now + chrono::Duration::from_std(AGAIN).unwrap_or_default() >= end) {
-                Reach::Failed(why)
-            } else {
-                Reach::Later(why)
-            });
+            return Err(
+                if d.instance_end.is_some_and(|end| now + chrono::Duration::from_std(AGAIN).unwrap_or_default() >= end)
+                {
+                    Reach::Failed(why)
+                } else {
+                    Reach::Later(why)
+                },
+            );
         }
         if !alerted && !refused {
             alerted = true;
@@ -331,7 +332,8 @@ async fn evict_all(d: &Drain<'_>, kube: &KubeClient, node: &str, tally: &mut Dra
             Err(e) => return Ended::Failed(format!("the pods of node {node} could not be listed: {e}")),
         };
         settle_unsure(&mut pods, &listed, tally);
-        let moving: Vec<&PodView> = listed.iter().filter(|p| drain::skip_reason(p).is_none_or(|s| !s.stays())).collect();
+        let moving: Vec<&PodView> =
+            listed.iter().filter(|p| drain::skip_reason(p).is_none_or(|s| !s.stays())).collect();
         if moving.is_empty() {
             tally.emptied_at.get_or_insert(now);
             break;
@@ -519,7 +521,8 @@ fn drained(d: &Drain<'_>, tally: &DrainTally, seconds_to_empty: Option<f64>, rep
     let node = tally.node.as_deref().unwrap_or_default();
     let group = &d.group.name;
     let list = |pods: &[String]| if pods.is_empty() { "none".to_string() } else { pods.join(", ") };
-    let emptied = seconds_to_empty.map_or_else(|| "not emptied in time".to_string(), |s| format!("empty {s:.1} s after the warning"));
+    let emptied = seconds_to_empty
+        .map_or_else(|| "not emptied in time".to_string(), |s| format!("empty {s:.1} s after the warning"));
     let summary = format!(
         "node {node} ({}) drained: {} evicted, {} deleted at the deadline ({}), {} left ({}); {emptied}",
         d.instance,

@@ -33,7 +33,8 @@ async fn set_kubernetes(h: &Harness, ids: &[String], spec: Value) {
 /// The EKS node of `instance`, named after its private DNS name as EKS names it.
 async fn node_of(h: &Harness, fake: &FakeKube, instance: &str) -> String {
     let described = h.instance(instance).await;
-    let name = described.private_dns_name().filter(|n| !n.is_empty()).unwrap_or("ip-10-0-1-10.ec2.internal").to_string();
+    let name =
+        described.private_dns_name().filter(|n| !n.is_empty()).unwrap_or("ip-10-0-1-10.ec2.internal").to_string();
     let az = described.placement().and_then(|p| p.availability_zone()).unwrap_or("us-east-1a").to_string();
     fake.node(&name, &az, instance);
     name
@@ -50,7 +51,13 @@ fn twenty_pods(h: &Harness, fake: &FakeKube, node: &str) -> Vec<String> {
     fake.pdb("shop", "db", &[("app", "db")], Budget::MinAvailable(json!(1)));
     let plain: Vec<String> = (0..16).map(|i| format!("web-{i}")).collect();
     for (i, name) in plain.iter().enumerate() {
-        fake.pod(PodSeed::new("shop", name).replicaset("web").label("app", "web").grace(if i % 2 == 0 { 1 } else { 20 }).on(node));
+        fake.pod(
+            PodSeed::new("shop", name)
+                .replicaset("web")
+                .label("app", "web")
+                .grace(if i % 2 == 0 { 1 } else { 20 })
+                .on(node),
+        );
     }
     // The kubelet starts them.
     h.clock.advance(chrono::Duration::seconds(1));
@@ -58,7 +65,10 @@ fn twenty_pods(h: &Harness, fake: &FakeKube, node: &str) -> Vec<String> {
 }
 
 fn evictions_of(log: &[Logged], pod: &str) -> Vec<u16> {
-    log.iter().filter(|r| r.method == "POST" && r.uri.contains(&format!("/pods/{pod}/eviction"))).map(|r| r.status).collect()
+    log.iter()
+        .filter(|r| r.method == "POST" && r.uri.contains(&format!("/pods/{pod}/eviction")))
+        .map(|r| r.status)
+        .collect()
 }
 
 fn accepted(statuses: &[u16]) -> usize {
@@ -84,7 +94,11 @@ async fn a_warned_node_is_cordoned_first_then_emptied_and_a_held_pod_deleted_bef
     let (launch, drained) = tokio::join!(h.spot_interruption(warning.clone()), h.node_drain(warning));
     let drained = drained.expect("drained");
     assert_eq!(drained["action"], "drained", "{drained}");
-    assert_eq!((drained["evicted"].as_u64(), drained["deleted_at_deadline"].as_u64(), drained["left"].as_u64()), (Some(16), Some(1), Some(0)), "{drained}");
+    assert_eq!(
+        (drained["evicted"].as_u64(), drained["deleted_at_deadline"].as_u64(), drained["left"].as_u64()),
+        (Some(16), Some(1), Some(0)),
+        "{drained}"
+    );
     let seconds = drained["seconds_to_empty"].as_f64().expect("emptied");
     assert!(seconds < 120.0, "the held pod was gone before the instance's end: {seconds} s");
 
@@ -92,12 +106,19 @@ async fn a_warned_node_is_cordoned_first_then_emptied_and_a_held_pod_deleted_bef
     assert_eq!(launch.expect("the warning handled")["action"], "detached");
 
     let log = fake.requests();
-    let cordon_at = log.iter().position(|r| r.method == "PATCH" && r.uri.starts_with("/api/v1/nodes/")).expect("a cordon");
+    let cordon_at =
+        log.iter().position(|r| r.method == "PATCH" && r.uri.starts_with("/api/v1/nodes/")).expect("a cordon");
     let first_eviction = log.iter().position(|r| r.uri.contains("/eviction")).expect("evictions");
     assert!(cordon_at < first_eviction, "cordoned before the first eviction");
     let node_now = fake.get("nodes", None, &node).expect("the node");
     assert_eq!(node_now["spec"]["unschedulable"], true);
-    assert!(node_now["spec"]["taints"].as_array().expect("taints").iter().any(|t| t["key"] == "spotkeeper.io/interrupted" && t["effect"] == "NoSchedule"));
+    assert!(
+        node_now["spec"]["taints"]
+            .as_array()
+            .expect("taints")
+            .iter()
+            .any(|t| t["key"] == "spotkeeper.io/interrupted" && t["effect"] == "NoSchedule")
+    );
 
     for pod in &plain {
         assert_eq!(evictions_of(&log, pod), vec![201], "{pod} evicted once");
@@ -120,11 +141,17 @@ async fn a_warned_node_is_cordoned_first_then_emptied_and_a_held_pod_deleted_bef
 
     assert_eq!(h.history("workers", "node-cordoned").await.len(), 1);
     let summary = h.history("workers", "node-drained").await;
-    assert!(summary.len() == 1 && summary[0].contains("16 evicted, 1 deleted at the deadline (shop/db-0), 0 left"), "{summary:?}");
+    assert!(
+        summary.len() == 1 && summary[0].contains("16 evicted, 1 deleted at the deadline (shop/db-0), 0 left"),
+        "{summary:?}"
+    );
     let deleted = h.history("workers", "pod-deleted-at-deadline").await;
     assert!(deleted.len() == 1 && deleted[0].contains("shop/db-0"), "{deleted:?}");
     let alerts = h.sns_alerts().await;
-    let alert = alerts.iter().find(|a| a.attributes.get("event").map(String::as_str) == Some("node-drained")).expect("a node-drained alert");
+    let alert = alerts
+        .iter()
+        .find(|a| a.attributes.get("event").map(String::as_str) == Some("node-drained"))
+        .expect("a node-drained alert");
     assert!(alert.message.contains("shop/db-0") && alert.message.contains(&node), "{}", alert.message);
 }
 
@@ -135,7 +162,11 @@ async fn under_respect_the_held_pod_is_left_and_reported() {
     twenty_pods(&h, &fake, &node);
 
     let drained = h.node_drain(h.now_on(events::spot_warning(&ids[0]))).await.expect("drained");
-    assert_eq!((drained["evicted"].as_u64(), drained["deleted_at_deadline"].as_u64(), drained["left"].as_u64()), (Some(16), Some(0), Some(1)), "{drained}");
+    assert_eq!(
+        (drained["evicted"].as_u64(), drained["deleted_at_deadline"].as_u64(), drained["left"].as_u64()),
+        (Some(16), Some(0), Some(1)),
+        "{drained}"
+    );
     assert_eq!(drained["seconds_to_empty"], Value::Null, "never emptied");
     let log = fake.requests();
     assert!(!log.iter().any(|r| r.method == "DELETE"), "nothing deleted past its budget");
@@ -152,7 +183,10 @@ async fn three_concurrent_deliveries_drain_once() {
     let warning = h.now_on(events::spot_warning(&ids[0]));
 
     let (a, b, c) = tokio::join!(h.node_drain(warning.clone()), h.node_drain(warning.clone()), h.node_drain(warning));
-    let mut actions: Vec<String> = [a, b, c].into_iter().map(|o| o.expect("answered")["action"].as_str().unwrap_or_default().to_string()).collect();
+    let mut actions: Vec<String> = [a, b, c]
+        .into_iter()
+        .map(|o| o.expect("answered")["action"].as_str().unwrap_or_default().to_string())
+        .collect();
     actions.sort();
     assert_eq!(actions, ["already-draining", "already-draining", "drained"]);
     let log = fake.requests();
@@ -187,7 +221,11 @@ async fn a_drain_killed_half_way_is_finished_by_the_redelivery() {
 
     let drained = h.node_drain(warning).await.expect("finished");
     assert_eq!(drained["action"], "drained", "{drained}");
-    assert_eq!((drained["evicted"].as_u64(), drained["deleted_at_deadline"].as_u64()), (Some(16), Some(1)), "the whole drain's tally: {drained}");
+    assert_eq!(
+        (drained["evicted"].as_u64(), drained["deleted_at_deadline"].as_u64()),
+        (Some(16), Some(1)),
+        "the whole drain's tally: {drained}"
+    );
     let log = fake.requests();
     for pod in &plain {
         assert_eq!(accepted(&evictions_of(&log, pod)), 1, "{pod} evicted once across both deliveries");
@@ -229,9 +267,15 @@ async fn what_is_not_a_drain_is_acknowledged_and_changes_nothing() {
     // A rebalance with the action off; an instance no group manages; a managed instance that is
     // no node of the cluster; a message that is not an event at all.
     let off = h.node_drain(h.now_on(events::rebalance(&ids[0]))).await.expect("answered");
-    assert_eq!((off["action"].as_str(), off["reason"].as_str()), (Some("ignored"), Some("the group's rebalance action is off")));
+    assert_eq!(
+        (off["action"].as_str(), off["reason"].as_str()),
+        (Some("ignored"), Some("the group's rebalance action is off"))
+    );
     let stranger = h.node_drain(h.now_on(events::spot_warning("i-0123456789abcdef0"))).await.expect("answered");
-    assert_eq!((stranger["action"].as_str(), stranger["reason"].as_str()), (Some("ignored"), Some("no group manages the instance")));
+    assert_eq!(
+        (stranger["action"].as_str(), stranger["reason"].as_str()),
+        (Some("ignored"), Some("no group manages the instance"))
+    );
     let not_a_node = h.node_drain(h.now_on(events::spot_warning(&ids[1]))).await.expect("answered");
     assert_eq!(not_a_node["action"], "ignored", "{not_a_node}");
     assert!(not_a_node["reason"].as_str().unwrap_or_default().contains("no node of cluster"), "{not_a_node}");
@@ -248,18 +292,32 @@ async fn a_cluster_that_refuses_or_cannot_be_reached_is_recorded_and_alerted_as_
     let (_, asg) = h.register_workers().await;
     let ids = member_ids(&asg);
     // A server that is another cluster: the token, signed for ours, is refused (401) even when minted anew.
-    let other = FakeKube::start_with(Options { cluster: "someone-else".into(), clock: Some(h.clock.clone()), ..Options::default() }).await;
+    let other = FakeKube::start_with(Options {
+        cluster: "someone-else".into(),
+        clock: Some(h.clock.clone()),
+        ..Options::default()
+    })
+    .await;
     set_kubernetes(&h, &ids, json!({"cluster": "spotkeeper-test", "endpoint": other.url, "ca": other.ca_pem})).await;
     let refused = h.node_drain(h.now_on(events::spot_warning(&ids[0]))).await.expect("answered");
     assert_eq!(refused["action"], "failed", "{refused}");
     assert!(refused["reason"].as_str().unwrap_or_default().contains("refused the credentials (401)"), "{refused}");
-    assert_eq!(other.requests().iter().filter(|r| r.status == 401).count(), 2, "tried once more with a fresh token, no more");
+    assert_eq!(
+        other.requests().iter().filter(|r| r.status == 401).count(),
+        2,
+        "tried once more with a fresh token, no more"
+    );
 
     // A closed port: tried again every few seconds until the warning's time is up, then failed.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let port = closed.local_addr().expect("its address").port();
     drop(closed);
-    set_kubernetes(&h, &ids, json!({"cluster": "spotkeeper-test", "endpoint": format!("https://127.0.0.1:{port}"), "ca": other.ca_pem})).await;
+    set_kubernetes(
+        &h,
+        &ids,
+        json!({"cluster": "spotkeeper-test", "endpoint": format!("https://127.0.0.1:{port}"), "ca": other.ca_pem}),
+    )
+    .await;
     let start = spotkeeper::clock::Clock::now(h.clock.as_ref());
     let unreachable = h.node_drain(h.now_on(events::spot_warning(&ids[1]))).await.expect("answered");
     assert_eq!(unreachable["action"], "failed", "{unreachable}");
@@ -270,7 +328,10 @@ async fn a_cluster_that_refuses_or_cannot_be_reached_is_recorded_and_alerted_as_
     assert!(!h.history("workers", "node-drain-retrying").await.is_empty());
     assert_eq!(h.history("workers", "node-drain-failed").await.len(), 2);
     let alerts = h.sns_alerts().await;
-    assert_eq!(alerts.iter().filter(|a| a.attributes.get("event").map(String::as_str) == Some("node-drain-failed")).count(), 2);
+    assert_eq!(
+        alerts.iter().filter(|a| a.attributes.get("event").map(String::as_str) == Some("node-drain-failed")).count(),
+        2
+    );
     // A redelivery of a failed drain does not start again.
     let again = h.node_drain(h.now_on(events::spot_warning(&ids[1]))).await.expect("answered");
     assert_eq!(again["action"], "already-draining");

@@ -178,7 +178,10 @@ async fn evictions_come_back_as_typed_outcomes() {
     // A grace given with the eviction replaces the pod's own (a fitted one, near the instance's end).
     fake.pod(PodSeed::new("default", "slow").on(NODE).grace(600));
     let slow = listed(&kube, "slow").await;
-    assert_eq!(kube.evict(&slow, Some(Duration::from_millis(7500))).await.expect("an answer"), EvictionOutcome::Evicted);
+    assert_eq!(
+        kube.evict(&slow, Some(Duration::from_millis(7500))).await.expect("an answer"),
+        EvictionOutcome::Evicted
+    );
     let stopping = fake.get("pods", Some("default"), "slow").expect("terminating");
     assert_eq!(stopping["metadata"]["deletionGracePeriodSeconds"], 8, "whole seconds, rounded up: {stopping}");
 

@@ -90,7 +90,8 @@ impl Clusters {
     /// A client for the group's cluster, as of `now` (the token's signing time).
     pub async fn connect(&self, spec: &KubernetesSpec, now: DateTime<Utc>) -> Result<KubeClient, ConnectError> {
         let known = self.lock().get(&spec.cluster).and_then(|r| {
-            let same = spec.endpoint.as_ref().is_none_or(|e| *e == r.endpoint) && spec.ca.as_ref().is_none_or(|c| *c == r.ca);
+            let same =
+                spec.endpoint.as_ref().is_none_or(|e| *e == r.endpoint) && spec.ca.as_ref().is_none_or(|c| *c == r.ca);
             same.then(|| (r.endpoint.clone(), r.ca.clone(), r.limiter.clone(), r.client.clone()))
         });
         if let Some((_, _, _, Some((client, expires_at)))) = &known
@@ -141,14 +142,17 @@ impl Clusters {
             return Err(ConnectError::NotActive { cluster: cluster.clone(), status: status.as_str().to_string() });
         }
         let endpoint = found.endpoint.ok_or_else(|| described("no endpoint"))?;
-        let endpoint = Endpoint::try_from(endpoint).map_err(|why| described(&format!("an endpoint spotkeeper cannot use: {why}")))?;
-        let data = found.certificate_authority.and_then(|c| c.data).ok_or_else(|| described("no certificate authority"))?;
+        let endpoint = Endpoint::try_from(endpoint)
+            .map_err(|why| described(&format!("an endpoint spotkeeper cannot use: {why}")))?;
+        let data =
+            found.certificate_authority.and_then(|c| c.data).ok_or_else(|| described("no certificate authority"))?;
         let pem = STANDARD
             .decode(data.trim())
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or_else(|| described("a certificate authority that is not base64 PEM"))?;
-        let ca = ClusterCa::try_from(pem).map_err(|why| described(&format!("an unusable certificate authority: {why}")))?;
+        let ca =
+            ClusterCa::try_from(pem).map_err(|why| described(&format!("an unusable certificate authority: {why}")))?;
         Ok((endpoint, ca))
     }
 

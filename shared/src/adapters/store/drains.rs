@@ -48,12 +48,11 @@ fn tally_value(tally: &DrainTally) -> Result<AttributeValue, StoreError> {
 }
 
 impl Store {
-    fn drain_update(&self, instance: &InstanceId) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(drain_pk(instance)))
-            .key("sk", s(DRAIN_SK))
+    fn drain_update(
+        &self,
+        instance: &InstanceId,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client.update_item().table_name(&self.table).key("pk", s(drain_pk(instance))).key("sk", s(DRAIN_SK))
     }
 
     /// Claims the instance's drain for `holder` until `now + lease`: when there is none, when
