@@ -1,7 +1,8 @@
 //! `make bench`: measures the release binaries against a local Lambda Runtime API and the AWS
 //! emulator, and writes BENCHMARKS.md. Per function: cold start (process start → first poll of
 //! the Runtime API), warm latency per event, peak RSS, binary and zip size. And the interruption
-//! critical path: sequential AWS rounds before the launch request, counted by the proxy.
+//! critical path: sequential AWS rounds before the launch request, counted by the proxy. And a
+//! node's drain: a 110-pod node of the fake Kubernetes API server, drained by the release binary.
 //!
 //! `make bench-profiles` (`bench <profile>=<dir>...`): the same per-function figures for the
 //! binaries each cargo profile built, written into BENCHMARKS.md between the release-profile
@@ -14,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use spotkeeper_tests::emulator::workspace_root;
+use spotkeeper_tests::kube::{FakeKube, Options, PodSeed};
 use spotkeeper_tests::runtime::{Function, binary};
-use spotkeeper_tests::{Harness, TOKEN, events, mass};
+use spotkeeper_tests::{Harness, TOKEN, events, mass, member_ids};
 
 const COLD_STARTS: usize = 10;
 /// Profiles differ by less than the noise of 10 starts: more starts, the profiles taken in turn.
@@ -174,6 +176,11 @@ fn cases(member: &str) -> Vec<Case> {
             make: Box::new(|| events::load("scheduled-event.json")),
         },
         Case {
+            name: "node-drain",
+            event: "warning, instance of no group",
+            make: Box::new(|| events::spot_warning("i-0fffffffffffffff0")),
+        },
+        Case {
             name: "volume-threshold",
             event: "disk alarm, instance of no group",
             make: Box::new(|| events::disk_alarm("i-0fffffffffffffff0", "/data", "ext4", 90.0)),
@@ -234,6 +241,7 @@ async fn bench() -> Result<String, String> {
         ms(to_launch),
         ms(replaced_in),
     ));
+    md.push_str(&drain(&h, &env).await?);
     drop(h);
 
     // The burst: 1000 warnings at once under EC2's request rate limits, on a fleet of its own.
@@ -242,6 +250,75 @@ async fn bench() -> Result<String, String> {
     mass::check(&h, &groups, &burst.dead).await?;
     md.push_str(&format!("\n{BURST}\n\n{}", burst.markdown()));
     Ok(md)
+}
+
+/// Pods on the drained node: the most an EKS node of this size takes (`--max-pods` 110).
+const PODS: usize = 110;
+
+/// A warned node with 110 pods (2 of DaemonSets, the rest plain, 1 s grace) in a cluster on real
+/// time, drained by the release `node-drain` through its SQS shape: how soon it is cordoned, how
+/// fast evictions go out, when the node is empty.
+async fn drain(h: &Harness, env: &[(String, String)]) -> Result<String, String> {
+    let fake = FakeKube::start_with(Options {
+        clock: Some(std::sync::Arc::new(spotkeeper::clock::SystemClock)),
+        ..Options::default()
+    })
+    .await;
+    let workers = h.group("workers").await;
+    let ids = member_ids(&workers);
+    let id = ids.first().ok_or("workers has no member")?;
+    let name = spotkeeper::domain::GroupName::try_from("workers".to_string())?;
+    let mut group = h.deps.store.group(&name).await.map_err(|e| e.to_string())?.ok_or("no workers")?;
+    let block = serde_json::json!({"cluster": fake.cluster, "endpoint": fake.url, "ca": fake.ca_pem});
+    group.kubernetes = Some(serde_json::from_value(block).map_err(|e| e.to_string())?);
+    h.deps.store.save_group(&group, &ids).await.map_err(|e| e.to_string())?;
+    let node = "ip-10-0-1-10.ec2.internal";
+    fake.node(node, "us-east-1a", id);
+    for i in 0..PODS {
+        let seed = PodSeed::new("bench", &format!("pod-{i}")).on(node);
+        fake.pod(if i < 2 { seed.daemonset(&format!("ds-{i}")) } else { seed.replicaset("web") });
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let mut function = Function::start("node-drain", env).await?;
+    let started = Instant::now();
+    let watch = async {
+        let (mut cordoned, mut first, mut last) = (None, None, None);
+        while last.is_none() {
+            let log = fake.requests();
+            let evictions = log.iter().filter(|r| r.uri.contains("/eviction")).count();
+            if cordoned.is_none() && log.iter().any(|r| r.method == "PATCH") {
+                cordoned = Some(started.elapsed());
+            }
+            if first.is_none() && evictions > 0 {
+                first = Some(started.elapsed());
+            }
+            if evictions >= PODS - 2 {
+                last = Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        (cordoned, first, last)
+    };
+    let batch = events::sqs_batch(&[events::spot_warning(id)]);
+    let (answer, (cordoned, first, last)) = tokio::join!(function.invoke(batch), watch);
+    let took = started.elapsed();
+    answer?;
+    let drain =
+        h.deps.store.drain(&spotkeeper::domain::InstanceId::try_from(id.clone())?).await.map_err(|e| e.to_string())?;
+    let tally = drain.ok_or("no drain recorded")?.tally;
+    let (first, last) = (first.unwrap_or_default(), last.unwrap_or_default());
+    let rate = (PODS - 2) as f64 / (last - first).as_secs_f64().max(0.001);
+    Ok(format!(
+        "\n## Node drain\n\nA Spot interruption warning (an SQS batch of one) for an EKS node with {PODS} pods (2 of DaemonSets, {} plain, 1 s grace), to the release `node-drain` with its cluster's endpoint and CA in the group: the fake API server (HTTPS, EKS tokens checked) on 127.0.0.1, real time. Cordoned {} ms after the invocation began (token minted, node found by its provider id); the first eviction at {} ms; {} evictions in {} ms ({rate:.0} a second, under the client's 50/s limit with a burst of 100); {} evicted in all, the node empty (only the DaemonSets' pods left) and the invocation answered at {} ms.\n",
+        PODS - 2,
+        ms(cordoned.unwrap_or_default()),
+        ms(first),
+        PODS - 2,
+        ms(last - first),
+        tally.evicted.len(),
+        ms(took),
+    ))
 }
 
 /// `make bench-profiles`: the release-profile section, markers included, for the binaries of
