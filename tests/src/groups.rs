@@ -116,6 +116,12 @@ impl Standalone<'_> {
         self
     }
 
+    /// The group's `kubernetes` block, as written.
+    pub fn kubernetes(mut self, block: Value) -> Self {
+        self.body["kubernetes"] = block;
+        self
+    }
+
     /// A policy patched onto the group once `register` or `online` has it registered.
     pub fn policy(mut self, patch: Value) -> Self {
         self.policy = Some(patch);

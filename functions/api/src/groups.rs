@@ -6,14 +6,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use spotkeeper::Deps;
 use spotkeeper::decisions::plan;
-use spotkeeper::domain::{Group, GroupKind, GroupName, Member, PolicyPatch};
+use spotkeeper::domain::{ClusterCa, Group, GroupKind, GroupName, Member};
 use spotkeeper::workflows::groups::{self, Registered, RolledBack};
 use spotkeeper::workflows::report::Report;
 
 use crate::Api;
-use crate::body::{AdoptBody, Registration, Strict, apply_patch, check_instance_id};
+use crate::body::{AdoptBody, GroupPatch, Registration, Strict, apply_patch, check_instance_id};
 use crate::changes;
 use crate::deadline::RequestDeadline;
 use crate::reply::ApiError;
@@ -27,6 +28,12 @@ fn view(group: &Group, members: &[Member]) -> Value {
     for webhook in webhooks.into_iter().flatten() {
         webhook["secret"] = json!("***");
     }
+    // The cluster CA is public but long: a count and a fingerprint say which one it is.
+    if let Some(ca) = group.kubernetes.as_ref().and_then(|k| k.ca.as_ref())
+        && let Some(block) = view.get_mut("kubernetes")
+    {
+        block["ca"] = ca_view(ca);
+    }
     if let GroupKind::Standalone(spec) = &group.kind {
         // The pools the group launches into: its types in its subnets, within its volumes' AZ.
         // Valid when registered; should it give none now, the log says why, not just an empty list.
@@ -37,6 +44,16 @@ fn view(group: &Group, members: &[Member]) -> Value {
     }
     view["members"] = json!(members.iter().map(member_view).collect::<Vec<_>>());
     view
+}
+
+/// `{"certificates": 2, "sha256": "AB:CD:…"}`: the first certificate's SHA-256 fingerprint, as
+/// `openssl x509 -noout -fingerprint -sha256` prints it.
+fn ca_view(ca: &ClusterCa) -> Value {
+    let fingerprint = ca.der().first().map(|der| {
+        let digest = Sha256::digest(der);
+        digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    });
+    json!({"certificates": ca.der().len(), "sha256": fingerprint})
 }
 
 /// A member as operators read it: one that is interrupted or retiring may still run, but it is
@@ -95,19 +112,21 @@ pub(crate) async fn show(State(api): State<Arc<Api>>, Path(name): Path<String>) 
     Ok((StatusCode::OK, Json(view)))
 }
 
-/// Changes a group's policy. The change is conditional on the version read: a concurrent
-/// change makes this one a 409, never a silent overwrite.
+/// Changes a group's policy and its `kubernetes` block (a new block's cluster checked first, a
+/// 422 when it cannot be used; `null` removes it). The change is conditional on the version
+/// read: a concurrent change makes this one a 409, never a silent overwrite.
 pub(crate) async fn change(
     State(api): State<Arc<Api>>,
     Path(name): Path<String>,
     RequestDeadline(deadline): RequestDeadline,
-    Strict(patch): Strict<PolicyPatch>,
+    Strict(body): Strict<Value>,
 ) -> Reply {
     let deps = &api.deps;
+    let GroupPatch { policy, kubernetes } = GroupPatch::from_json(body)?;
     let (group, members) = load(deps, name).await?;
-    let policy = apply_patch(patch, &group)?;
+    let policy = apply_patch(policy, &group)?;
     let mut report = Report::new(deps);
-    let saved = groups::change_policy(deps, group, &members, policy, &mut report).await?;
+    let saved = groups::change_policy(deps, group, &members, policy, kubernetes, &mut report).await?;
     report.send(deps, deadline).await;
     Ok((StatusCode::OK, Json(view(&saved, &members))))
 }

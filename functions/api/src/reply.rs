@@ -12,8 +12,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use spotkeeper::Error;
 use spotkeeper::adapters::aws::AwsError;
+use spotkeeper::adapters::kubernetes::ConnectError;
 use spotkeeper::adapters::store::StoreError;
-use spotkeeper::workflows::groups::GroupError;
+use spotkeeper::domain::ClusterName;
+use spotkeeper::workflows::groups::{ClusterRefusal, GroupError};
 
 /// The header that repeats a failed request's id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -127,9 +129,53 @@ impl From<GroupError> for ApiError {
                 ApiError::new(StatusCode::BAD_GATEWAY, "launch_failed", format!("EC2 launched no instance: {codes}"))
                     .caused_by(summary)
             }
+            GroupError::Cluster { cluster, source } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cluster_unusable", cluster_refused(&cluster, &source))
+                    .on("kubernetes")
+            }
             GroupError::Failed(err) => err.into(),
         }
     }
+}
+
+/// Why a group's cluster was refused, in one line: `EKS cluster prod cannot be used: the
+/// cluster's API server could not be reached (connection or TLS): ...: Connection refused`.
+fn cluster_refused(cluster: &ClusterName, refusal: &ClusterRefusal) -> String {
+    let kube = match refusal {
+        ClusterRefusal::Check(kube) | ClusterRefusal::Connect(ConnectError::Kube(kube)) => Some(kube),
+        _ => None,
+    };
+    // An answer from the server is told in the refusal's own words; kube's rendering of the same
+    // answer only adds its Status struct.
+    let why = if kube.is_some_and(|k| k.code().is_some()) { refusal.to_string() } else { chain(refusal) };
+    match refusal {
+        // These name the cluster themselves.
+        ClusterRefusal::Connect(
+            ConnectError::NoSuchCluster(_)
+            | ConnectError::Describe { .. }
+            | ConnectError::NotActive { .. }
+            | ConnectError::Described { .. },
+        ) => why,
+        _ => format!("EKS cluster {cluster} cannot be used: {why}"),
+    }
+}
+
+/// An error and its causes in one line, `what: why: why`, each cause once: the operator learns
+/// why a cluster was refused (an unknown CA, a refused connection) without the logs. The causes
+/// are the client's and AWS's own words (AWS's with ARNs masked); a token is never among them,
+/// and a line that looked like one would be left out.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        let token_like = text.contains("k8s-aws-v1.") || text.to_ascii_lowercase().contains("bearer");
+        if !text.is_empty() && !token_like && !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+        source = cause.source();
+    }
+    line
 }
 
 impl From<StoreError> for ApiError {

@@ -6,30 +6,68 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::domain::{Policy, Webhook};
+use crate::domain::{KubernetesSpec, Policy, Webhook};
 
 /// One line per changed setting, as `path: before → after`, in a stable order.
 pub fn policy_changes(before: &Policy, after: &Policy) -> Vec<String> {
-    let (old, new) = (settings(before), settings(after));
+    let mut lines = diff(&settings(before), &settings(after));
+    lines.extend(webhook_changes(&before.webhooks, &after.webhooks));
+    lines
+}
+
+/// `path: before → after` for every path whose value differs, in the paths' order.
+fn diff(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> Vec<String> {
     let mut paths: Vec<&String> = old.keys().chain(new.keys()).collect();
     paths.sort();
     paths.dedup();
-    let mut lines: Vec<String> = paths
+    let shown = |v: Option<&String>| v.cloned().unwrap_or_else(|| "unset".to_string());
+    paths
         .into_iter()
         .filter(|path| old.get(*path) != new.get(*path))
-        .map(|path| {
-            let shown = |v: Option<&String>| v.cloned().unwrap_or_else(|| "unset".to_string());
-            format!("{path}: {} → {}", shown(old.get(path)), shown(new.get(path)))
-        })
-        .collect();
-    lines.extend(webhook_changes(&before.webhooks, &after.webhooks));
-    lines
+        .map(|path| format!("{path}: {} → {}", shown(old.get(path)), shown(new.get(path))))
+        .collect()
 }
 
 /// The history line of a policy change.
 pub fn policy_line(before: &Policy, after: &Policy) -> String {
     let changes = policy_changes(before, after);
     if changes.is_empty() { "policy unchanged".to_string() } else { format!("policy changed: {}", changes.join("; ")) }
+}
+
+/// The history line of a PATCH: the policy's changes, then the `kubernetes` block's.
+pub fn group_line(
+    before: &Policy,
+    after: &Policy,
+    kubernetes_before: Option<&KubernetesSpec>,
+    kubernetes_after: Option<&KubernetesSpec>,
+) -> String {
+    let mut changes = policy_changes(before, after);
+    changes.extend(kubernetes_changes(kubernetes_before, kubernetes_after));
+    if changes.is_empty() { "policy unchanged".to_string() } else { format!("policy changed: {}", changes.join("; ")) }
+}
+
+/// One line per changed field of the `kubernetes` block, as `kubernetes.rebalance: cordon → drain`;
+/// the CA, long PEM, only as `kubernetes.ca: changed` (or set, removed).
+pub fn kubernetes_changes(before: Option<&KubernetesSpec>, after: Option<&KubernetesSpec>) -> Vec<String> {
+    let fields = |spec: Option<&KubernetesSpec>| {
+        let mut value = spec.map(serde_json::to_value).and_then(Result::ok).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.remove("ca");
+        }
+        let mut out = BTreeMap::new();
+        flatten("kubernetes", &value, &mut out);
+        out.remove("kubernetes");
+        out
+    };
+    let mut lines = diff(&fields(before), &fields(after));
+    let (ca_before, ca_after) = (before.and_then(|k| k.ca.as_ref()), after.and_then(|k| k.ca.as_ref()));
+    match (ca_before, ca_after) {
+        (None, Some(_)) => lines.push("kubernetes.ca: set".to_string()),
+        (Some(_), None) => lines.push("kubernetes.ca: removed".to_string()),
+        (Some(a), Some(b)) if a != b => lines.push("kubernetes.ca: changed".to_string()),
+        _ => {}
+    }
+    lines
 }
 
 /// Every setting but the webhooks, by dotted path, as the API writes it (durations as `45m`).
@@ -131,6 +169,43 @@ mod tests {
             ]
         );
         assert_eq!(policy_line(&before, &before), "policy unchanged");
+    }
+
+    #[test]
+    fn a_kubernetes_block_change_reads_as_a_diff_without_its_ca() {
+        const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\nAAEC\n-----END CERTIFICATE-----\n";
+        let block = |value: serde_json::Value| serde_json::from_value::<KubernetesSpec>(value).unwrap();
+        let prod = block(serde_json::json!({"cluster": "prod"}));
+        let given = block(
+            serde_json::json!({"cluster": "prod", "endpoint": "https://k.example", "ca": PEM, "rebalance": "drain"}),
+        );
+        assert_eq!(
+            kubernetes_changes(None, Some(&prod)),
+            vec![
+                "kubernetes.cluster: unset → prod",
+                "kubernetes.pdb_policy: unset → delete-at-deadline",
+                "kubernetes.pod_grace: unset → fit",
+                "kubernetes.rebalance: unset → cordon",
+            ]
+        );
+        assert_eq!(
+            kubernetes_changes(Some(&prod), Some(&given)),
+            vec![
+                "kubernetes.endpoint: unset → https://k.example",
+                "kubernetes.rebalance: cordon → drain",
+                "kubernetes.ca: set"
+            ]
+        );
+        let removed = kubernetes_changes(Some(&given), None);
+        assert!(removed.contains(&"kubernetes.cluster: prod → unset".to_string()), "{removed:?}");
+        assert!(removed.iter().all(|l| !l.contains("BEGIN")), "{removed:?}");
+        assert!(kubernetes_changes(Some(&given), Some(&given)).is_empty());
+        let policy = policy();
+        assert_eq!(group_line(&policy, &policy, None, None), "policy unchanged");
+        assert_eq!(
+            group_line(&policy, &policy, Some(&prod), Some(&given)),
+            "policy changed: kubernetes.endpoint: unset → https://k.example; kubernetes.rebalance: cordon → drain; kubernetes.ca: set"
+        );
     }
 
     #[test]

@@ -2,16 +2,19 @@
 //! anything is written; the writes taken back if a later step fails), adopting an instance,
 //! changing a policy, rolling an image back, and letting a group go.
 
+use std::time::Duration;
+
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::adapters::aws::AwsError;
+use crate::adapters::kubernetes::{ConnectError, KubeError};
 use crate::adapters::store::StoreError;
 use crate::decisions::{adoption, changes, plan, recovery};
 use crate::domain::InstanceState;
 use crate::domain::{
-    AllocationId, AsgSpec, GROUP_TAG, Group, GroupKind, GroupName, HistoryKind, InstanceFacts, LaunchPlan, Member,
-    NewAsg, NewStandalone, Policy, Reason, RebalancePolicy, StandaloneSpec,
+    AllocationId, AsgSpec, ClusterName, GROUP_TAG, Group, GroupKind, GroupName, HistoryKind, InstanceFacts,
+    KubernetesSpec, LaunchPlan, Member, NewAsg, NewStandalone, Policy, Reason, RebalancePolicy, StandaloneSpec,
 };
 use crate::runtime::{Deps, Error};
 use crate::workflows::images;
@@ -31,8 +34,49 @@ pub enum GroupError {
     /// EC2 launched none of a new group's instances.
     #[error("EC2 launched no instance: {codes}")]
     NothingLaunched { codes: String, summary: String },
+    /// The group's `kubernetes` block names a cluster spotkeeper cannot use.
+    #[error("EKS cluster {cluster} cannot be used")]
+    Cluster {
+        cluster: ClusterName,
+        #[source]
+        source: ClusterRefusal,
+    },
     #[error(transparent)]
     Failed(#[from] Error),
+}
+
+/// Why a group's cluster failed its check.
+#[derive(Debug, Error)]
+pub enum ClusterRefusal {
+    /// Not described, not reached, or no token could be minted.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// Reached, but listing a node failed (credentials refused, RBAC, the server failing).
+    #[error(transparent)]
+    Check(#[from] KubeError),
+    #[error("the cluster's API server did not answer within {} s", .0.as_secs())]
+    TimedOut(Duration),
+}
+
+/// How long a cluster has to answer its check: well within the API's 30 s, and past kube's own
+/// connect timeout, which is longer.
+const CLUSTER_CHECK: Duration = Duration::from_secs(10);
+
+/// Checks that a group's cluster can be used: described (or given), reached through its CA, the
+/// function's EKS token accepted and a node listed (as a drain must). Before anything is written.
+pub async fn check_cluster(deps: &Deps, spec: &KubernetesSpec) -> Result<(), GroupError> {
+    let checked = tokio::time::timeout(CLUSTER_CHECK, async {
+        let client = deps.clusters.connect(spec, deps.clock.now()).await?;
+        client.check().await?;
+        Ok::<_, ClusterRefusal>(())
+    })
+    .await
+    .unwrap_or(Err(ClusterRefusal::TimedOut(CLUSTER_CHECK)));
+    checked.map_err(|source| {
+        // A refused cluster leaves no cached client or description behind for the next try.
+        deps.clusters.forget(&spec.cluster);
+        GroupError::Cluster { cluster: spec.cluster.clone(), source }
+    })
 }
 
 impl GroupError {
@@ -164,6 +208,10 @@ pub async fn register_standalone(
         ));
     }
 
+    if let Some(kubernetes) = &body.kubernetes {
+        check_cluster(deps, kubernetes).await?;
+    }
+
     let spec = StandaloneSpec {
         launch_template: template,
         instance_types: body.instance_types,
@@ -174,13 +222,19 @@ pub async fn register_standalone(
         data_volumes: body.data_volumes,
         volume_zone,
     };
-    let group = Group::new(body.name, GroupKind::Standalone(Box::new(spec.clone())), deps.clock.now());
+    let kind = GroupKind::Standalone(Box::new(spec.clone()));
+    let group = Group { kubernetes: body.kubernetes, ..Group::new(body.name, kind, deps.clock.now()) };
     deps.store.create_group(&group).await?;
     report.note(
         &group.name,
         None,
         HistoryKind::GroupRegistered,
-        format!("standalone group registered with {} pools, capacity {}", pools.len(), spec.capacity),
+        format!(
+            "standalone group registered with {} pools, capacity {}{}",
+            pools.len(),
+            spec.capacity,
+            nodes_of(group.kubernetes.as_ref())
+        ),
     );
 
     let mut members: Vec<Member> = adopted.iter().cloned().map(|f| f.into_member(false)).collect();
@@ -270,6 +324,11 @@ pub async fn register_standalone(
     Ok(Registered { group, members, warnings })
 }
 
+/// `, nodes of EKS cluster prod` for a group with a `kubernetes` block.
+fn nodes_of(kubernetes: Option<&KubernetesSpec>) -> String {
+    kubernetes.map(|k| format!(", nodes of EKS cluster {}", k.cluster)).unwrap_or_default()
+}
+
 /// Takes back a registration that failed half way: the group item and any instance it launched.
 async fn undo(deps: &Deps, group: &Group, launched: &[String]) {
     if let Err(err) = deps.store.delete_group(&group.name, &[]).await {
@@ -295,7 +354,11 @@ pub async fn register_asg(deps: &Deps, body: NewAsg, report: &mut Report) -> Res
         .filter(InstanceFacts::is_live)
         .map(|f| f.into_member(false))
         .collect();
-    let group = Group::new(body.name, GroupKind::Asg(AsgSpec { asg_name: asg.name.clone() }), deps.clock.now());
+    if let Some(kubernetes) = &body.kubernetes {
+        check_cluster(deps, kubernetes).await?;
+    }
+    let kind = GroupKind::Asg(AsgSpec { asg_name: asg.name.clone() });
+    let group = Group { kubernetes: body.kubernetes, ..Group::new(body.name, kind, deps.clock.now()) };
     deps.store.create_group(&group).await?;
     if let Err(err) = deps.store.add_members(&group, &members).await {
         undo(deps, &group, &[]).await;
@@ -318,20 +381,35 @@ pub async fn register_asg(deps: &Deps, body: NewAsg, report: &mut Report) -> Res
         &group.name,
         None,
         HistoryKind::GroupRegistered,
-        format!("asg group registered for {} with {} instances", asg.name, members.len()),
+        format!(
+            "asg group registered for {} with {} instances{}",
+            asg.name,
+            members.len(),
+            nodes_of(group.kubernetes.as_ref())
+        ),
     );
     Ok(Registered { group, members, warnings: Vec::new() })
 }
 
-/// Changes a group's policy. The change is conditional on the version read: a concurrent change
-/// makes this one a conflict, never a silent overwrite.
+/// Changes a group's policy and, when `kubernetes` is given, its `kubernetes` block (`Some(None)`
+/// removes it; a new block's cluster is checked before anything is done). The change is
+/// conditional on the version read: a concurrent change makes this one a conflict, never a
+/// silent overwrite.
 pub async fn change_policy(
     deps: &Deps,
     mut group: Group,
     members: &[Member],
     policy: Policy,
+    kubernetes: Option<Option<KubernetesSpec>>,
     report: &mut Report,
 ) -> Result<Group, GroupError> {
+    if let Some(Some(spec)) = &kubernetes {
+        check_cluster(deps, spec).await?;
+    }
+    let kubernetes_before = group.kubernetes.clone();
+    if let Some(kubernetes) = kubernetes {
+        group.kubernetes = kubernetes;
+    }
     let before = std::mem::replace(&mut group.policy, policy);
     // A new cooldown applies to the fallback under way, until its first attempt.
     if let (Some(fallback), 0) = (&group.status.fallback, group.status.recovery.failed_attempts)
@@ -350,7 +428,8 @@ pub async fn change_policy(
     let ids: Vec<String> = members.iter().map(|m| m.instance_id.clone()).collect();
     let saved = deps.store.save_group(&group, &ids).await?;
     // What changed, never the policy itself: it holds the webhooks' secrets.
-    report.note(&saved.name, None, HistoryKind::PolicyChanged, changes::policy_line(&before, &saved.policy));
+    let line = changes::group_line(&before, &saved.policy, kubernetes_before.as_ref(), saved.kubernetes.as_ref());
+    report.note(&saved.name, None, HistoryKind::PolicyChanged, line);
     Ok(saved)
 }
 

@@ -10,6 +10,7 @@ mod instance_state;
 mod interruption;
 mod kubectl;
 mod kubernetes;
+mod kubernetes_api;
 mod openapi;
 mod recovery;
 mod registration;

@@ -9,6 +9,6 @@ mod register;
 mod strict;
 
 pub(crate) use checks::check_instance_id;
-pub(crate) use patch::apply as apply_patch;
+pub(crate) use patch::{GroupPatch, apply as apply_patch};
 pub(crate) use register::{AdoptBody, Registration};
 pub(crate) use strict::{MAX_BODY, Raw, Strict, StrictQuery, parse};

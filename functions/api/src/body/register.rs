@@ -2,12 +2,12 @@
 
 use serde::Deserialize;
 use spotkeeper::domain::{
-    AddressKind, AllocationId, DataVolume, DeviceName, DnsSpec, GroupName, InstanceType, LaunchTemplateRef, NewAsg,
-    NewStandalone, SubnetId, VolumeId,
+    AddressKind, AllocationId, DataVolume, DeviceName, DnsSpec, GroupName, InstanceType, KubernetesSpec,
+    LaunchTemplateRef, NewAsg, NewStandalone, SubnetId, VolumeId,
 };
 
 use super::checks::{check_instance_id, id_like, unique};
-use super::strict::from_value;
+use super::strict::{also_expected, from_value};
 use crate::reply::ApiError;
 
 /// A registration body: its `kind` picks the strict body for the rest.
@@ -33,13 +33,7 @@ impl Registration {
 /// `kind` is read before the rest of the body, so serde's list of expected fields leaves it out:
 /// an unknown field's refusal lists every field the body takes, `kind` first.
 fn with_kind(err: ApiError) -> ApiError {
-    let Some((unknown, expected)) = err.message.split_once(", expected ") else { return err };
-    if !unknown.starts_with("unknown field `") {
-        return err;
-    }
-    let fields: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    let message = format!("{unknown}, expected one of `kind`, `{}`", fields.join("`, `"));
-    ApiError { message, ..err }
+    also_expected(err, "kind", true)
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +48,9 @@ pub(super) enum Kind {
 pub(crate) struct AsgBody {
     pub name: GroupName,
     pub asg_name: String,
+    /// The EKS cluster the group's instances are nodes of (read strictly: bad values are 400s
+    /// naming the field).
+    pub kubernetes: Option<KubernetesSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +103,7 @@ pub(crate) struct StandaloneBody {
     pub data_volumes: Vec<VolumeBody>,
     #[serde(default)]
     pub adopt: Vec<String>,
+    pub kubernetes: Option<KubernetesSpec>,
 }
 
 fn default_capacity() -> u32 {
@@ -126,7 +124,7 @@ impl AsgBody {
     /// The group to follow, its name checked.
     pub(crate) fn parse(self) -> Result<NewAsg, ApiError> {
         self.check()?;
-        Ok(NewAsg { name: self.name, asg_name: self.asg_name, kubernetes: None })
+        Ok(NewAsg { name: self.name, asg_name: self.asg_name, kubernetes: self.kubernetes })
     }
 
     fn check(&self) -> Result<(), ApiError> {
@@ -173,7 +171,7 @@ impl StandaloneBody {
             elastic_ip_allocation_id,
             data_volumes,
             adopt: self.adopt,
-            kubernetes: None,
+            kubernetes: self.kubernetes,
         })
     }
 
@@ -313,10 +311,13 @@ mod tests {
     fn an_unknown_field_lists_every_field_the_body_takes_kind_included() {
         let asg = json!({"name": "w", "kind": "asg", "asg_name": "workers", "colour": "red"});
         let err = Registration::from_json(asg).err().map(|e| e.message);
-        assert_eq!(err.as_deref(), Some("unknown field `colour`, expected one of `kind`, `name`, `asg_name`"));
+        assert_eq!(
+            err.as_deref(),
+            Some("unknown field `colour`, expected one of `kind`, `name`, `asg_name`, `kubernetes`")
+        );
         let err = standalone(json!({"colour": "red"})).unwrap_err().message;
         assert!(err.starts_with("unknown field `colour`, expected one of `kind`, `name`, `launch_template`"), "{err}");
-        assert!(err.ends_with("`adopt`"), "{err}");
+        assert!(err.ends_with("`adopt`, `kubernetes`"), "{err}");
     }
 
     #[test]
@@ -338,6 +339,35 @@ mod tests {
         for (extra, field) in cases {
             let err = standalone(extra.clone()).unwrap_err();
             assert_eq!(err.field.as_deref(), Some(field), "{extra}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn a_kubernetes_block_is_read_strictly_for_both_kinds() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\nAAEC\n-----END CERTIFICATE-----\n";
+        let block = json!({"cluster": "prod", "endpoint": "https://k.example", "ca": pem, "rebalance": "drain"});
+        let parsed = standalone(json!({"kubernetes": block})).unwrap().kubernetes.unwrap();
+        assert_eq!((parsed.cluster.as_str(), parsed.rebalance), ("prod", spotkeeper::domain::RebalanceAction::Drain));
+        assert!(parsed.ca.is_some());
+        assert_eq!(standalone(json!({})).unwrap().kubernetes, None);
+        let asg = json!({"name": "w", "kind": "asg", "asg_name": "workers", "kubernetes": {"cluster": "prod"}});
+        let Ok(Registration::Asg(body)) = Registration::from_json(asg) else { panic!("an asg body") };
+        assert_eq!(body.parse().unwrap().kubernetes.map(|k| k.cluster.to_string()).as_deref(), Some("prod"));
+        let cases = [
+            (json!({"cluster": "prod", "rebalance": "evict"}), "kubernetes.rebalance", "evict"),
+            (json!({"cluster": "prod", "pdb_policy": "ignore"}), "kubernetes.pdb_policy", "ignore"),
+            (json!({"cluster": "prod", "pod_grace": 30}), "kubernetes.pod_grace", "30"),
+            (json!({"cluster": "prod", "colour": "red"}), "kubernetes.colour", "colour"),
+            (json!({"cluster": "-prod"}), "kubernetes.cluster", "cluster"),
+            (json!({"cluster": "prod", "endpoint": "http://k.example", "ca": pem}), "kubernetes.endpoint", "https"),
+            (json!({"cluster": "prod", "endpoint": "https://k.example", "ca": "MIIB"}), "kubernetes.ca", "PEM"),
+            (json!({"cluster": "prod", "endpoint": "https://k.example"}), "kubernetes", "together"),
+            (json!({"rebalance": "off"}), "kubernetes", "cluster"),
+        ];
+        for (block, field, says) in cases {
+            let err = standalone(json!({"kubernetes": block.clone()})).unwrap_err();
+            assert_eq!((err.status, err.field.as_deref()), (StatusCode::BAD_REQUEST, Some(field)), "{block}");
+            assert!(err.message.contains(says), "{block}: {}", err.message);
         }
     }
 

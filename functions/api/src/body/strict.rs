@@ -85,6 +85,23 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// A body read in parts (one of its fields taken out first) lists that field among those it
+/// expects when it refuses an unknown one: `first` puts it at the head of the list, else at its end.
+pub(super) fn also_expected(err: ApiError, field: &str, first: bool) -> ApiError {
+    let Some((unknown, expected)) = err.message.split_once(", expected ") else { return err };
+    if !unknown.starts_with("unknown field `") {
+        return err;
+    }
+    let mut fields: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    if first {
+        fields.insert(0, field);
+    } else {
+        fields.push(field);
+    }
+    let message = format!("{unknown}, expected one of `{}`", fields.join("`, `"));
+    ApiError { message, ..err }
+}
+
 /// Reads an already parsed JSON value strictly, naming the failing field in the error.
 pub(super) fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(field_error)
