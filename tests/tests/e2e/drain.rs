@@ -17,11 +17,13 @@ async fn cluster(block: Value) -> (Harness, FakeKube, Vec<String>) {
     let ids = member_ids(&asg);
     let mut spec = json!({"cluster": fake.cluster, "endpoint": fake.url, "ca": fake.ca_pem});
     spec.as_object_mut().expect("an object").extend(block.as_object().cloned().unwrap_or_default());
-    set_kubernetes(&h, &ids, spec).await;
+    let (status, patched) = h.patch("workers", json!({"kubernetes": spec})).await;
+    assert_eq!(status, 200, "the cluster checked and the block set: {patched}");
     (h, fake, ids)
 }
 
-/// Gives the `workers` group its kubernetes block.
+/// Gives the `workers` group a kubernetes block straight in the table, as if the cluster had
+/// answered when it was set and stopped since (the API checks it first).
 async fn set_kubernetes(h: &Harness, ids: &[String], spec: Value) {
     let spec: KubernetesSpec = serde_json::from_value(spec).expect("a kubernetes block");
     let name = GroupName::try_from("workers".to_string()).expect("a group name");
