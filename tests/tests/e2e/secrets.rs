@@ -1,12 +1,14 @@
 //! The canary: one run of the real binaries (under a local Lambda Runtime API) with every kind of
 //! secret set to a random string — the API token, an outgoing webhook's secret, the inbound
-//! signing key, the Slack URL — drives every API route and the event functions, then looks for
-//! the secrets in every API answer, history item, alert, webhook body and log line: none is there.
+//! signing key, the Slack URL — drives every API route and the event functions (a node drained
+//! in a cluster that takes EKS tokens among them), then looks for the secrets and the EKS token in
+//! every API answer, history item, alert, webhook body and log line: none is there.
 
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, RandomState};
 
 use serde_json::{Value, json};
+use spotkeeper_tests::kube::{FakeKube, Options, PodSeed};
 use spotkeeper_tests::proxy::access_denied;
 use spotkeeper_tests::runtime::Function;
 use spotkeeper_tests::{Harness, Receiver, events, member_ids};
@@ -114,6 +116,14 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
     let mut rebalance = start("rebalance-recommendation").await;
     let mut recovery = start("scheduled-recovery").await;
     let mut volume = start("volume-threshold").await;
+    let mut drain = start("node-drain").await;
+    // A cluster on real time, as the binaries run: EKS tokens checked, so one is minted and sent.
+    let cluster = FakeKube::start_with(Options {
+        clock: Some(std::sync::Arc::new(spotkeeper::clock::SystemClock)),
+        ..Options::default()
+    })
+    .await;
+    let kubernetes = json!({"cluster": cluster.cluster, "endpoint": cluster.url, "ca": cluster.ca_pem});
     let t = Auth::Token(&token);
 
     assert_eq!(api.call("GET", "/healthz", "", Auth::None, None).await.0, 200);
@@ -130,7 +140,7 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
         json!([{"url": format!("{}/hook", hooks.url), "secret": webhook_secret, "allow_loopback_http": true}]);
     for (name, patch) in [
         ("web", json!({"webhooks": webhook, "rebalance": "notify", "on_demand_prices": {"m5.large": 0.1}})),
-        ("workers", json!({"webhooks": webhook, "recovery": {"cooldown": "1h"}})),
+        ("workers", json!({"webhooks": webhook, "recovery": {"cooldown": "1h"}, "kubernetes": kubernetes})),
     ] {
         let (status, view) = api.call("PATCH", "/groups/{name}", name, t, Some(patch)).await;
         assert_eq!(status, 200, "{view}");
@@ -146,7 +156,14 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
     let replacement = out["replacement"].as_str().unwrap_or_else(|| panic!("a replacement: {out}")).to_string();
     state.invoke(events::state_change(&replacement, "running")).await.unwrap();
     state.invoke(events::state_change(&web_ids[0], "terminated")).await.unwrap();
-    spot.invoke(events::spot_warning(&worker_ids[0])).await.unwrap();
+    let warning = events::spot_warning(&worker_ids[0]);
+    cluster.node("ip-10-0-1-10.ec2.internal", "us-east-1a", &worker_ids[0]);
+    for name in ["web-1", "web-2"] {
+        cluster.pod(PodSeed::new("default", name).on("ip-10-0-1-10.ec2.internal"));
+    }
+    spot.invoke(warning.clone()).await.unwrap();
+    let drained = drain.invoke(warning).await.unwrap();
+    assert_eq!(drained["action"], "drained", "{drained}");
     rebalance.invoke(events::rebalance(&worker_ids[1])).await.unwrap();
     recovery.invoke(events::load("scheduled-event.json")).await.unwrap();
     recovery.invoke(events::launch_unsuccessful(&h.fleet.asg_name)).await.unwrap();
@@ -224,6 +241,8 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
         "volume-refused",
         "instance-adopted",
         "webhook-delivered",
+        "node-cordoned",
+        "node-drained",
         "group-removed",
     ] {
         assert!(kinds.contains(kind), "the run wrote {kind} history: {kinds:?}");
@@ -238,6 +257,7 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
         "fallback",
         "volume-grown",
         "volume-refused",
+        "node-drained",
     ] {
         assert!(alerted.contains(kind), "the run alerted {kind}: {alerted:?}");
     }
@@ -252,11 +272,22 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
         ("rebalance-recommendation", &rebalance),
         ("scheduled-recovery", &recovery),
         ("volume-threshold", &volume),
+        ("node-drain", &drain),
     ]
     .into_iter()
     .map(|(name, f)| (name, f.output()))
     .collect();
     assert!(logs.iter().all(|(_, log)| log.lines().count() > 0), "every function logged");
+    // The drain's figures went out as metrics (embedded metric format lines).
+    let figures: Vec<Value> = drain
+        .output()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect();
+    let evicted = figures.iter().find(|d| d.get("PodsEvicted").is_some()).map(|d| d["PodsEvicted"].clone());
+    assert_eq!(evicted, Some(json!(2)), "{figures:?}");
+    assert!(figures.iter().any(|d| d.get("DrainSecondsToEmpty").is_some()), "{figures:?}");
 
     let mut places: Vec<(String, &str)> = Vec::new();
     places.extend(api.answers.iter().map(|a| ("an API answer".to_string(), a.as_str())));
@@ -265,7 +296,10 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
     places.extend(slack.iter().map(|a| ("a Slack message".to_string(), a.as_str())));
     places.extend(webhooks.iter().map(|a| ("a webhook delivery".to_string(), a.as_str())));
     places.extend(logs.iter().flat_map(|(name, log)| log.lines().map(move |l| (format!("{name}'s log"), l))));
-    for secret in secrets {
+    let tokens = cluster.requests().len();
+    assert!(tokens > 3, "the drain and the API's check sent EKS tokens: {tokens} requests");
+    // An EKS token's mark: any token minted for the cluster begins with it.
+    for secret in secrets.into_iter().chain(["k8s-aws-v1."]) {
         for (place, text) in &places {
             assert!(!text.contains(secret), "a secret ({secret}) is in {place}: {text}");
         }
