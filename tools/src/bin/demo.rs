@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use chrono::Duration;
 use serde_json::{Value, json};
+use spotkeeper_tests::kube::{Budget, FakeKube, Options, PodSeed};
 use spotkeeper_tests::proxy::Fault;
 use spotkeeper_tests::runtime::Function;
 use spotkeeper_tests::{Harness, TOKEN, events};
@@ -257,6 +258,8 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     }
     say(format!("{asg_member} still runs out of the group until EC2 reclaims it; spotkeeper shows it leaving"));
 
+    let drain = eks_drain(story, &env, &mut api, &mut spot, &asg_other).await?;
+
     let (today, tomorrow) = savings_day(story, &h).await?;
 
     story.step("The alerts: Slack (a local receiver stands in for it) and SNS (read through an SQS subscription)");
@@ -343,8 +346,121 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
     drop(api);
     drop(instance_state);
     drop(spot);
+    drop(drain);
     drop(h);
     Ok(())
+}
+
+/// How long ago the EKS chapter's warning was sent: the drain has the 20 s left of its two
+/// minutes, so the story need not wait the whole of them.
+const WARNED_AGO: i64 = 100;
+
+/// The EKS chapter: `workers`' other member is a node of a cluster (the project's fake API
+/// server, HTTPS with its own CA, EKS tokens checked, on real time); its warning goes to
+/// spot-interruption (detach) and to node-drain (cordon, evict, a PDB-held pod deleted in time).
+async fn eks_drain(
+    story: &Story,
+    env: &[(String, String)],
+    api: &mut Function,
+    spot: &mut Function,
+    member: &str,
+) -> Result<Function, String> {
+    story.step(&format!("EKS: {member} of 'workers' is a node of a Kubernetes cluster"));
+    let cluster = FakeKube::start_with(Options {
+        clock: Some(std::sync::Arc::new(spotkeeper::clock::SystemClock)),
+        ..Options::default()
+    })
+    .await;
+    let node = "ip-10-0-2-20.ec2.internal";
+    cluster.node(node, "us-east-1b", member);
+    cluster.namespace("shop");
+    cluster.pod(PodSeed::new("kube-system", "aws-node-7xk2p").daemonset("aws-node").on(node));
+    cluster.pod(PodSeed::new("kube-system", "etcd-backup").mirror().on(node));
+    cluster.pod(PodSeed::new("shop", "db-0").label("app", "db").grace(8).on(node));
+    cluster.pdb("shop", "db", &[("app", "db")], Budget::MinAvailable(json!(1)));
+    for i in 0..5 {
+        cluster.pod(PodSeed::new("shop", &format!("web-{i}")).replicaset("web").grace(2).on(node));
+    }
+    say(format!(
+        "cluster {} at {} (the project's fake API server; HTTPS with its own CA, EKS tokens checked)",
+        cluster.cluster, cluster.url
+    ));
+    say(format!(
+        "node {node}: 7 pods (1 DaemonSet's, 1 static mirror, shop/db-0 held by a PodDisruptionBudget allowing 0 disruptions, 5 of shop/web)"
+    ));
+    let block = json!({"kubernetes": {"cluster": cluster.cluster, "endpoint": cluster.url, "ca": cluster.ca_pem, "pdb_policy": "delete-at-deadline"}});
+    let (status, patched) = call(api, "PATCH", "/groups/workers", Some(&block)).await?;
+    if status != 200 {
+        return Err(format!("PATCH kubernetes answered {status}: {patched}"));
+    }
+    let shown = &patched["kubernetes"];
+    say(format!(
+        "PATCH /groups/workers: 200, cluster reached and the block set: rebalance {}, pdb_policy {}, pod_grace {}, CA {} certificate(s) {}",
+        shown["rebalance"].as_str().unwrap_or("?"),
+        shown["pdb_policy"].as_str().unwrap_or("?"),
+        shown["pod_grace"].as_str().unwrap_or("?"),
+        shown["ca"]["certificates"],
+        shown["ca"]["sha256"].as_str().unwrap_or("?"),
+    ));
+
+    story.step(&format!(
+        "Spot interruption warning for {member}, sent {WARNED_AGO} s ago: to spot-interruption and node-drain"
+    ));
+    say("(replayed as EventBridge sent it 100 s ago, so the drain has 20 s left instead of the whole two minutes)");
+    let mut warning = events::spot_warning(member);
+    let warned_at = chrono::Utc::now() - Duration::seconds(WARNED_AGO);
+    warning["time"] = json!(warned_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let mut drain = Function::start("node-drain", env).await?;
+    let started = Instant::now();
+    let detach = spot.invoke(warning.clone());
+    let drained = drain.invoke(events::sqs_batch(&[warning]));
+    let (detached, drained) = tokio::join!(detach, drained);
+    say(format!("spot-interruption: {}", detached?["action"].as_str().unwrap_or("?")));
+    drained?;
+    say(format!("node-drain answered after {} ms", started.elapsed().as_millis()));
+    let log = cluster.requests();
+    let evictions = |pod: &str| {
+        log.iter().filter(|r| r.uri.contains(&format!("/pods/{pod}/eviction"))).map(|r| r.status).collect::<Vec<_>>()
+    };
+    let web: Vec<u16> = (0..5).flat_map(|i| evictions(&format!("web-{i}"))).collect();
+    say(format!(
+        "cordon: {} PATCH of the node (unschedulable + taint spotkeeper.io/interrupted:NoSchedule)",
+        log.iter().filter(|r| r.method == "PATCH").count()
+    ));
+    say(format!("shop/web-*: {} evictions, answered {:?}", web.len(), web));
+    let db = evictions("db-0");
+    say(format!(
+        "shop/db-0: {} evictions refused by its PodDisruptionBudget (429), then {} DELETE at the deadline",
+        db.len(),
+        log.iter().filter(|r| r.method == "DELETE").count()
+    ));
+    say(format!("left on the node: {}", cluster.pods_on(node).join(", ")));
+    let (_, history) = call(api, "GET", "/groups/workers/events", None).await?;
+    say("the drain in the history of 'workers' (seconds after the warning):");
+    let mut entries: Vec<&Value> = history["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| matches!(e["kind"].as_str(), Some("node-cordoned" | "pod-deleted-at-deadline" | "node-drained")))
+        .collect();
+    entries.reverse();
+    for e in entries {
+        let at = e["at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        let after = at
+            .map_or_else(|| "?".to_string(), |t| format!("{:.1}", (t - warned_at).num_milliseconds() as f64 / 1000.0));
+        say(format!(
+            "  +{after:>5} s  {:<24} {}",
+            e["kind"].as_str().unwrap_or("?"),
+            e["message"].as_str().unwrap_or("?")
+        ));
+    }
+    if cluster.get("pods", Some("shop"), "db-0").is_some() || web.len() != 5 {
+        return Err(format!("the node was not drained as told: {:?}", cluster.pods_on(node)));
+    }
+    Ok(drain)
 }
 
 /// The functions the printed `cargo lambda invoke` examples drive, and their events.
