@@ -338,3 +338,33 @@ async fn a_cluster_that_refuses_or_cannot_be_reached_is_recorded_and_alerted_as_
     let again = h.node_drain(h.now_on(events::spot_warning(&ids[1]))).await.expect("answered");
     assert_eq!(again["action"], "already-draining");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_cluster_fails_at_once_and_a_wrong_ca_when_time_is_up() {
+    let h = Harness::start().await;
+    let (_, asg) = h.register_workers().await;
+    let ids = member_ids(&asg);
+    let clock = |h: &Harness| spotkeeper::clock::Clock::now(h.clock.as_ref());
+
+    // No endpoint given: eks:DescribeCluster is asked, and knows no such cluster. Nothing to retry.
+    set_kubernetes(&h, &ids, json!({"cluster": "no-such-cluster"})).await;
+    let start = clock(&h);
+    let unknown = h.node_drain(h.now_on(events::spot_warning(&ids[0]))).await.expect("answered");
+    assert_eq!(unknown["action"], "failed", "{unknown}");
+    assert!(unknown["reason"].as_str().unwrap_or_default().contains("does not exist"), "{unknown}");
+    assert!(clock(&h) - start < chrono::Duration::seconds(2), "not retried");
+
+    // A server whose certificate another CA signed: the TLS handshake fails, as it would against
+    // an impostor; retried while the warning allows (it may be a rotation), then failed.
+    let server = FakeKube::start_with(Options { clock: Some(h.clock.clone()), ..Options::default() }).await;
+    let other = FakeKube::start().await;
+    set_kubernetes(&h, &ids, json!({"cluster": "spotkeeper-test", "endpoint": server.url, "ca": other.ca_pem})).await;
+    let wrong_ca = h.node_drain(h.now_on(events::spot_warning(&ids[1]))).await.expect("answered");
+    assert_eq!(wrong_ca["action"], "failed", "{wrong_ca}");
+    assert!(
+        wrong_ca["reason"].as_str().unwrap_or_default().contains("could not be reached (connection or TLS)"),
+        "{wrong_ca}"
+    );
+    assert!(server.requests().is_empty(), "no request got past the handshake");
+    assert_eq!(h.history("workers", "node-drain-failed").await.len(), 2);
+}
