@@ -368,3 +368,21 @@ async fn an_unknown_cluster_fails_at_once_and_a_wrong_ca_when_time_is_up() {
     assert!(server.requests().is_empty(), "no request got past the handshake");
     assert_eq!(h.history("workers", "node-drain-failed").await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_kept_then_minted_anew_before_its_fifteen_minutes_end() {
+    let (h, fake, ids) = cluster(json!({})).await;
+    let first = node_of(&h, &fake, &ids[0]).await;
+    fake.pod(PodSeed::new("default", "a").on(&first));
+    let drained = h.node_drain(h.now_on(events::spot_warning(&ids[0]))).await.expect("drained");
+    assert_eq!(drained["action"], "drained", "{drained}");
+
+    // Sixteen minutes on, EKS (and the fake) refuses the first token: the drain must not send it.
+    h.clock.advance(chrono::Duration::minutes(16));
+    let second = node_of(&h, &fake, &ids[1]).await;
+    fake.pod(PodSeed::new("default", "b").on(&second));
+    let drained = h.node_drain(h.now_on(events::spot_warning(&ids[1]))).await.expect("drained");
+    assert_eq!((drained["action"].as_str(), drained["evicted"].as_u64()), (Some("drained"), Some(1)), "{drained}");
+    let refused: Vec<_> = fake.requests().into_iter().filter_map(|r| r.refused).collect();
+    assert!(refused.is_empty(), "a token was minted anew before the old one ran out: {refused:?}");
+}
