@@ -100,18 +100,14 @@ struct Drain<'a> {
     warned_at: DateTime<Utc>,
     /// When the instance ends (a warning's two minutes); a rebalance has none.
     instance_end: Option<DateTime<Utc>>,
+    /// When the drain stops: the instance's end, else what the invocation had left when it began.
+    stop: DateTime<Utc>,
     deadline: Deadline,
 }
 
 impl Drain<'_> {
     fn id(&self) -> String {
         self.instance.to_string()
-    }
-
-    /// When the drain must stop: the instance's end, else the invocation's.
-    fn stop_at(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        self.instance_end
-            .unwrap_or_else(|| now + chrono::Duration::from_std(self.deadline.remaining()).unwrap_or_default())
     }
 
     /// Whether another wait of `wait` still fits the invocation.
@@ -141,6 +137,7 @@ async fn node(deps: &Deps, event: Event<NodeEvent>, deadline: Deadline, report: 
     }
     let now = deps.clock.now();
     let warned_at = event.time.unwrap_or(now);
+    let instance_end = (trigger == DrainTrigger::Warning).then(|| drain::deadline(warned_at));
     let d = Drain {
         deps,
         group: &group,
@@ -149,14 +146,21 @@ async fn node(deps: &Deps, event: Event<NodeEvent>, deadline: Deadline, report: 
         trigger,
         holder: hex::encode(rand::random::<[u8; 12]>()),
         warned_at,
-        instance_end: (trigger == DrainTrigger::Warning).then(|| drain::deadline(warned_at)),
+        instance_end,
+        stop: instance_end
+            .unwrap_or_else(|| now + chrono::Duration::from_std(deadline.remaining()).unwrap_or_default()),
         deadline,
     };
     let claim = deps.store.claim_drain(&d.instance, &group.name, trigger, &d.holder, now, LEASE).await?;
     let DrainClaim::Won(earlier) = claim else {
         return Ok(Drained::AlreadyDraining { instance_id: d.id() });
     };
-    let mut tally = earlier.map(|e| e.tally).unwrap_or_default();
+    let mut tally = match earlier {
+        // A warning after a rebalance's drain: what that drain left, and when, are its own.
+        Some(e) if e.trigger != trigger => DrainTally { left: Vec::new(), emptied_at: None, ..e.tally },
+        Some(e) => e.tally,
+        None => DrainTally::default(),
+    };
     let outcome = claimed(&d, begin, &mut tally, report).await;
     settle(&d, outcome, &tally, report).await
 }
@@ -234,7 +238,7 @@ async fn reach(d: &Drain<'_>, report: &mut Report) -> Result<Option<(KubeClient,
         }
         let why = error_chain(&error);
         let again = error.is_retryable() || (refused && !std::mem::replace(&mut minted_anew, true));
-        let time_left = now + chrono::Duration::from_std(AGAIN).unwrap_or_default() < d.stop_at(now);
+        let time_left = now + chrono::Duration::from_std(AGAIN).unwrap_or_default() < d.stop;
         if !again {
             return Err(Reach::Failed(why));
         }
@@ -317,11 +321,13 @@ struct Pods {
 async fn evict_all(d: &Drain<'_>, kube: &KubeClient, node: &str, tally: &mut DrainTally, report: &mut Report) -> Ended {
     let deps = d.deps;
     let mut pods = Pods::default();
+    // What is left is what the end of this drain finds.
+    tally.left.clear();
     let policy = if d.instance_end.is_some() { d.spec.pdb_policy } else { PdbPolicy::Respect };
     let grace = if d.instance_end.is_some() { d.spec.pod_grace } else { PodGrace::Own };
     loop {
         let now = deps.clock.now();
-        let stop = d.stop_at(now);
+        let stop = d.stop;
         let listed = match kube.pods_on(node).await {
             Ok(listed) => listed,
             Err(e) if e.is_retryable() && now < stop && d.fits(AGAIN) => {
@@ -448,7 +454,7 @@ async fn blocked(
 ) {
     let now = d.deps.clock.now();
     let own = Duration::from_secs(u64::try_from(pod.grace_seconds).unwrap_or(0));
-    let stop = d.stop_at(now);
+    let stop = d.stop;
     let key = pod.key();
     match drain::when_blocked(now, stop, own, MARGIN, policy) {
         Blocked::Retry { after } => {

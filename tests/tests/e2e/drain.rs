@@ -386,3 +386,33 @@ async fn the_token_is_kept_then_minted_anew_before_its_fifteen_minutes_end() {
     let refused: Vec<_> = fake.requests().into_iter().filter_map(|r| r.refused).collect();
     assert!(refused.is_empty(), "a token was minted anew before the old one ran out: {refused:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_drain_respects_budgets_and_the_warning_then_finishes_it() {
+    let (h, fake, ids) = cluster(json!({"rebalance": "drain"})).await;
+    let node = node_of(&h, &fake, &ids[0]).await;
+    let plain = twenty_pods(&h, &fake, &node);
+
+    // No instance end is known yet: budgets are respected whatever the group's pdb_policy says.
+    let early = h.node_drain(h.now_on(events::rebalance(&ids[0]))).await.expect("drained");
+    assert_eq!(
+        (early["action"].as_str(), early["evicted"].as_u64(), early["left"].as_u64()),
+        (Some("drained"), Some(16), Some(1)),
+        "{early}"
+    );
+    assert!(!fake.requests().iter().any(|r| r.method == "DELETE"), "nothing deleted past its budget");
+
+    // The warning comes: the held pod is deleted before the end, the others not evicted again.
+    let late = h.node_drain(h.now_on(events::spot_warning(&ids[0]))).await.expect("drained");
+    assert_eq!(
+        (late["action"].as_str(), late["deleted_at_deadline"].as_u64(), late["left"].as_u64()),
+        (Some("drained"), Some(1), Some(0)),
+        "{late}"
+    );
+    let log = fake.requests();
+    for pod in &plain {
+        assert_eq!(accepted(&evictions_of(&log, pod)), 1, "{pod}");
+    }
+    assert_eq!(node_patches(&log, &node), 1, "one cordon");
+    assert!(fake.get("pods", Some("shop"), "db-0").is_none());
+}
