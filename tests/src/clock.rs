@@ -1,4 +1,5 @@
-//! A clock the tests move: cooldowns and backoffs are tested by moving time, not by sleeping.
+//! A clock the tests move: cooldowns and backoffs are tested by moving time, not by sleeping
+//! (or, for a load test, a clock that runs with real time from some point on).
 
 use std::sync::Mutex;
 
@@ -10,15 +11,33 @@ pub struct TestClock {
     now: Mutex<DateTime<Utc>>,
     /// When each pending sleep ends.
     sleepers: Mutex<Vec<DateTime<Utc>>>,
+    /// Since when the clock also runs with real time (`run_in_real_time`).
+    running_since: Mutex<Option<std::time::Instant>>,
 }
 
 impl TestClock {
     pub fn starting_now() -> Self {
-        Self { now: Mutex::new(Utc::now()), sleepers: Mutex::new(Vec::new()) }
+        Self { now: Mutex::new(Utc::now()), sleepers: Mutex::new(Vec::new()), running_since: Mutex::new(None) }
+    }
+
+    /// From now on the clock runs with real time (still moved by `advance`), and a sleep takes
+    /// real time. For the load tests: work paced in real time (a client's request rate) must
+    /// not fall behind sleepers that share simulated time and race it ahead.
+    pub fn run_in_real_time(&self) {
+        if let Ok(mut since) = self.running_since.lock() {
+            since.get_or_insert_with(std::time::Instant::now);
+        }
+    }
+
+    /// Real time run since `run_in_real_time`, if it was called.
+    fn ran(&self) -> Option<Duration> {
+        let since = self.running_since.lock().ok().and_then(|s| *s)?;
+        Duration::from_std(since.elapsed()).ok()
     }
 
     fn peek(&self) -> DateTime<Utc> {
-        self.now.lock().map_or_else(|_| Utc::now(), |now| *now)
+        let now = self.now.lock().map_or_else(|_| Utc::now(), |now| *now);
+        now + self.ran().unwrap_or_default()
     }
 
     pub fn advance(&self, by: Duration) {
@@ -37,6 +56,9 @@ impl TestClock {
 impl Clock for TestClock {
     /// Each reading moves the clock a millisecond, so what happens in order is stamped in order.
     fn now(&self) -> DateTime<Utc> {
+        if let Some(ran) = self.ran() {
+            return self.now.lock().map_or_else(|_| Utc::now(), |now| *now + ran);
+        }
         match self.now.lock() {
             Ok(mut now) => {
                 let read = *now;
@@ -51,6 +73,9 @@ impl Clock for TestClock {
     /// every sleep whose end the clock has reached ends. Sleepers side by side (fifty drains)
     /// share one passage of time instead of each adding theirs.
     fn sleep(&self, for_: std::time::Duration) -> Sleep<'_> {
+        if self.ran().is_some() {
+            return Box::pin(tokio::time::sleep(for_));
+        }
         let end = self.peek() + Duration::from_std(for_).unwrap_or(Duration::MAX);
         let pending = Pending::new(self, end);
         Box::pin(async move {
@@ -112,6 +137,19 @@ mod tests {
         assert_eq!(clock.peek() - start, Duration::seconds(5), "not 13 s");
         clock.sleep(seconds(2)).await;
         assert_eq!(clock.peek() - start, Duration::seconds(7));
+    }
+
+    #[tokio::test]
+    async fn a_clock_running_in_real_time_sleeps_really_and_still_moves_on_advance() {
+        let clock = TestClock::starting_now();
+        let start = clock.peek();
+        clock.run_in_real_time();
+        let real = std::time::Instant::now();
+        clock.sleep(std::time::Duration::from_millis(50)).await;
+        assert!(real.elapsed() >= std::time::Duration::from_millis(50), "a real sleep");
+        clock.advance(Duration::seconds(180));
+        let moved = clock.now() - start;
+        assert!(moved >= Duration::milliseconds(180_050) && moved < Duration::seconds(181), "{moved}");
     }
 
     #[tokio::test]

@@ -1,6 +1,10 @@
 //! A fault-injecting proxy in front of the emulator. It forwards every AWS call, records each
 //! one (service, operation, order), and answers for the emulator when a rule says so: the
 //! failures moto cannot produce (capacity errors, throttling) come from here.
+//!
+//! The same proxy fronts the fake Kubernetes API server over TLS (`FaultProxy::start_tls`), as
+//! an EKS endpoint is reached: the drain's client trusts only the proxy's test CA, and the
+//! Kubernetes-shaped faults (`FaultProxy::kube_chaos`) come from here.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,12 +17,14 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-/// One AWS call as the proxy saw it.
+/// One call as the proxy saw it.
 #[derive(Debug, Clone)]
 pub struct Call {
-    /// The signing name: `ec2`, `dynamodb`, `autoscaling`, `route53`, `sns`, ...
+    /// The signing name: `ec2`, `dynamodb`, `autoscaling`, `route53`, `sns`, ...; `kubernetes`
+    /// behind `start_tls`.
     pub service: String,
-    /// `CreateFleet`, `PutItem`, ... (for Route53's REST calls, the method and path)
+    /// `CreateFleet`, `PutItem`, ... (for Route53's REST calls and Kubernetes', the method and
+    /// path: `POST /api/v1/namespaces/shop/pods/web-0/eviction`)
     pub operation: String,
     /// The request body (form parameters or JSON).
     pub body: String,
@@ -32,9 +38,15 @@ pub struct Call {
 /// What the proxy does instead of (or besides) forwarding a call to the emulator.
 #[derive(Debug, Clone)]
 pub enum Fault {
-    /// Answer with this; after the emulator did the work when `after_forwarding` (the caller
-    /// never learns it succeeded: a lost answer).
-    Answer { status: u16, content_type: &'static str, body: String, after_forwarding: bool },
+    /// Answer with this (and these headers); after the emulator did the work when
+    /// `after_forwarding` (the caller never learns it succeeded: a lost answer).
+    Answer {
+        status: u16,
+        content_type: &'static str,
+        body: String,
+        headers: Vec<(&'static str, String)>,
+        after_forwarding: bool,
+    },
     /// Close the connection without an answer, before or after the emulator did the work.
     Drop { after_forwarding: bool },
     /// Forward this late.
@@ -45,18 +57,29 @@ pub enum Fault {
 
 impl Fault {
     pub fn answer(status: u16, content_type: &'static str, body: String) -> Self {
-        Self::Answer { status, content_type, body, after_forwarding: false }
+        Self::Answer { status, content_type, body, headers: Vec::new(), after_forwarding: false }
     }
 
     /// The emulator does the work, the caller gets this answer instead of its own.
     pub fn lost(status: u16, content_type: &'static str, body: String) -> Self {
-        Self::Answer { status, content_type, body, after_forwarding: true }
+        Self::Answer { status, content_type, body, headers: Vec::new(), after_forwarding: true }
+    }
+
+    /// The same answer with one more header (`Retry-After`, ...); other faults are left as they are.
+    #[must_use]
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        if let Self::Answer { headers, .. } = &mut self {
+            headers.push((name, value.into()));
+        }
+        self
     }
 
     /// The same fault, after the emulator did the work.
     pub fn after_the_work(self) -> Self {
         match self {
-            Self::Answer { status, content_type, body, .. } => Self::lost(status, content_type, body),
+            Self::Answer { status, content_type, body, headers, .. } => {
+                Self::Answer { status, content_type, body, headers, after_forwarding: true }
+            }
             Self::Drop { .. } => Self::Drop { after_forwarding: true },
             slow => slow,
         }
@@ -79,9 +102,15 @@ impl Fault {
 
     fn respond(self) -> Response {
         match self {
-            Self::Answer { status, content_type, body, .. } => {
+            Self::Answer { status, content_type, body, headers, .. } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                (status, [("content-type", content_type)], body).into_response()
+                let mut response = (status, [("content-type", content_type)], body).into_response();
+                for (name, value) in headers {
+                    if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+                        response.headers_mut().insert(name, value);
+                    }
+                }
+                response
             }
             // Headers promise a body that never comes: the connection closes mid-answer.
             Self::Drop { .. } | Self::Slow(_) | Self::Late(_) => {
@@ -122,10 +151,15 @@ struct Shared {
     calls: Mutex<Vec<Call>>,
     rules: Mutex<Vec<Rule>>,
     firsts: Firsts,
+    /// In front of a Kubernetes API server: calls are named by method and path.
+    kubernetes: bool,
 }
 
 pub struct FaultProxy {
+    /// `http://127.0.0.1:<port>`, or `https://` from `start_tls`.
     pub endpoint: String,
+    /// The test CA (PEM) the TLS front's certificate is signed by; `None` for plain HTTP.
+    pub ca_pem: Option<String>,
     shared: Arc<Shared>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -226,7 +260,11 @@ async fn forward(State(state): State<Upstreaming>, request: Request) -> Response
         return StatusCode::BAD_REQUEST.into_response();
     };
     let text = String::from_utf8_lossy(&bytes).to_string();
-    let (service, op) = operation(&parts.headers, parts.method.as_str(), parts.uri.path(), &text);
+    let (service, op) = if shared.kubernetes {
+        ("kubernetes".to_string(), format!("{} {}", parts.method, parts.uri.path()))
+    } else {
+        operation(&parts.headers, parts.method.as_str(), parts.uri.path(), &text)
+    };
     let mut call = Call { service, operation: op, body: text, at: Instant::now(), answered: None, fault: None };
     let fault = shared.rules.lock().ok().and_then(|rules| rules.iter().find_map(|rule| rule(&call)));
     call.fault = fault.as_ref().map(Fault::kind);
@@ -282,7 +320,40 @@ impl FaultProxy {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { endpoint: format!("http://{address}"), shared, server }
+        Self { endpoint: format!("http://{address}"), ca_pem: None, shared, server }
+    }
+
+    /// Starts the proxy as a Kubernetes API server's front: HTTPS on a free port of 127.0.0.1
+    /// with a certificate of its own test CA (`ca_pem`, what a group's `kubernetes.ca` holds),
+    /// forwarding plain HTTP to `upstream` (a `FakeKube` started without TLS). Calls are named
+    /// `kubernetes` / `METHOD /path`.
+    pub async fn start_tls(upstream: &str) -> Self {
+        use hyper_util::rt::TokioIo;
+        use hyper_util::service::TowerToHyperService;
+
+        let shared = Arc::new(Shared { kubernetes: true, ..Shared::default() });
+        let client = reqwest::Client::new();
+        let state: Upstreaming = (shared.clone(), upstream.to_string(), client);
+        let app = Router::new().fallback(forward).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port on 127.0.0.1");
+        let address: SocketAddr = listener.local_addr().expect("the proxy's address");
+        let ca = crate::kube::tls::TestCa::generate();
+        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server.clone());
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let acceptor = acceptor.clone();
+                let service = TowerToHyperService::new(app.clone());
+                tokio::spawn(async move {
+                    // A client that gives up during the handshake is its own business.
+                    let Ok(stream) = acceptor.accept(tcp).await else { return };
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { endpoint: format!("https://{address}"), ca_pem: Some(ca.ca_pem), shared, server }
     }
 
     /// Adds a rule: the first rule that answers for a call answers it.
@@ -443,6 +514,38 @@ impl FaultProxy {
         });
     }
 
+    /// Faults `rate` of the calls to a Kubernetes API server (behind `start_tls`), drawn from
+    /// `seed` as `chaos` draws: a 500 or 503 with the API server's `Status` body, a 429 from its
+    /// priority and fairness (`details.retryAfterSeconds` and `Retry-After`, 1 to 3 s), the
+    /// connection dropped before the server did the work, or after it (dropped, or a 500): the
+    /// server evicted or patched, the caller never heard.
+    pub fn kube_chaos(&self, rate: f64, seed: u64) {
+        let drawn = std::sync::atomic::AtomicU64::new(0);
+        self.on(move |_| {
+            let draw = mix(seed ^ drawn.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            if (draw >> 11) as f64 / (1u64 << 53) as f64 >= rate {
+                return None;
+            }
+            let pick = mix(draw);
+            Some(match pick % 6 {
+                0 => kube_error(500, "InternalError", "Internal error occurred: etcdserver: request timed out", None),
+                1 => {
+                    kube_error(503, "ServiceUnavailable", "the server is currently unable to handle the request", None)
+                }
+                2 => kube_error(
+                    429,
+                    "TooManyRequests",
+                    "Too many requests, please try again later.",
+                    Some(1 + (pick >> 8) % 3),
+                ),
+                3 => Fault::Drop { after_forwarding: false },
+                4 => Fault::Drop { after_forwarding: true },
+                _ => kube_error(500, "InternalError", "Internal error occurred: etcdserver: leader changed", None)
+                    .after_the_work(),
+            })
+        });
+    }
+
     /// EC2's request rate limits, as token buckets per category: launches (`RunInstances`,
     /// `CreateFleet`) and other mutating calls; a call finding its bucket empty is throttled
     /// with `RequestLimitExceeded`. Reads are not limited here.
@@ -482,6 +585,18 @@ pub fn access_denied(action: &str, arn: &str) -> Fault {
     )
 }
 
+/// A Kubernetes API server's failure: its `Status` body, and for a 429 the seconds to wait, in
+/// the body (`details.retryAfterSeconds`) and in `Retry-After`, as priority and fairness sends them.
+pub fn kube_error(code: u16, reason: &'static str, message: &str, retry_after: Option<u64>) -> Fault {
+    let details = retry_after.map(|s| serde_json::json!({"retryAfterSeconds": s}));
+    let status = crate::kube::ApiError { code, reason, message: message.to_string(), details }.status();
+    let fault = Fault::answer(code, "application/json", status.to_string());
+    match retry_after {
+        Some(seconds) => fault.with_header("retry-after", seconds.to_string()),
+        None => fault,
+    }
+}
+
 /// The EC2 error body, as EC2 sends it.
 pub fn ec2_error(code: &str, message: &str) -> String {
     format!(
@@ -507,4 +622,46 @@ pub fn fleet_without_capacity(pools: &[(&str, &str)], lifecycle: &str) -> String
 /// True for a CreateFleet call that asks for Spot.
 pub fn is_spot_fleet(call: &Call) -> bool {
     call.operation == "CreateFleet" && call.body.contains("DefaultTargetCapacityType=spot")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::kube::{FakeKube, Options};
+
+    #[tokio::test]
+    async fn the_tls_front_names_kubernetes_calls_and_fails_them_as_an_api_server_does() {
+        let fake = FakeKube::start_with(Options { tls: false, auth: false, ..Options::default() }).await;
+        let proxy = FaultProxy::start_tls(&fake.url).await;
+        assert!(proxy.endpoint.starts_with("https://127.0.0.1:"), "{}", proxy.endpoint);
+        let ca = reqwest::Certificate::from_pem(proxy.ca_pem.as_deref().expect("a CA").as_bytes()).expect("the CA");
+        let client = reqwest::Client::builder().tls_certs_only([ca]).build().expect("a client");
+        let nodes = format!("{}/api/v1/nodes?limit=1", proxy.endpoint);
+        let answer = client.get(&nodes).send().await.expect("forwarded");
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.json::<Value>().await.expect("JSON")["kind"], "NodeList");
+
+        proxy.on(|call| {
+            let busy = "Too many requests, please try again later.";
+            (call.operation == "GET /api/v1/nodes").then(|| kube_error(429, "TooManyRequests", busy, Some(2)))
+        });
+        let throttled = client.get(&nodes).send().await.expect("answered");
+        assert_eq!(throttled.status(), 429);
+        assert_eq!(throttled.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("2"));
+        let status: Value = throttled.json().await.expect("a Status");
+        assert_eq!(status["kind"], "Status");
+        assert_eq!(status["reason"], "TooManyRequests");
+        assert_eq!(status["details"]["retryAfterSeconds"], 2);
+
+        let calls = proxy.calls();
+        let named: Vec<(&str, &str, Option<&str>)> =
+            calls.iter().map(|c| (c.service.as_str(), c.operation.as_str(), c.fault)).collect();
+        assert_eq!(
+            named,
+            [("kubernetes", "GET /api/v1/nodes", None), ("kubernetes", "GET /api/v1/nodes", Some("answer"))]
+        );
+        assert_eq!(fake.requests().len(), 1, "the fault answered for the server");
+    }
 }

@@ -1,4 +1,4 @@
-//! The spot-interruption queue as Lambda's event source mapping drives it, with the settings in
+//! A queue (spot-interruption's, node-drain's) as Lambda's event source mapping drives it, with the settings in
 //! template.yaml: the messages in batches of up to `BatchSize`, split among a few pollers whose
 //! invocations run at once; the messages a function reports failed (all of a batch whose
 //! invocation failed) come back once the visibility timeout has passed — the test clock moves by
@@ -24,12 +24,22 @@ pub struct QueueSettings {
 impl QueueSettings {
     /// The spot-interruption queue's and event source's settings, from template.yaml.
     pub fn spot_interruption() -> Result<Self, String> {
+        Self::of("SpotInterruptionQueue", "SpotInterruptionFunction", "Warnings")
+    }
+
+    /// The node-drain queue's and event source's settings, from template.yaml.
+    pub fn node_drain() -> Result<Self, String> {
+        Self::of("NodeDrainQueue", "NodeDrainFunction", "Drains")
+    }
+
+    /// A queue's settings and those of the event source `event` of `function` that reads it.
+    fn of(queue: &str, function: &str, event: &str) -> Result<Self, String> {
         let path = workspace_root().join("template.yaml");
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let template: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| format!("template.yaml: {e}"))?;
         let resources = &template["Resources"];
-        let queue = &resources["SpotInterruptionQueue"]["Properties"];
-        let source = &resources["SpotInterruptionFunction"]["Properties"]["Events"]["Warnings"]["Properties"];
+        let queue = &resources[queue]["Properties"];
+        let source = &resources[function]["Properties"]["Events"][event]["Properties"];
         Ok(Self {
             batch_size: number(&source["BatchSize"], "the warnings' BatchSize")?,
             visibility: Duration::seconds(number(&queue["VisibilityTimeout"], "the queue's VisibilityTimeout")?),

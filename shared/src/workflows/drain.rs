@@ -17,7 +17,9 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::adapters::kubernetes::{ConnectError, Cordon, DeleteOutcome, EvictionOutcome, KubeClient, KubeError};
+use crate::adapters::kubernetes::{
+    ConnectError, Cordon, DeleteOutcome, EvictionOutcome, KubeClient, KubeError, ReadNode,
+};
 use crate::adapters::notify::{Alert, Severity};
 use crate::adapters::store::DrainClaim;
 use crate::decisions::drain::{self, Begin, Blocked, MARGIN};
@@ -35,6 +37,9 @@ const LEASE: chrono::Duration = chrono::Duration::seconds(30);
 const POLL: Duration = Duration::from_secs(1);
 /// How long after a failed call to the cluster it is tried again.
 const AGAIN: Duration = Duration::from_secs(2);
+/// How soon a failed step toward the cordon (finding the node, cordoning it) is tried again:
+/// sooner than other calls, as pods may land on the node meanwhile.
+const SOON: Duration = Duration::from_millis(500);
 /// Evictions in flight at once for one node (the request rate paces them further).
 const IN_FLIGHT: usize = 32;
 
@@ -180,17 +185,35 @@ enum Ended {
 }
 
 async fn claimed(d: &Drain<'_>, begin: Begin, tally: &mut DrainTally, report: &mut Report) -> Ended {
-    let (kube, node) = match reach(d, report).await {
+    let (kube, read) = match reach(d, report).await {
         Ok(Some(found)) => found,
         Ok(None) => return Ended::Ignored(format!("no node of cluster {} runs it", d.spec.cluster)),
         Err(Reach::Failed(why)) => return Ended::Failed(why),
         Err(Reach::Later(why)) => return Ended::Unfinished(why),
     };
+    let node = read.name.clone();
     tally.node = Some(node.clone());
-    match cordon(d, &kube, &node, tally, report).await {
-        Ok(()) => {}
-        Err(e) if e.is_retryable() && d.instance_end.is_none() => return Ended::Unfinished(e.to_string()),
-        Err(e) => return Ended::Failed(format!("node {node} could not be cordoned: {e}")),
+    // A busy or failing API server (a 5xx, a 429, a dropped connection) is asked again while
+    // there is time: one lost answer must not leave the node schedulable for good. Each try
+    // patches against the node as found (one request; a 409 if it changed, and it is read again).
+    let mut tries = 0;
+    loop {
+        let error = match cordon(d, &kube, &read, tally, report).await {
+            Ok(()) => break,
+            Err(e) => e,
+        };
+        let wait = backoff(tries);
+        tries += 1;
+        let now = d.deps.clock.now();
+        let again = now + chrono::Duration::from_std(wait).unwrap_or_default();
+        if !error.is_retryable() || d.instance_end.is_some_and(|end| again >= end) {
+            return Ended::Failed(format!("node {node} could not be cordoned: {error}"));
+        }
+        if again >= d.stop || !d.fits(wait) {
+            return Ended::Unfinished(error.to_string());
+        }
+        tracing::warn!(instance_id = %d.instance, node = %node, error = %error, "cordon failed; trying again");
+        d.deps.clock.sleep(wait).await;
     }
     if begin == Begin::Cordon {
         return Ended::Cordoned;
@@ -208,7 +231,7 @@ enum Reach {
 
 /// The cluster's client and the instance's node (`None`: not a node of it), tried again while
 /// the warning's time allows. A refused token is minted anew once.
-async fn reach(d: &Drain<'_>, report: &mut Report) -> Result<Option<(KubeClient, String)>, Reach> {
+async fn reach(d: &Drain<'_>, report: &mut Report) -> Result<Option<(KubeClient, ReadNode)>, Reach> {
     let deps = d.deps;
     let dns = match deps.clients.ec2.instances(&[d.id()]).await {
         Ok(facts) => facts.into_iter().find_map(|f| f.private_dns),
@@ -220,11 +243,12 @@ async fn reach(d: &Drain<'_>, report: &mut Report) -> Result<Option<(KubeClient,
     };
     let mut minted_anew = false;
     let mut alerted = false;
+    let mut tries = 0;
     loop {
         let now = deps.clock.now();
         let found = async {
             let kube = deps.clusters.connect(d.spec, now).await?;
-            let node = kube.find_node(&d.instance, dns.as_deref()).await?;
+            let node = kube.find_node_read(&d.instance, dns.as_deref()).await?;
             Ok::<_, ConnectError>(node.map(|n| (kube, n)))
         }
         .await;
@@ -238,14 +262,15 @@ async fn reach(d: &Drain<'_>, report: &mut Report) -> Result<Option<(KubeClient,
         }
         let why = error_chain(&error);
         let again = error.is_retryable() || (refused && !std::mem::replace(&mut minted_anew, true));
-        let time_left = now + chrono::Duration::from_std(AGAIN).unwrap_or_default() < d.stop;
+        let wait = backoff(tries);
+        tries += 1;
+        let time_left = now + chrono::Duration::from_std(wait).unwrap_or_default() < d.stop;
         if !again {
             return Err(Reach::Failed(why));
         }
-        if !time_left || !d.fits(AGAIN) {
+        if !time_left || !d.fits(wait) {
             return Err(
-                if d.instance_end.is_some_and(|end| now + chrono::Duration::from_std(AGAIN).unwrap_or_default() >= end)
-                {
+                if d.instance_end.is_some_and(|end| now + chrono::Duration::from_std(wait).unwrap_or_default() >= end) {
                     Reach::Failed(why)
                 } else {
                     Reach::Later(why)
@@ -262,8 +287,14 @@ async fn reach(d: &Drain<'_>, report: &mut Report) -> Result<Option<(KubeClient,
                 format!("cluster {} could not be reached for {}: {why}; trying again", d.spec.cluster, d.instance),
             );
         }
-        deps.clock.sleep(AGAIN).await;
+        deps.clock.sleep(wait).await;
     }
+}
+
+/// The wait before try `tries + 1` toward the cordon: `SOON` three times, then every `AGAIN`
+/// (a cluster that stays unreachable is not hammered; the request rate limits the rest).
+fn backoff(tries: u32) -> Duration {
+    if tries < 3 { SOON } else { AGAIN }
 }
 
 /// The error and its causes, as one line (kube's and hyper's causes say what the connection met).
@@ -281,15 +312,17 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     line
 }
 
-/// Cordons and taints the node, noted the first time only (a rebalance's cordon is not repeated).
+/// Cordons and taints the node (patched against `read`, the node as found), noted the first time
+/// only (a rebalance's cordon is not repeated).
 async fn cordon(
     d: &Drain<'_>,
     kube: &KubeClient,
-    node: &str,
+    read: &ReadNode,
     tally: &mut DrainTally,
     report: &mut Report,
 ) -> Result<(), KubeError> {
-    let done = kube.cordon(node).await?;
+    let node = &read.name;
+    let done = kube.cordon_from(node, Some(read.clone())).await?;
     if done == Cordon::Cordoned || !tally.cordoned {
         let why = match d.trigger {
             DrainTrigger::Warning => "its Spot interruption warning",

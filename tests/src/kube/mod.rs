@@ -47,6 +47,8 @@ pub struct Logged {
     pub status: u16,
     /// Why a token was refused, when it was.
     pub refused: Option<String>,
+    /// When it was answered, in real time (the request rate a client keeps is real time).
+    pub at: std::time::Instant,
 }
 
 /// How to start the fake.
@@ -517,6 +519,7 @@ async fn serve(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         accept: header("accept"),
         status,
         refused,
+        at: std::time::Instant::now(),
     });
     Response::builder()
         .status(status)

@@ -899,13 +899,17 @@ impl Store {
             self.objects.remove(&key);
             self.rv += 1;
         }
-        let nodes = self.all(&KINDS[1]);
-        let pod_keys: Vec<Key> = self.objects.keys().filter(|(p, _, _)| *p == "pods").cloned().collect();
+        // Only the pods still to start are cloned: settling runs on every request, and a load
+        // test's hundreds of pods must not make each one slow.
+        let pod_keys: Vec<Key> = self
+            .objects
+            .iter()
+            .filter(|((p, _, _), o)| *p == "pods" && !terminating(o) && o["status"]["phase"] == "Pending")
+            .map(|(k, _)| k.clone())
+            .collect();
+        let nodes = if pod_keys.is_empty() { Vec::new() } else { self.all(&KINDS[1]) };
         for key in pod_keys {
             let Some(pod) = self.objects.get(&key).cloned() else { continue };
-            if terminating(&pod) || pod["status"]["phase"] != "Pending" {
-                continue;
-            }
             let mut next = pod.clone();
             let mut node_name = pod["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
             if node_name.is_empty() {
@@ -951,6 +955,9 @@ impl Store {
     }
 
     fn settle_pdbs(&mut self, now: DateTime<Utc>) {
+        if !self.objects.keys().any(|(p, _, _)| *p == pdbs().plural) {
+            return;
+        }
         let all_pods = self.all(pods());
         let replica_sets = self.all(&KINDS[6]);
         for pdb in self.all(pdbs()) {

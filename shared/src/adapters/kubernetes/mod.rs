@@ -5,7 +5,7 @@ pub mod cluster;
 pub mod limit;
 pub mod token;
 
-pub use client::{Cordon, DeleteOutcome, EvictionOutcome, INTERRUPTED_TAINT, KubeClient, KubeError};
+pub use client::{Cordon, DeleteOutcome, EvictionOutcome, INTERRUPTED_TAINT, KubeClient, KubeError, ReadNode};
 pub use cluster::{Clusters, ConnectError};
 pub use limit::Limiter;
 pub use token::{EksToken, TokenError, mint_token};
