@@ -50,7 +50,7 @@ emulator: tools build
 # cargo prints one result line per test binary; the last line here adds them up.
 test: tools browser build lint validate readme
 	mkdir -p target
-	@echo "test: unit and end-to-end tests; the load tests (burst, faults) say when they start: minutes each"
+	@echo "test: unit and end-to-end tests; the load tests (burst, faults, drain_load) say when they start"
 	$(CARGO) test --workspace --all-targets 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
 

@@ -1,8 +1,8 @@
-//! A queue (spot-interruption's, node-drain's) as Lambda's event source mapping drives it, with the settings in
-//! template.yaml: the messages in batches of up to `BatchSize`, split among a few pollers whose
-//! invocations run at once; the messages a function reports failed (all of a batch whose
-//! invocation failed) come back once the visibility timeout has passed — the test clock moves by
-//! it — up to `maxReceiveCount` receives, and then go to the dead-letter queue.
+//! A queue (spot-interruption's, node-drain's) as Lambda's event source mapping drives it, with
+//! the settings in template.yaml: the messages in batches of up to `BatchSize`, split among a few
+//! pollers whose invocations run at once; the messages a function reports failed (all of a batch
+//! whose invocation failed) come back once the visibility timeout has passed — the test clock
+//! moves by it — up to `maxReceiveCount` receives, and then go to the dead-letter queue.
 
 use std::collections::HashSet;
 use std::future::Future;
