@@ -102,6 +102,31 @@ fn route(store: &mut Store, now: DateTime<Utc>, request: &ApiRequest<'_>) -> Res
     }
 }
 
+/// A watch's events now: the objects of the collection `path` names that changed after
+/// `resourceVersion` (each as `MODIFIED`: the fake keeps no history, and an informer takes an
+/// unknown object's update as an add).
+pub fn watch_events(store: &Store, path: &str, query: &HashMap<String, String>) -> Result<Vec<Value>, ApiError> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let Some(Target::Collection { kind, ns }) = resolve(&segments) else {
+        return Err(ApiError::no_such_path());
+    };
+    let options = ListOptions::parse(kind, query)?;
+    let since: u64 = query.get("resourceVersion").and_then(|rv| rv.parse().ok()).unwrap_or(0);
+    let list = store.list(kind, ns, &options);
+    Ok(list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["metadata"]["resourceVersion"].as_str().and_then(|rv| rv.parse::<u64>().ok()).unwrap_or(0) > since)
+        .map(|o| {
+            let mut o = o.clone();
+            o["apiVersion"] = json!(kind.api_version());
+            o["kind"] = json!(kind.kind);
+            json!({"type": "MODIFIED", "object": o})
+        })
+        .collect())
+}
+
 fn resolve<'a>(segments: &[&'a str]) -> Option<Target<'a>> {
     let (group, version, rest): (&str, &str, &[&'a str]) = match *segments {
         ["version"] => return Some(Target::Discovery(version())),
@@ -155,7 +180,7 @@ fn group_entry(name: &str) -> Value {
 }
 
 /// The named API groups the fake serves (the core group is `/api`).
-const GROUPS: &[&str] = &["apps", "policy", "rbac.authorization.k8s.io"];
+const GROUPS: &[&str] = &["apps", "discovery.k8s.io", "policy", "rbac.authorization.k8s.io"];
 
 fn groups() -> Value {
     let groups: Vec<Value> = GROUPS.iter().map(|g| group_entry(g)).collect();

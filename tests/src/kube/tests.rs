@@ -307,8 +307,8 @@ fn discovery_lists_the_eviction_subresource() {
     let (_, groups) = w.get("/apis");
     let names: Vec<&str> =
         groups["groups"].as_array().into_iter().flatten().filter_map(|g| g["name"].as_str()).collect();
-    assert_eq!(names, ["apps", "policy", "rbac.authorization.k8s.io"]);
+    assert_eq!(names, ["apps", "discovery.k8s.io", "policy", "rbac.authorization.k8s.io"]);
     let (code, _) = w.get("/apis/batch/v1");
     assert_eq!(code, 404);
-    assert_eq!(KINDS.len(), 9);
+    assert_eq!(KINDS.len(), 11);
 }
