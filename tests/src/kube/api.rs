@@ -117,7 +117,9 @@ pub fn watch_events(store: &Store, path: &str, query: &HashMap<String, String>) 
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|o| o["metadata"]["resourceVersion"].as_str().and_then(|rv| rv.parse::<u64>().ok()).unwrap_or(0) > since)
+        .filter(|o| {
+            o["metadata"]["resourceVersion"].as_str().and_then(|rv| rv.parse::<u64>().ok()).unwrap_or(0) > since
+        })
         .map(|o| {
             let mut o = o.clone();
             o["apiVersion"] = json!(kind.api_version());

@@ -43,6 +43,8 @@ pub struct FargateProfile {
 pub struct Sim {
     /// The instant the world was last settled to.
     pub(super) settled: Option<DateTime<Utc>>,
+    /// The resourceVersion the last settled instant left.
+    pub(super) settled_rv: u64,
     /// Bound pods that start no earlier than this.
     pub(super) starts: BTreeMap<Key, DateTime<Utc>>,
     /// Pods the ReplicaSet controller made, not yet bound: they take `POD_START_SECONDS` once bound.
@@ -122,7 +124,8 @@ fn canonical(v: &Value) -> String {
     match v {
         Value::Object(m) => {
             let sorted: BTreeMap<&String, String> = m.iter().map(|(k, v)| (k, canonical(v))).collect();
-            let inner: Vec<String> = sorted.iter().map(|(k, v)| format!("{}:{v}", Value::String((*k).clone()))).collect();
+            let inner: Vec<String> =
+                sorted.iter().map(|(k, v)| format!("{}:{v}", Value::String((*k).clone()))).collect();
             format!("{{{}}}", inner.join(","))
         }
         Value::Array(a) => format!("[{}]", a.iter().map(canonical).collect::<Vec<_>>().join(",")),
@@ -237,11 +240,7 @@ pub(super) fn defaults(plural: &str, obj: &mut Value) {
             }
             template_defaults(&mut spec["template"]);
         }
-        "replicasets" => {
-            if obj["spec"].is_object() {
-                template_defaults(&mut obj["spec"]["template"]);
-            }
-        }
+        "replicasets" if obj["spec"].is_object() => template_defaults(&mut obj["spec"]["template"]),
         "services" => {
             let (ns, name) = (ns_of(obj), meta(obj, "name"));
             let spec = &mut obj["spec"];
@@ -433,11 +432,15 @@ fn owned_replicasets(store: &Store, d: &Value) -> Vec<Value> {
 /// Writes an object as a controller does (its resourceVersion the precondition); the object as
 /// stored after, or the one given when the write failed.
 fn write_spec(store: &mut Store, plural: &str, obj: &Value) -> Value {
-    store.update(kind_of(plural), Some(&ns_of(obj)), &meta(obj, "name"), obj.clone(), false).unwrap_or_else(|_| obj.clone())
+    store
+        .update(kind_of(plural), Some(&ns_of(obj)), &meta(obj, "name"), obj.clone(), false)
+        .unwrap_or_else(|_| obj.clone())
 }
 
 fn write_status(store: &mut Store, plural: &str, obj: &Value) -> Value {
-    store.update(kind_of(plural), Some(&ns_of(obj)), &meta(obj, "name"), obj.clone(), true).unwrap_or_else(|_| obj.clone())
+    store
+        .update(kind_of(plural), Some(&ns_of(obj)), &meta(obj, "name"), obj.clone(), true)
+        .unwrap_or_else(|_| obj.clone())
 }
 
 /// Sets a ReplicaSet's replicas; whether it changed.
@@ -466,7 +469,8 @@ fn sync_deployment(store: &mut Store, d: &Value, t: DateTime<Utc>) {
     }
     let template = without_hash(&d["spec"]["template"]);
     let all = owned_replicasets(store, d);
-    let (news, olds): (Vec<Value>, Vec<Value>) = all.into_iter().partition(|rs| without_hash(&rs["spec"]["template"]) == template);
+    let (news, olds): (Vec<Value>, Vec<Value>) =
+        all.into_iter().partition(|rs| without_hash(&rs["spec"]["template"]) == template);
     let max_old_revision = olds.iter().map(revision).max().unwrap_or(0);
     let mut d = d.clone();
     let new_rs = match news.into_iter().next() {
@@ -618,10 +622,8 @@ fn rollout_recreate(store: &mut Store, d: &Value, new_rs: &mut Value, olds: &mut
         return;
     }
     let uids: BTreeSet<String> = olds.iter().map(|rs| meta(rs, "uid")).collect();
-    let old_pods_left = store
-        .all(pods())
-        .iter()
-        .any(|p| controller_uid(p).is_some_and(|u| uids.contains(&u)) && !finished(p));
+    let old_pods_left =
+        store.all(pods()).iter().any(|p| controller_uid(p).is_some_and(|u| uids.contains(&u)) && !finished(p));
     if !old_pods_left {
         scale_rs(store, d, new_rs, replicas_of(d));
     }
@@ -874,8 +876,8 @@ fn unfit(pod: &Value, node: &Value, on_node: usize) -> Option<String> {
         .into_iter()
         .flatten()
         .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str());
-    let terms = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-        ["nodeSelectorTerms"];
+    let terms =
+        &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
     let affinity_ok = terms.as_array().is_none_or(|terms| terms.iter().any(|term| term_matches(term, node)));
     if !selector_ok || !affinity_ok {
         return Some("node(s) didn't match Pod's node affinity/selector".into());
@@ -906,8 +908,12 @@ fn term_matches(term: &Value, node: &Value) -> bool {
             "NotIn" => value.is_none_or(|v| !values.contains(&v.as_str())),
             "Exists" => value.is_some(),
             "DoesNotExist" => value.is_none(),
-            "Gt" => value.and_then(|v| number(&v)).zip(values.first().and_then(|v| number(v))).is_some_and(|(a, b)| a > b),
-            "Lt" => value.and_then(|v| number(&v)).zip(values.first().and_then(|v| number(v))).is_some_and(|(a, b)| a < b),
+            "Gt" => {
+                value.and_then(|v| number(&v)).zip(values.first().and_then(|v| number(v))).is_some_and(|(a, b)| a > b)
+            }
+            "Lt" => {
+                value.and_then(|v| number(&v)).zip(values.first().and_then(|v| number(v))).is_some_and(|(a, b)| a < b)
+            }
             _ => false,
         }
     };
@@ -992,11 +998,9 @@ pub(super) fn schedule_pending(store: &mut Store, t: DateTime<Utc>) {
                         nodes.len(),
                         nodes.len()
                     );
-                    let already = next["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["type"] == "PodScheduled" && c["status"] == "False" && c["message"] == json!(message));
+                    let already = next["status"]["conditions"].as_array().into_iter().flatten().any(|c| {
+                        c["type"] == "PodScheduled" && c["status"] == "False" && c["message"] == json!(message)
+                    });
                     if already {
                         continue;
                     }
@@ -1020,7 +1024,12 @@ pub(super) fn schedule_pending(store: &mut Store, t: DateTime<Utc>) {
 }
 
 /// A Fargate node for one pod, NotReady until `start` has passed: its name and Ready time.
-fn fargate_node(store: &mut Store, profile: &FargateProfile, t: DateTime<Utc>, start: Duration) -> (String, DateTime<Utc>) {
+fn fargate_node(
+    store: &mut Store,
+    profile: &FargateProfile,
+    t: DateTime<Utc>,
+    start: Duration,
+) -> (String, DateTime<Utc>) {
     store.sim.fargate_nodes += 1;
     let n = store.sim.fargate_nodes;
     let ip = format!("10.0.{}.{}", 128 + (n / 250) % 100, n % 250 + 4);
@@ -1069,7 +1078,9 @@ fn fargate_nodes(store: &mut Store, t: DateTime<Utc>) {
         .iter()
         .filter(|n| n["metadata"]["labels"][COMPUTE_TYPE] == "fargate")
         .map(|n| meta(n, "name"))
-        .filter(|name| !store.objects.iter().any(|((p, _, _), o)| *p == "pods" && o["spec"]["nodeName"] == name.as_str()))
+        .filter(|name| {
+            !store.objects.iter().any(|((p, _, _), o)| *p == "pods" && o["spec"]["nodeName"] == name.as_str())
+        })
         .collect();
     for name in empty {
         store.sim.fargate_ready.remove(&name);
@@ -1136,7 +1147,9 @@ fn sync_endpoints(store: &mut Store, svc: &Value, t: DateTime<Utc>) {
         })
         .collect();
     let existing = store.all(kind_of("endpointslices")).into_iter().find(|s| {
-        ns_of(s) == ns && s["metadata"]["labels"][SERVICE_NAME] == name.as_str() && s["metadata"]["labels"][MANAGED_BY] == SLICE_CONTROLLER
+        ns_of(s) == ns
+            && s["metadata"]["labels"][SERVICE_NAME] == name.as_str()
+            && s["metadata"]["labels"][MANAGED_BY] == SLICE_CONTROLLER
     });
     match existing {
         Some(slice) => {

@@ -349,7 +349,8 @@ impl FakeKube {
     /// A ClusterIP Service over the pods with these labels (port 80 to the pods' 8080); the
     /// EndpointSlice controller follows its pods.
     pub fn service(&self, namespace: &str, name: &str, selector: &[(&str, &str)]) -> Value {
-        let selector: serde_json::Map<String, Value> = selector.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let selector: serde_json::Map<String, Value> =
+            selector.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
         self.seed(
             "services",
             Some(namespace),
@@ -361,7 +362,10 @@ impl FakeKube {
     pub fn ready_endpoints(&self, namespace: &str, service: &str) -> usize {
         self.all("endpointslices")
             .iter()
-            .filter(|s| s["metadata"]["namespace"] == namespace && s["metadata"]["labels"]["kubernetes.io/service-name"] == service)
+            .filter(|s| {
+                s["metadata"]["namespace"] == namespace
+                    && s["metadata"]["labels"]["kubernetes.io/service-name"] == service
+            })
             .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
             .filter(|e| e["conditions"]["ready"] == true)
             .count()

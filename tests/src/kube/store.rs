@@ -917,6 +917,13 @@ impl Store {
     /// Deployment and ReplicaSet controllers scale, unbound pods are scheduled, bound pods start
     /// (Running, Ready), EndpointSlices and PDB status follow Ready pods.
     pub fn settle(&mut self, now: DateTime<Utc>) {
+        // Writes since the last settle (a seed, a request) are seen when they were made.
+        if let Some(from) = self.sim.settled
+            && from <= now
+            && self.sim.settled_rv != self.rv
+        {
+            self.step(from);
+        }
         // A bound on the events of one settle, against a controller bug looping forever.
         for _ in 0..100_000 {
             let at = match self.sim.settled {
@@ -942,6 +949,7 @@ impl Store {
                 break;
             }
         }
+        self.sim.settled_rv = self.rv;
     }
 
     /// Terminating pods past their grace vanish, unbound pods are scheduled, bound pending pods
