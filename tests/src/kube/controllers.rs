@@ -67,24 +67,19 @@ fn ns_of(obj: &Value) -> String {
     meta(obj, "namespace")
 }
 
-fn controller_uid(obj: &Value) -> Option<String> {
+/// A field of the object's controller reference (`uid`, `kind`).
+fn controller_field(obj: &Value, field: &str) -> Option<String> {
     obj["metadata"]["ownerReferences"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|o| o["controller"] == true)
-        .and_then(|o| o["uid"].as_str())
+        .and_then(|o| o[field].as_str())
         .map(str::to_string)
 }
 
-fn controller_kind(obj: &Value) -> Option<String> {
-    obj["metadata"]["ownerReferences"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|o| o["controller"] == true)
-        .and_then(|o| o["kind"].as_str())
-        .map(str::to_string)
+fn controller_uid(obj: &Value) -> Option<String> {
+    controller_field(obj, "uid")
 }
 
 fn owner_ref(owner: &Value, api_version: &str, kind: &str) -> Value {
@@ -364,7 +359,7 @@ pub(super) fn run(store: &mut Store, t: DateTime<Utc>) {
         sync_deployment(store, &d, t);
     }
     for rs in store.all(kind_of("replicasets")) {
-        if controller_kind(&rs).as_deref() == Some("Deployment") {
+        if controller_field(&rs, "kind").as_deref() == Some("Deployment") {
             sync_replicaset(store, &rs, t);
         }
     }
