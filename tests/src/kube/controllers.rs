@@ -489,6 +489,16 @@ fn sync_deployment(store: &mut Store, d: &Value, t: DateTime<Utc>) {
             }
             rs
         }
+        None if !rolling(&d)
+            && (olds.iter().any(|rs| i(&rs["spec"]["replicas"]) > 0) || old_pods_left(store, &olds)) =>
+        {
+            // Recreate makes the new ReplicaSet only once every old pod has stopped.
+            for rs in &mut olds.clone() {
+                scale_rs(store, &d, rs, 0);
+            }
+            sync_rollout_status(store, &ns, &name, t);
+            return;
+        }
         None => {
             let hash = template_hash(&template);
             let rs_name = format!("{name}-{hash}");
@@ -616,15 +626,18 @@ fn rollout_recreate(store: &mut Store, d: &Value, new_rs: &mut Value, olds: &mut
     if scaled {
         return;
     }
-    let uids: BTreeSet<String> = olds.iter().map(|rs| meta(rs, "uid")).collect();
-    let old_pods_left =
-        store.all(pods()).iter().any(|p| controller_uid(p).is_some_and(|u| uids.contains(&u)) && !finished(p));
-    if !old_pods_left {
+    if !old_pods_left(store, olds) {
         scale_rs(store, d, new_rs, replicas_of(d));
     }
     if i(&new_rs["spec"]["replicas"]) == replicas_of(d) {
         cleanup(store, d, olds, t);
     }
+}
+
+/// Whether a pod of these ReplicaSets is still there (running or stopping).
+fn old_pods_left(store: &Store, olds: &[Value]) -> bool {
+    let uids: BTreeSet<String> = olds.iter().map(|rs| meta(rs, "uid")).collect();
+    store.all(pods()).iter().any(|p| controller_uid(p).is_some_and(|u| uids.contains(&u)) && !finished(p))
 }
 
 /// Old ReplicaSets scaled to zero beyond `revisionHistoryLimit` go, oldest revision first.

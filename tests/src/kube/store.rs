@@ -1027,6 +1027,7 @@ impl Store {
     fn settle_pdbs(&mut self, now: DateTime<Utc>) {
         let all_pods = self.all(pods());
         let replica_sets = self.all(&KINDS[6]);
+        let deployments = self.all(&KINDS[5]);
         for pdb in self.all(pdbs()) {
             let ns = meta(&pdb, "namespace");
             let requirements = match pdb["spec"].get("selector") {
@@ -1053,8 +1054,23 @@ impl Store {
                         .find(|rs| {
                             meta(rs, "namespace") == ns && meta(rs, "name") == o["name"].as_str().unwrap_or_default()
                         })
-                        .and_then(|rs| rs["spec"]["replicas"].as_i64())
-                        .map(|r| (o["name"].as_str().unwrap_or_default().to_string(), r))
+                        .and_then(|rs| {
+                            // A Deployment's ReplicaSet: the Deployment's scale counts, once for
+                            // all its ReplicaSets (as the disruption controller finds it).
+                            let deployment = deployments.iter().find(|d| {
+                                rs["metadata"]["ownerReferences"]
+                                    .as_array()
+                                    .into_iter()
+                                    .flatten()
+                                    .any(|r| r["controller"] == true && r["uid"] == d["metadata"]["uid"])
+                            });
+                            match deployment {
+                                Some(d) => d["spec"]["replicas"]
+                                    .as_i64()
+                                    .map(|r| (format!("deployment/{}", meta(d, "name")), r)),
+                                None => rs["spec"]["replicas"].as_i64().map(|r| (meta(rs, "name"), r)),
+                            }
+                        })
                 });
                 match replicas {
                     Some((name, r)) => {

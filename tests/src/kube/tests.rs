@@ -816,4 +816,68 @@ mod controllers {
         );
         assert_eq!(w.all("replicasets").len(), 2);
     }
+
+    #[test]
+    fn recreate_stops_every_old_pod_before_the_new_ones_start() {
+        let mut w = World::new();
+        w.deployment("web", 2, json!({"type": "Recreate"}), json!({"terminationGracePeriodSeconds": 10}));
+        w.advance(POD_START_SECONDS);
+        w.patch_deployment("web", json!({"spec": {"template": {"metadata": {"labels": {"v": "2"}}}}}));
+        let new_pods = |w: &mut World| w.live("web-").iter().filter(|p| p["metadata"]["labels"]["v"] == "2").count();
+        assert_eq!(w.live("web-").len(), 0, "both old pods stopping");
+        w.advance(9);
+        assert_eq!(new_pods(&mut w), 0, "the old pods' grace is not over");
+        w.advance(1);
+        assert_eq!(new_pods(&mut w), 2);
+        w.advance(POD_START_SECONDS);
+        let d = w.one("deployments", "web");
+        assert_eq!(status_counts(&d), [2, 2, 2, 2, 0]);
+        assert_eq!(condition(&d, "Progressing")["reason"], "NewReplicaSetAvailable");
+    }
+
+    #[test]
+    fn min_ready_seconds_hold_availability_back() {
+        let mut w = World::new();
+        w.deployment("web", 2, json!(null), json!({}));
+        w.call(
+            "PATCH",
+            "/apis/apps/v1/namespaces/default/deployments/web",
+            MERGE,
+            json!({"spec": {"minReadySeconds": 20}}),
+        );
+        w.advance(POD_START_SECONDS);
+        // minReadySeconds changes no template: the ReplicaSet made before keeps 0; a new one takes it.
+        w.patch_deployment("web", json!({"spec": {"template": {"metadata": {"labels": {"v": "2"}}}}}));
+        w.advance(POD_START_SECONDS);
+        let d = w.one("deployments", "web");
+        assert_eq!(d["status"]["updatedReplicas"], 1);
+        let rs: Vec<Value> =
+            w.all("replicasets").into_iter().filter(|rs| rs["spec"]["minReadySeconds"] == 20).collect();
+        assert_eq!(rs.len(), 1);
+        assert_eq!(
+            (rs[0]["status"]["readyReplicas"].as_i64(), rs[0]["status"]["availableReplicas"].as_i64()),
+            (Some(1), None),
+            "ready, not yet available"
+        );
+        w.advance(20);
+        let rs = w.one("replicasets", rs[0]["metadata"]["name"].as_str().unwrap_or_default());
+        assert!(rs["status"]["availableReplicas"].as_i64() >= Some(1), "{rs}");
+        w.advance(120);
+        assert_eq!(status_counts(&w.one("deployments", "web")), [2, 2, 2, 2, 0]);
+    }
+
+    #[test]
+    fn a_pdb_over_a_deployment_expects_the_deployments_replicas_through_a_rollout() {
+        let mut w = World::new();
+        let strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
+        w.deployment("web", 3, strategy, json!({}));
+        w.seed("poddisruptionbudgets", Some("default"), json!({"metadata": {"name": "web"}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}}));
+        w.advance(POD_START_SECONDS);
+        w.patch_deployment("web", json!({"spec": {"template": {"metadata": {"labels": {"v": "2"}}}}}));
+        w.advance(POD_START_SECONDS);
+        assert_eq!(w.live("web-").len(), 4, "mid-rollout: a surge pod beside three");
+        let pdb = w.one("poddisruptionbudgets", "web");
+        assert_eq!(pdb["status"]["expectedPods"], 3, "the Deployment's scale, not the sum of its ReplicaSets: {pdb}");
+        assert_eq!(pdb["status"]["desiredHealthy"], 2);
+    }
 }
