@@ -735,3 +735,108 @@ async fn kubectl_follows_a_deployment_failing_over_to_fargate_and_a_way_back_tha
         .collect();
     assert!(missing.is_empty(), "kubectl asked for what the fake lacks: {missing:?}");
 }
+
+const WEB_MANIFEST: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  replicas: 4
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: web
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: web
+    spec:
+      containers:
+      - name: nginx
+        image: public.ecr.aws/nginx/nginx:1.29
+        ports:
+        - name: http
+          containerPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: default
+spec:
+  selector:
+    app.kubernetes.io/name: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: http
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_restarts_and_sets_the_image_of_a_deployment_the_fake_rolls_out() {
+    let fake = FakeKube::start().await;
+    fake.node("ip-10-0-4-40.ec2.internal", "us-east-1a", "i-0web1");
+    let kubectl = Kubectl::new(&fake, &token_for(&fake.cluster, fake.now()));
+    // `kubectl create deployment` and `expose` send protobuf, which the fake does not read; a
+    // manifest goes as JSON (--validate=false: the fake serves no OpenAPI).
+    let manifest = kubectl.dir.join("web.yaml");
+    std::fs::write(&manifest, WEB_MANIFEST).expect("a manifest");
+    let applied = kubectl.run(&["apply", "--validate=false", "-f", manifest.to_str().expect("a path")]).await;
+    assert!(applied.ok, "{applied:?}");
+    assert_eq!(names(&applied.stdout), ["deployment.apps/web created", "service/web created"], "{applied:?}");
+    let svc = fake.get("services", Some("default"), "web").expect("the Service");
+    assert_eq!(svc["spec"]["selector"], json!({"app.kubernetes.io/name": "web"}), "{svc}");
+    let (status, _) = tokio::join!(
+        kubectl.run(&["rollout", "status", "deployment/web", "--timeout=30s"]),
+        tick_until(&fake, std::time::Duration::from_millis(1000), 120, rolled_out),
+    );
+    assert!(
+        status.ok && status.stdout.trim_end().ends_with(r#"deployment "web" successfully rolled out"#),
+        "{status:?}"
+    );
+
+    // `set image` and `rollout restart` send strategic merge patches; each starts a rollout.
+    for (args, expect) in [
+        (
+            vec!["set", "image", "deployment/web", "nginx=public.ecr.aws/nginx/nginx:1.30"],
+            "deployment.apps/web image updated",
+        ),
+        (vec!["rollout", "restart", "deployment/web"], "deployment.apps/web restarted"),
+    ] {
+        let changed = kubectl.run(&args).await;
+        assert!(changed.ok && changed.stdout.trim() == expect, "{changed:?}");
+        let (status, fewest) = tokio::join!(
+            kubectl.run(&["rollout", "status", "deployment/web", "--timeout=30s"]),
+            tick_until(&fake, std::time::Duration::from_millis(1500), 120, rolled_out),
+        );
+        assert!(status.ok, "{status:?}");
+        assert!(status.stdout.contains("Waiting for deployment"), "kubectl saw it progress: {status:?}");
+        assert!(fewest >= 3, "25% of 4 unavailable at most: {fewest}");
+    }
+    let d = fake.get("deployments", Some("default"), "web").expect("the Deployment");
+    let template = &d["spec"]["template"];
+    assert_eq!(template["spec"]["containers"][0]["image"], "public.ecr.aws/nginx/nginx:1.30");
+    assert_eq!(template["spec"]["containers"][0]["ports"][0]["containerPort"], 8080, "merged by name, kept");
+    assert!(template["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(), "{d}");
+    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3");
+    let history = kubectl.run(&["rollout", "history", "deployment/web"]).await;
+    assert!(history.ok, "{history:?}");
+    let revisions: Vec<&str> = history
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["1", "2", "3"], "{history:?}");
+    let slice = fake.all("endpointslices").into_iter().next().expect("the Service's slice");
+    assert_eq!(slice["ports"], json!([{"name": "http", "port": 8080, "protocol": "TCP"}]), "the named port resolved");
+    assert_eq!(fake.ready_endpoints("default", "web"), 4);
+    // apply's first reads find nothing, which is how it knows to create; nothing else failed.
+    let failed: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.status >= 400 && !(r.method == "GET" && r.status == 404))
+        .map(|r| format!("{} {} {}", r.method, r.uri, r.status))
+        .collect();
+    assert!(failed.is_empty(), "kubectl asked for what the fake lacks: {failed:?}");
+}
