@@ -736,7 +736,7 @@ async fn kubectl_follows_a_deployment_failing_over_to_fargate_and_a_way_back_tha
     assert!(missing.is_empty(), "kubectl asked for what the fake lacks: {missing:?}");
 }
 
-const WEB_MANIFEST: &str = r#"apiVersion: apps/v1
+const WEB_MANIFEST: &str = r"apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: web
@@ -770,7 +770,7 @@ spec:
   - name: http
     port: 80
     targetPort: http
-"#;
+";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_applies_restarts_and_sets_the_image_of_a_deployment_the_fake_rolls_out() {
