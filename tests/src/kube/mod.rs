@@ -1,8 +1,9 @@
 //! A fake Kubernetes API server, owned by the project and proven against the real `kubectl`
 //! (tests/tests/e2e/kubectl.rs): HTTPS on 127.0.0.1 with a per-start test CA (or plain HTTP, to
 //! sit behind the fault proxy), EKS-style bearer tokens, and the API server's behaviour where
-//! spotkeeper depends on it. The scheduler, kubelet and disruption controller run to the fake's
-//! clock, which the test controls.
+//! spotkeeper depends on it. The scheduler (and EKS's Fargate scheduler), kubelet, disruption,
+//! Deployment, ReplicaSet and EndpointSlice controllers run to the fake's clock, which the test
+//! controls (`controllers.rs`); watches are long polls (`watch.rs`).
 
 pub mod api;
 pub mod auth;

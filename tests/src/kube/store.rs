@@ -1,7 +1,8 @@
 //! The fake API server's objects and what the API server does to them: one global
 //! resourceVersion, uids, generation bumped on spec changes, graceful pod deletion, the eviction
-//! subresource with PodDisruptionBudgets, and the scheduler, kubelet and disruption controller
-//! run to the fake's clock (lazily: each request first settles the world up to "now").
+//! subresource with PodDisruptionBudgets, and the kubelet, disruption controller and the
+//! controllers of `controllers.rs` run to the fake's clock (lazily: each request first settles
+//! the world up to "now", event by event).
 
 use std::collections::{BTreeMap, HashMap};
 

