@@ -354,6 +354,7 @@ pub(super) fn next_event(store: &Store, from: DateTime<Utc>, now: DateTime<Utc>)
 
 /// One round of every controller at `t`.
 pub(super) fn run(store: &mut Store, t: DateTime<Utc>) {
+    collect_garbage(store, t);
     fargate_nodes(store, t);
     for d in store.all(kind_of("deployments")) {
         sync_deployment(store, &d, t);
@@ -365,6 +366,27 @@ pub(super) fn run(store: &mut Store, t: DateTime<Utc>) {
     }
     for svc in store.all(kind_of("services")) {
         sync_endpoints(store, &svc, t);
+    }
+}
+
+/// The garbage collector, background propagation: what a deleted Deployment, ReplicaSet,
+/// DaemonSet or Service controlled goes too (a mirror pod's node is not such an owner).
+fn collect_garbage(store: &mut Store, t: DateTime<Utc>) {
+    let uids: BTreeSet<String> = store.objects.values().map(|o| meta(o, "uid")).collect();
+    let orphans: Vec<(&'static str, String, String)> = store
+        .objects
+        .iter()
+        .filter(|(_, o)| !terminating(o))
+        .filter(|(_, o)| {
+            matches!(
+                controller_field(o, "kind").as_deref(),
+                Some("Deployment" | "ReplicaSet" | "DaemonSet" | "Service")
+            ) && controller_uid(o).is_some_and(|u| !uids.contains(&u))
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (plural, ns, name) in orphans {
+        let _ = store.delete(kind_of(plural), Some(&ns), &name, &json!({}), t);
     }
 }
 

@@ -888,4 +888,27 @@ mod controllers {
         assert_eq!(pdb["status"]["expectedPods"], 3, "the Deployment's scale, not the sum of its ReplicaSets: {pdb}");
         assert_eq!(pdb["status"]["desiredHealthy"], 2);
     }
+
+    #[test]
+    fn a_deleted_deployment_takes_its_replicasets_pods_and_a_deleted_service_its_slices() {
+        let mut w = World::new();
+        w.deployment("web", 2, json!(null), json!({"terminationGracePeriodSeconds": 5}));
+        w.seed(
+            "services",
+            Some("default"),
+            json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+        );
+        w.advance(POD_START_SECONDS);
+        assert_eq!(w.ready_endpoints("web"), 2);
+        let (code, _) =
+            w.call("DELETE", "/apis/apps/v1/namespaces/default/deployments/web", "application/json", json!({}));
+        assert_eq!(code, 200);
+        assert!(w.all("replicasets").is_empty());
+        assert!(w.live("web-").is_empty(), "its pods are stopping");
+        assert_eq!(w.ready_endpoints("web"), 0);
+        w.advance(5);
+        assert!(w.all("pods").is_empty());
+        w.call("DELETE", "/api/v1/namespaces/default/services/web", "application/json", json!({}));
+        assert!(w.all("endpointslices").is_empty());
+    }
 }
