@@ -340,7 +340,7 @@ impl FakeKube {
                     "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
                     "template": {
                         "metadata": {"labels": {"app.kubernetes.io/name": name}},
-                        "spec": {"containers": [{"name": name, "image": format!("public.ecr.aws/nginx/nginx:1.29"), "ports": [{"name": "http", "containerPort": 8080}]}]},
+                        "spec": {"containers": [{"name": name, "image": "public.ecr.aws/nginx/nginx:1.29", "ports": [{"name": "http", "containerPort": 8080}]}]},
                     },
                 },
             }),
