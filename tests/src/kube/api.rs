@@ -102,6 +102,50 @@ fn route(store: &mut Store, now: DateTime<Utc>, request: &ApiRequest<'_>) -> Res
     }
 }
 
+/// A watch's events now: the objects of the collection `path` names that changed after
+/// `resourceVersion` (each as `MODIFIED`: the fake keeps no history, and an informer takes an
+/// unknown object's update as an add), or with `sendInitialEvents=true` all of them and the
+/// bookmark that ends a streaming list.
+pub fn watch_events(store: &Store, path: &str, query: &HashMap<String, String>) -> Result<Vec<Value>, ApiError> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let Some(Target::Collection { kind, ns }) = resolve(&segments) else {
+        return Err(ApiError::no_such_path());
+    };
+    let options = ListOptions::parse(kind, query)?;
+    let list = store.list(kind, ns, &options);
+    let typed = |o: &Value| {
+        let mut o = o.clone();
+        o["apiVersion"] = json!(kind.api_version());
+        o["kind"] = json!(kind.kind);
+        o
+    };
+    if query.get("sendInitialEvents").is_some_and(|s| s == "true") {
+        // A streaming list (client-go's WatchListClient): every object as ADDED, then a bookmark
+        // that says the initial events are over.
+        let mut events: Vec<Value> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| json!({"type": "ADDED", "object": typed(o)}))
+            .collect();
+        events.push(json!({"type": "BOOKMARK", "object": {
+            "kind": kind.kind, "apiVersion": kind.api_version(),
+            "metadata": {"resourceVersion": list["metadata"]["resourceVersion"], "annotations": {"k8s.io/initial-events-end": "true"}},
+        }}));
+        return Ok(events);
+    }
+    let since: u64 = query.get("resourceVersion").and_then(|rv| rv.parse().ok()).unwrap_or(0);
+    Ok(list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| {
+            o["metadata"]["resourceVersion"].as_str().and_then(|rv| rv.parse::<u64>().ok()).unwrap_or(0) > since
+        })
+        .map(|o| json!({"type": "MODIFIED", "object": typed(o)}))
+        .collect())
+}
+
 fn resolve<'a>(segments: &[&'a str]) -> Option<Target<'a>> {
     let (group, version, rest): (&str, &str, &[&'a str]) = match *segments {
         ["version"] => return Some(Target::Discovery(version())),
@@ -155,7 +199,7 @@ fn group_entry(name: &str) -> Value {
 }
 
 /// The named API groups the fake serves (the core group is `/api`).
-const GROUPS: &[&str] = &["apps", "policy", "rbac.authorization.k8s.io"];
+const GROUPS: &[&str] = &["apps", "discovery.k8s.io", "policy", "rbac.authorization.k8s.io"];
 
 fn groups() -> Value {
     let groups: Vec<Value> = GROUPS.iter().map(|g| group_entry(g)).collect();

@@ -1,15 +1,18 @@
 //! A fake Kubernetes API server, owned by the project and proven against the real `kubectl`
 //! (tests/tests/e2e/kubectl.rs): HTTPS on 127.0.0.1 with a per-start test CA (or plain HTTP, to
 //! sit behind the fault proxy), EKS-style bearer tokens, and the API server's behaviour where
-//! spotkeeper depends on it. The scheduler, kubelet and disruption controller run to the fake's
-//! clock, which the test controls.
+//! spotkeeper depends on it. The scheduler (and EKS's Fargate scheduler), kubelet, disruption,
+//! Deployment, ReplicaSet and EndpointSlice controllers run to the fake's clock, which the test
+//! controls (`controllers.rs`); watches are long polls (`watch.rs`).
 
 pub mod api;
 pub mod auth;
+pub mod controllers;
 pub mod patch;
 pub mod selector;
 pub mod store;
 pub mod tls;
+mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -313,6 +316,64 @@ impl FakeKube {
         self.seed("poddisruptionbudgets", Some(namespace), json!({"metadata": {"name": name}, "spec": spec}))
     }
 
+    /// An EKS Fargate profile selecting the pods of `namespace` that carry all of `labels`: the
+    /// fake's Fargate scheduler gives each such pod a `fargate-ip-…` node of its own.
+    pub fn fargate_profile(&self, namespace: &str, labels: &[(&str, &str)]) {
+        let mut store = self.store();
+        let name = format!("fp-{namespace}-{}", store.sim.profiles.len() + 1);
+        store.sim.profiles.push(controllers::FargateProfile {
+            name,
+            namespace: namespace.to_string(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        });
+    }
+
+    /// A Deployment of `replicas` pods labelled `app.kubernetes.io/name: <name>` (defaults:
+    /// RollingUpdate 25%/25%, a 600 s progress deadline); its controller makes the ReplicaSet
+    /// and the pods on the next request or settle. Change it with [`FakeKube::modify`].
+    pub fn deployment(&self, namespace: &str, name: &str, replicas: i64) -> Value {
+        self.seed(
+            "deployments",
+            Some(namespace),
+            json!({
+                "metadata": {"name": name, "labels": {"app.kubernetes.io/name": name}},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                    "template": {
+                        "metadata": {"labels": {"app.kubernetes.io/name": name}},
+                        "spec": {"containers": [{"name": name, "image": "public.ecr.aws/nginx/nginx:1.29", "ports": [{"name": "http", "containerPort": 8080}]}]},
+                    },
+                },
+            }),
+        )
+    }
+
+    /// A ClusterIP Service over the pods with these labels (port 80 to the pods' 8080); the
+    /// EndpointSlice controller follows its pods.
+    pub fn service(&self, namespace: &str, name: &str, selector: &[(&str, &str)]) -> Value {
+        let selector: serde_json::Map<String, Value> =
+            selector.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        self.seed(
+            "services",
+            Some(namespace),
+            json!({"metadata": {"name": name}, "spec": {"selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}),
+        )
+    }
+
+    /// The ready endpoints of a Service's EndpointSlices now (`conditions.ready`).
+    pub fn ready_endpoints(&self, namespace: &str, service: &str) -> usize {
+        self.all("endpointslices")
+            .iter()
+            .filter(|s| {
+                s["metadata"]["namespace"] == namespace
+                    && s["metadata"]["labels"]["kubernetes.io/service-name"] == service
+            })
+            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["conditions"]["ready"] == true)
+            .count()
+    }
+
     /// A pod, as seeded (it starts on the next request or settle, as a kubelet would start it).
     pub fn pod(&self, seed: PodSeed) -> Value {
         let mut labels: serde_json::Map<String, Value> =
@@ -495,8 +556,10 @@ async fn serve(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     } else {
         None
     };
+    let watching = refused.is_none() && parts.method == "GET" && watch::requested(parts.uri.query());
     let (status, body) = match &refused {
-        Some(_) => (401, ApiError::unauthorized().status()),
+        Some(_) => (401, ApiError::unauthorized().status().to_string()),
+        None if watching => watch::answer(&inner, parts.uri.path(), parts.uri.query()).await,
         None => {
             let query: HashMap<String, String> =
                 form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
@@ -509,7 +572,8 @@ async fn serve(State(inner): State<Arc<Inner>>, request: Request) -> Response {
             };
             let mut store = lock(&inner.store);
             store.settle(now);
-            api::handle(&mut store, now, &request)
+            let (status, body) = api::handle(&mut store, now, &request);
+            (status, body.to_string())
         }
     };
     lock(&inner.log).push(Logged {
@@ -525,6 +589,6 @@ async fn serve(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         .status(status)
         .header("content-type", "application/json")
         .header("cache-control", "no-cache, private")
-        .body(Body::from(body.to_string()))
+        .body(Body::from(body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }

@@ -126,6 +126,8 @@ fn merge_key(path: &str) -> Option<&'static str> {
         "status.conditions" => "type",
         "status.addresses" => "type",
         "spec.imagePullSecrets" => "name",
+        // A Service's ports.
+        "spec.ports" => "port",
         "metadata.finalizers" => "",
         _ => return None,
     })

@@ -1,7 +1,8 @@
 //! The fake API server's objects and what the API server does to them: one global
 //! resourceVersion, uids, generation bumped on spec changes, graceful pod deletion, the eviction
-//! subresource with PodDisruptionBudgets, and the scheduler, kubelet and disruption controller
-//! run to the fake's clock (lazily: each request first settles the world up to "now").
+//! subresource with PodDisruptionBudgets, and the kubelet, disruption controller and the
+//! controllers of `controllers.rs` run to the fake's clock (lazily: each request first settles
+//! the world up to "now", event by event).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -10,6 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use serde_json::{Map, Value, json};
 
+use super::controllers;
 use super::patch;
 use super::selector::{self, FieldTerm, Requirement};
 
@@ -131,13 +133,33 @@ pub static KINDS: &[Kind] = &[
         short_names: &[],
         generation: false,
     },
+    Kind {
+        group: "",
+        version: "v1",
+        plural: "services",
+        singular: "service",
+        kind: "Service",
+        namespaced: true,
+        short_names: &["svc"],
+        generation: false,
+    },
+    Kind {
+        group: "discovery.k8s.io",
+        version: "v1",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        kind: "EndpointSlice",
+        namespaced: true,
+        short_names: &[],
+        generation: false,
+    },
 ];
 
 pub fn kind(plural: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| k.plural == plural)
 }
 
-fn pods() -> &'static Kind {
+pub(super) fn pods() -> &'static Kind {
     &KINDS[2]
 }
 
@@ -264,21 +286,24 @@ fn ceil_second(t: DateTime<Utc>) -> DateTime<Utc> {
     if whole == t { t } else { whole + chrono::Duration::seconds(1) }
 }
 
-fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
+pub(super) fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
     v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.to_utc())
 }
 
-type Key = (&'static str, String, String);
+pub(super) type Key = (&'static str, String, String);
 
 /// Every object, by resource, namespace and name (the order etcd lists them in).
 #[derive(Debug, Default, Clone)]
 pub struct Store {
     rv: u64,
     uids: u64,
-    objects: BTreeMap<Key, Value>,
+    pub(super) objects: BTreeMap<Key, Value>,
+    /// What the controllers keep beside the objects (start times, Fargate profiles, the clock
+    /// the world was last settled to).
+    pub(super) sim: controllers::Sim,
 }
 
-fn meta(obj: &Value, field: &str) -> String {
+pub(super) fn meta(obj: &Value, field: &str) -> String {
     obj["metadata"][field].as_str().unwrap_or_default().to_string()
 }
 
@@ -291,11 +316,11 @@ pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn is_ready(pod: &Value) -> bool {
+pub(super) fn is_ready(pod: &Value) -> bool {
     pod["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
-fn terminating(obj: &Value) -> bool {
+pub(super) fn terminating(obj: &Value) -> bool {
     !obj["metadata"]["deletionTimestamp"].is_null()
 }
 
@@ -382,7 +407,7 @@ impl Store {
         self.rv
     }
 
-    fn next_rv(&mut self) -> String {
+    pub(super) fn next_rv(&mut self) -> String {
         self.rv += 1;
         self.rv.to_string()
     }
@@ -400,7 +425,7 @@ impl Store {
         )
     }
 
-    fn key(kind: &Kind, ns: Option<&str>, name: &str) -> Key {
+    pub(super) fn key(kind: &Kind, ns: Option<&str>, name: &str) -> Key {
         (
             kind.plural,
             if kind.namespaced { ns.unwrap_or_default().to_string() } else { String::new() },
@@ -622,6 +647,10 @@ impl Store {
             }
             next
         };
+        if !status_only {
+            // The API server defaults every write, not only creates.
+            controllers::defaults(kind.plural, &mut next);
+        }
         if kind.plural == "nodes" && next["spec"].get("unschedulable") == Some(&json!(false)) {
             // The API server drops a false `unschedulable` (omitempty).
             if let Some(spec) = next["spec"].as_object_mut() {
@@ -882,9 +911,51 @@ impl Store {
         Ok(success(201, None))
     }
 
-    /// Moves the world to `now`: terminating pods past their grace vanish, unbound pods are
-    /// scheduled, bound pending pods start (Running, Ready), and PDB status follows Ready pods.
+    /// Moves the world to `now`, one event at a time (a pod's grace ending, a pod starting, a
+    /// Fargate node becoming Ready, a progress deadline passing), so that a clock moved by ten
+    /// minutes at once sees the same history as one moved a second at a time. At each event the
+    /// controllers run until nothing changes: terminating pods past their grace vanish, the
+    /// Deployment and ReplicaSet controllers scale, unbound pods are scheduled, bound pods start
+    /// (Running, Ready), EndpointSlices and PDB status follow Ready pods.
     pub fn settle(&mut self, now: DateTime<Utc>) {
+        // Writes since the last settle (a seed, a request) are seen when they were made.
+        if let Some(from) = self.sim.settled
+            && from <= now
+            && self.sim.settled_rv != self.rv
+        {
+            self.step(from);
+        }
+        // A bound on the events of one settle, against a controller bug looping forever.
+        for _ in 0..100_000 {
+            let at = match self.sim.settled {
+                Some(from) if from < now => controllers::next_event(self, from, now).unwrap_or(now),
+                _ => now,
+            };
+            self.step(at);
+            self.sim.settled = Some(self.sim.settled.map_or(at, |s| s.max(at)));
+            if at >= now {
+                break;
+            }
+        }
+    }
+
+    /// Everything that happens at `t`, until it stops changing anything.
+    fn step(&mut self, t: DateTime<Utc>) {
+        for _ in 0..64 {
+            let before = self.rv;
+            self.kubelet(t);
+            controllers::run(self, t);
+            self.settle_pdbs(t);
+            if self.rv == before {
+                break;
+            }
+        }
+        self.sim.settled_rv = self.rv;
+    }
+
+    /// Terminating pods past their grace vanish, unbound pods are scheduled, bound pending pods
+    /// start once their node is Ready and their start time (controllers' pods) has come.
+    fn kubelet(&mut self, now: DateTime<Utc>) {
         let gone: Vec<Key> = self
             .objects
             .iter()
@@ -897,8 +968,10 @@ impl Store {
             .collect();
         for key in gone {
             self.objects.remove(&key);
+            self.sim.starts.remove(&key);
             self.rv += 1;
         }
+        controllers::schedule_pending(self, now);
         // Only the pods still to start are cloned: settling runs on every request, and a load
         // test's hundreds of pods must not make each one slow.
         let pod_keys: Vec<Key> = self
@@ -910,18 +983,20 @@ impl Store {
         let nodes = if pod_keys.is_empty() { Vec::new() } else { self.all(&KINDS[1]) };
         for key in pod_keys {
             let Some(pod) = self.objects.get(&key).cloned() else { continue };
-            let mut next = pod.clone();
-            let mut node_name = pod["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
+            let node_name = pod["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
             if node_name.is_empty() {
-                match schedule(&pod, &nodes, &self.objects) {
-                    Some(n) => {
-                        node_name = n.clone();
-                        next["spec"]["nodeName"] = json!(n);
-                    }
-                    None => continue,
-                }
+                continue;
             }
             let Some(node) = nodes.iter().find(|n| meta(n, "name") == node_name) else { continue };
+            let node_not_ready = node["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] != "True");
+            if node_not_ready || self.sim.starts.get(&key).is_some_and(|s| *s > now) {
+                continue;
+            }
+            let mut next = pod.clone();
             let at = json!(timestamp(now));
             let condition =
                 |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": at});
@@ -949,9 +1024,9 @@ impl Store {
                 "qosClass": "BestEffort",
             });
             next["metadata"]["resourceVersion"] = json!(self.next_rv());
+            self.sim.starts.remove(&key);
             self.objects.insert(key, next);
         }
-        self.settle_pdbs(now);
     }
 
     fn settle_pdbs(&mut self, now: DateTime<Utc>) {
@@ -960,6 +1035,7 @@ impl Store {
         }
         let all_pods = self.all(pods());
         let replica_sets = self.all(&KINDS[6]);
+        let deployments = self.all(&KINDS[5]);
         for pdb in self.all(pdbs()) {
             let ns = meta(&pdb, "namespace");
             let requirements = match pdb["spec"].get("selector") {
@@ -986,8 +1062,23 @@ impl Store {
                         .find(|rs| {
                             meta(rs, "namespace") == ns && meta(rs, "name") == o["name"].as_str().unwrap_or_default()
                         })
-                        .and_then(|rs| rs["spec"]["replicas"].as_i64())
-                        .map(|r| (o["name"].as_str().unwrap_or_default().to_string(), r))
+                        .and_then(|rs| {
+                            // A Deployment's ReplicaSet: the Deployment's scale counts, once for
+                            // all its ReplicaSets (as the disruption controller finds it).
+                            let deployment = deployments.iter().find(|d| {
+                                rs["metadata"]["ownerReferences"]
+                                    .as_array()
+                                    .into_iter()
+                                    .flatten()
+                                    .any(|r| r["controller"] == true && r["uid"] == d["metadata"]["uid"])
+                            });
+                            match deployment {
+                                Some(d) => d["spec"]["replicas"]
+                                    .as_i64()
+                                    .map(|r| (format!("deployment/{}", meta(d, "name")), r)),
+                                None => rs["spec"]["replicas"].as_i64().map(|r| (meta(rs, "name"), r)),
+                            }
+                        })
                 });
                 match replicas {
                     Some((name, r)) => {
@@ -1053,40 +1144,6 @@ impl Store {
     }
 }
 
-/// The scheduler: the schedulable, Ready node with the fewest pods whose taints the pod tolerates.
-fn schedule(pod: &Value, nodes: &[Value], objects: &BTreeMap<Key, Value>) -> Option<String> {
-    let tolerations: Vec<&Value> = pod["spec"]["tolerations"].as_array().into_iter().flatten().collect();
-    let tolerates = |taint: &Value| {
-        tolerations.iter().any(|t| {
-            let key_ok = t["key"].as_str().unwrap_or_default().is_empty() && t["operator"] == "Exists"
-                || t["key"] == taint["key"] && (t["operator"] == "Exists" || t["value"] == taint["value"]);
-            let effect_ok = t["effect"].as_str().unwrap_or_default().is_empty() || t["effect"] == taint["effect"];
-            key_ok && effect_ok
-        })
-    };
-    nodes
-        .iter()
-        .filter(|n| n["spec"]["unschedulable"] != true)
-        .filter(|n| {
-            n["status"]["conditions"]
-                .as_array()
-                .is_none_or(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-        })
-        .filter(|n| {
-            n["spec"]["taints"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|t| t["effect"] == "NoSchedule" || t["effect"] == "NoExecute")
-                .all(&tolerates)
-        })
-        .min_by_key(|n| {
-            let name = meta(n, "name");
-            objects.iter().filter(|((p, _, _), o)| *p == "pods" && o["spec"]["nodeName"] == name.as_str()).count()
-        })
-        .map(|n| meta(n, "name"))
-}
-
 /// What the API server fills in on create.
 fn defaults(kind: &Kind, obj: &mut Value, from_api: bool) {
     match kind.plural {
@@ -1131,6 +1188,13 @@ fn defaults(kind: &Kind, obj: &mut Value, from_api: bool) {
             }
             if let Some(m) = obj["metadata"].as_object_mut() {
                 m.entry("labels").or_insert_with(|| Value::Object(Map::new()));
+            }
+            controllers::defaults(kind.plural, obj);
+        }
+        "services" => {
+            controllers::defaults(kind.plural, obj);
+            if from_api || obj.get("status").is_none() {
+                obj["status"] = json!({"loadBalancer": {}});
             }
         }
         _ => {}

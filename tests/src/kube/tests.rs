@@ -24,6 +24,8 @@ impl World {
             w.seed("namespaces", None, json!({"metadata": {"name": ns}}));
         }
         w.seed("nodes", None, json!({"metadata": {"name": "n1"}, "spec": {"providerID": "aws:///us-east-1a/i-1"}}));
+        // The world starts here: what is seeded later happens at the time it is seeded.
+        w.store.settle(w.now);
         w
     }
 
@@ -307,8 +309,606 @@ fn discovery_lists_the_eviction_subresource() {
     let (_, groups) = w.get("/apis");
     let names: Vec<&str> =
         groups["groups"].as_array().into_iter().flatten().filter_map(|g| g["name"].as_str()).collect();
-    assert_eq!(names, ["apps", "policy", "rbac.authorization.k8s.io"]);
+    assert_eq!(names, ["apps", "discovery.k8s.io", "policy", "rbac.authorization.k8s.io"]);
     let (code, _) = w.get("/apis/batch/v1");
     assert_eq!(code, 404);
-    assert_eq!(KINDS.len(), 9);
+    assert_eq!(KINDS.len(), 11);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The controllers: Deployments, ReplicaSets, the scheduler, Fargate, EndpointSlices.
+
+mod controllers {
+    use std::collections::BTreeMap;
+
+    use serde_json::{Value, json};
+
+    use super::super::controllers::{
+        FargateProfile, POD_START_SECONDS, fargate_start, fenceposts, new_rs_replicas, surge_and_unavailable,
+    };
+    use super::super::store::kind;
+    use super::World;
+
+    const MERGE: &str = "application/merge-patch+json";
+
+    impl World {
+        fn settle(&mut self) {
+            self.store.settle(self.now);
+        }
+
+        fn all(&mut self, plural: &str) -> Vec<Value> {
+            self.settle();
+            self.store.all(kind(plural).expect("a kind"))
+        }
+
+        fn one(&mut self, plural: &str, name: &str) -> Value {
+            self.settle();
+            self.store.get(kind(plural).expect("a kind"), Some("default"), name).expect("the object")
+        }
+
+        /// The live (not terminating) pods whose name starts with `prefix`.
+        fn live(&mut self, prefix: &str) -> Vec<Value> {
+            self.all("pods")
+                .into_iter()
+                .filter(|p| p["metadata"]["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .collect()
+        }
+
+        fn deployment(&mut self, name: &str, replicas: i64, strategy: Value, extra_spec: Value) -> Value {
+            let mut template = json!({"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "app:1"}]}});
+            super::super::patch::merge_patch(&mut template["spec"], &extra_spec);
+            self.seed(
+                "deployments",
+                Some("default"),
+                json!({"metadata": {"name": name}, "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}, "strategy": strategy, "template": template}}),
+            )
+        }
+
+        fn patch_deployment(&mut self, name: &str, patch: Value) -> (u16, Value) {
+            self.call("PATCH", &format!("/apis/apps/v1/namespaces/default/deployments/{name}"), MERGE, patch)
+        }
+
+        fn node(&mut self, name: &str, labels: Value, spec: Value, pods: &str) {
+            self.seed(
+                "nodes",
+                None,
+                json!({"metadata": {"name": name, "labels": labels}, "spec": spec, "status": {
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                    "addresses": [{"type": "InternalIP", "address": "10.0.9.9"}],
+                    "allocatable": {"pods": pods},
+                }}),
+            );
+        }
+
+        fn ready_endpoints(&mut self, service: &str) -> usize {
+            self.all("endpointslices")
+                .iter()
+                .filter(|s| s["metadata"]["labels"]["kubernetes.io/service-name"] == service)
+                .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+                .filter(|e| e["conditions"]["ready"] == true)
+                .count()
+        }
+    }
+
+    fn condition(d: &Value, kind: &str) -> Value {
+        d["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == kind)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn status_counts(d: &Value) -> [i64; 5] {
+        ["replicas", "updatedReplicas", "readyReplicas", "availableReplicas", "unavailableReplicas"]
+            .map(|f| d["status"][f].as_i64().unwrap_or(0))
+    }
+
+    #[test]
+    fn rolling_update_arithmetic_rounds_surge_up_and_unavailable_down() {
+        // (maxSurge, maxUnavailable, replicas) → (surge, unavailable), as ResolveFenceposts says.
+        for (surge, unavailable, replicas, want) in [
+            (json!("25%"), json!("25%"), 10, (3, 2)),
+            (json!("25%"), json!("25%"), 4, (1, 1)),
+            (json!("25%"), json!("25%"), 3, (1, 0)),
+            (json!("25%"), json!("25%"), 1, (1, 0)),
+            (json!("50%"), json!("50%"), 5, (3, 2)),
+            (json!(0), json!(0), 3, (0, 1)),
+            (json!("0%"), json!("0%"), 3, (0, 1)),
+            (json!(1), json!(0), 3, (1, 0)),
+            (json!(2), json!("34%"), 3, (2, 1)),
+        ] {
+            assert_eq!(fenceposts(&surge, &unavailable, replicas), want, "{surge} {unavailable} of {replicas}");
+        }
+        // MaxUnavailable is capped at the replicas; none for a Recreate.
+        let d = |strategy: Value, replicas: i64| json!({"spec": {"replicas": replicas, "strategy": strategy}});
+        let rolling = |s: Value, u: Value| json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": s, "maxUnavailable": u}});
+        assert_eq!(surge_and_unavailable(&d(rolling(json!(0), json!(5)), 3)), (0, 3));
+        assert_eq!(surge_and_unavailable(&d(rolling(json!(1), json!(1)), 0)), (1, 0));
+        assert_eq!(surge_and_unavailable(&d(json!({"type": "Recreate"}), 3)), (0, 0));
+        // NewRSNewReplicas: the new ReplicaSet grows into the surge and no further.
+        let ten = d(rolling(json!("25%"), json!("25%")), 10);
+        assert_eq!(new_rs_replicas(&ten, 0, 10), 3, "10 old + surge 3");
+        assert_eq!(new_rs_replicas(&ten, 3, 13), 3, "at the ceiling");
+        assert_eq!(new_rs_replicas(&ten, 3, 11), 5);
+        assert_eq!(new_rs_replicas(&ten, 9, 9), 10, "never past the replicas");
+        assert_eq!(new_rs_replicas(&d(json!({"type": "Recreate"}), 4), 0, 4), 4);
+    }
+
+    #[test]
+    fn a_deployment_makes_a_replicaset_whose_pods_start_and_fills_its_status() {
+        let mut w = World::new();
+        w.deployment("web", 3, json!(null), json!({}));
+        let rs = w.all("replicasets");
+        assert_eq!(rs.len(), 1, "{rs:?}");
+        let rs = &rs[0];
+        let hash = rs["metadata"]["labels"]["pod-template-hash"].as_str().expect("a pod-template-hash").to_string();
+        assert_eq!(rs["metadata"]["name"], format!("web-{hash}"));
+        assert_eq!(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1");
+        assert_eq!(rs["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+        assert_eq!(rs["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(rs["spec"]["selector"]["matchLabels"], json!({"app": "web", "pod-template-hash": hash}));
+        let d = w.one("deployments", "web");
+        assert_eq!(d["spec"]["strategy"]["rollingUpdate"], json!({"maxSurge": "25%", "maxUnavailable": "25%"}));
+        assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
+        assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1");
+        let pods = w.live("web-");
+        assert_eq!(pods.len(), 3);
+        assert!(
+            pods.iter().all(|p| p["status"]["phase"] == "Pending" && p["spec"]["nodeName"] == "n1"),
+            "bound, starting: {pods:?}"
+        );
+        assert!(pods.iter().all(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str()));
+        assert_eq!(status_counts(&d), [3, 3, 0, 0, 3]);
+        assert_eq!(condition(&d, "Available")["status"], "False");
+        assert_eq!(condition(&d, "Available")["reason"], "MinimumReplicasUnavailable");
+        assert_eq!(condition(&d, "Progressing")["reason"], "ReplicaSetUpdated", "{d}");
+
+        w.advance(POD_START_SECONDS);
+        let d = w.one("deployments", "web");
+        assert_eq!(status_counts(&d), [3, 3, 3, 3, 0]);
+        assert_eq!(d["status"]["observedGeneration"], 1);
+        assert!(d["status"].get("unavailableReplicas").is_none(), "zero counts are omitted: {d}");
+        let available = condition(&d, "Available");
+        assert_eq!(
+            (available["status"].as_str(), available["reason"].as_str()),
+            (Some("True"), Some("MinimumReplicasAvailable"))
+        );
+        let progressing = condition(&d, "Progressing");
+        assert_eq!(
+            (progressing["status"].as_str(), progressing["reason"].as_str()),
+            (Some("True"), Some("NewReplicaSetAvailable"))
+        );
+        assert_eq!(progressing["message"], format!("ReplicaSet \"web-{hash}\" has successfully progressed."));
+        // What a client reads: the status subresource, and lists by label through the API.
+        let (code, via_status) = w.get("/apis/apps/v1/namespaces/default/deployments/web/status");
+        assert_eq!((code, &via_status["status"]), (200, &d["status"]));
+        let (code, listed) =
+            w.get(&format!("/apis/apps/v1/namespaces/default/replicasets?labelSelector=pod-template-hash%3D{hash}"));
+        assert_eq!((code, listed["items"].as_array().map(Vec::len)), (200, Some(1)), "{listed}");
+        let (code, services) = w.get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices");
+        assert_eq!((code, services["kind"].as_str()), (200, Some("EndpointSliceList")));
+        let rs = w.one("replicasets", &format!("web-{hash}"));
+        assert_eq!(
+            rs["status"],
+            json!({"replicas": 3, "fullyLabeledReplicas": 3, "readyReplicas": 3, "availableReplicas": 3, "observedGeneration": 1})
+        );
+    }
+
+    #[test]
+    fn a_template_change_rolls_out_within_max_surge_and_max_unavailable() {
+        let mut w = World::new();
+        let strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}});
+        w.deployment("web", 4, strategy, json!({}));
+        w.advance(POD_START_SECONDS);
+        let (code, d) = w.patch_deployment(
+            "web",
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "app:2"}]}}}}),
+        );
+        assert_eq!((code, d["metadata"]["generation"].as_i64()), (200, Some(2)), "{d}");
+        let mut seen_progress = false;
+        for _ in 0..60 {
+            let pods = w.live("web-");
+            let available = pods.iter().filter(|p| super::super::store::is_ready(p)).count();
+            assert!(pods.len() <= 5, "never more than replicas + maxSurge: {}", pods.len());
+            assert!(available >= 3, "never fewer than replicas - maxUnavailable available: {available}");
+            let d = w.one("deployments", "web");
+            seen_progress |= condition(&d, "Progressing")["reason"] == "ReplicaSetUpdated";
+            w.advance(1);
+        }
+        assert!(seen_progress);
+        let d = w.one("deployments", "web");
+        assert_eq!(d["status"]["observedGeneration"], 2);
+        assert_eq!(status_counts(&d), [4, 4, 4, 4, 0]);
+        assert_eq!(condition(&d, "Progressing")["reason"], "NewReplicaSetAvailable");
+        assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "2");
+        let rs: BTreeMap<String, (i64, String)> = w
+            .all("replicasets")
+            .iter()
+            .map(|rs| {
+                let image =
+                    rs["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string();
+                (
+                    image,
+                    (
+                        rs["spec"]["replicas"].as_i64().unwrap_or(-1),
+                        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(rs, BTreeMap::from([("app:1".into(), (0, "1".into())), ("app:2".into(), (4, "2".into()))]));
+        assert!(w.live("web-").iter().all(|p| p["spec"]["containers"][0]["image"] == "app:2"));
+    }
+
+    #[test]
+    fn a_clock_moved_at_once_sees_the_whole_rollout_event_by_event() {
+        let mut w = World::new();
+        w.deployment("web", 10, json!(null), json!({}));
+        w.advance(POD_START_SECONDS);
+        w.patch_deployment("web", json!({"spec": {"template": {"metadata": {"labels": {"v": "2"}}}}}));
+        // 25%/25% of 10 takes several waves of 5-second starts; ten minutes at once covers them.
+        w.advance(600);
+        let d = w.one("deployments", "web");
+        assert_eq!(status_counts(&d), [10, 10, 10, 10, 0], "{d}");
+        assert_eq!(condition(&d, "Progressing")["reason"], "NewReplicaSetAvailable");
+        assert_eq!(w.live("web-").iter().filter(|p| p["metadata"]["labels"]["v"] == "2").count(), 10);
+    }
+
+    #[test]
+    fn endpoint_slices_never_lose_all_ready_endpoints_during_a_rollout_with_max_unavailable_0() {
+        let mut w = World::new();
+        let strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
+        w.deployment("web", 3, strategy, json!({}));
+        w.seed("services", Some("default"), json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}));
+        assert_eq!(w.ready_endpoints("web"), 0, "pods still starting");
+        w.advance(POD_START_SECONDS);
+        assert_eq!(w.ready_endpoints("web"), 3);
+        let slice = w.all("endpointslices").into_iter().next().expect("a slice");
+        assert_eq!(slice["addressType"], "IPv4");
+        assert_eq!(slice["ports"], json!([{"name": "", "port": 8080, "protocol": "TCP"}]));
+        assert_eq!(
+            slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+            "endpointslice-controller.k8s.io"
+        );
+        assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Service");
+        assert_eq!(slice["endpoints"][0]["targetRef"]["kind"], "Pod");
+
+        w.patch_deployment(
+            "web",
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "app:2"}]}}}}),
+        );
+        let mut terminating_seen = false;
+        for _ in 0..120 {
+            assert!(w.ready_endpoints("web") >= 3, "maxUnavailable 0 keeps 3 ready endpoints");
+            terminating_seen |= w
+                .all("endpointslices")
+                .iter()
+                .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+                .any(|e| e["conditions"]["terminating"] == true && e["conditions"]["ready"] == false);
+            w.advance(1);
+        }
+        assert!(terminating_seen, "old pods show as terminating endpoints while they stop");
+        let d = w.one("deployments", "web");
+        assert_eq!(condition(&d, "Progressing")["reason"], "NewReplicaSetAvailable");
+        let slice = w.all("endpointslices").into_iter().next().expect("a slice");
+        let endpoints = slice["endpoints"].as_array().cloned().unwrap_or_default();
+        assert_eq!(endpoints.len(), 3, "the old pods are gone from the slice: {slice}");
+        let new_pods: Vec<String> =
+            w.live("web-").iter().map(|p| p["metadata"]["name"].as_str().unwrap_or_default().to_string()).collect();
+        assert!(
+            endpoints
+                .iter()
+                .all(|e| new_pods.contains(&e["targetRef"]["name"].as_str().unwrap_or_default().to_string()))
+        );
+    }
+
+    #[test]
+    fn a_rollout_that_cannot_schedule_exceeds_its_progress_deadline() {
+        let mut w = World::new();
+        w.deployment("web", 2, json!(null), json!({}));
+        w.advance(POD_START_SECONDS);
+        let (code, _) = w.call(
+            "PATCH",
+            "/apis/apps/v1/namespaces/default/deployments/web",
+            MERGE,
+            json!({"spec": {"progressDeadlineSeconds": 60, "template": {"spec": {"nodeSelector": {"eks.amazonaws.com/capacityType": "SPOT"}}}}}),
+        );
+        assert_eq!(code, 200);
+        let stuck: Vec<Value> = w.live("web-").into_iter().filter(|p| p["spec"]["nodeName"].is_null()).collect();
+        assert_eq!(stuck.len(), 1, "one surge pod, unschedulable: {stuck:?}");
+        let scheduled = &stuck[0]["status"]["conditions"][0];
+        assert_eq!(
+            (scheduled["type"].as_str(), scheduled["status"].as_str(), scheduled["reason"].as_str()),
+            (Some("PodScheduled"), Some("False"), Some("Unschedulable"))
+        );
+        assert!(
+            scheduled["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."),
+            "{scheduled}"
+        );
+        w.advance(60);
+        let d = w.one("deployments", "web");
+        assert_eq!(
+            condition(&d, "Progressing")["reason"],
+            "ReplicaSetUpdated",
+            "the deadline is not passed at exactly 60 s"
+        );
+        w.advance(1);
+        let d = w.one("deployments", "web");
+        let progressing = condition(&d, "Progressing");
+        assert_eq!(
+            (progressing["status"].as_str(), progressing["reason"].as_str()),
+            (Some("False"), Some("ProgressDeadlineExceeded")),
+            "{d}"
+        );
+        assert!(progressing["message"].as_str().unwrap_or_default().ends_with("has timed out progressing."));
+        assert_eq!(condition(&d, "Available")["status"], "True", "the old pods still serve: {d}");
+        assert_eq!(status_counts(&d), [3, 1, 2, 2, 1]);
+    }
+
+    #[test]
+    fn the_replicaset_controller_replaces_deleted_and_evicted_pods() {
+        let mut w = World::new();
+        w.deployment("web", 3, json!(null), json!({}));
+        w.advance(POD_START_SECONDS);
+        let pods = w.live("web-");
+        let first = pods[0]["metadata"]["name"].as_str().expect("a name").to_string();
+        let second = pods[1]["metadata"]["name"].as_str().expect("a name").to_string();
+        let (code, _) =
+            w.call("DELETE", &format!("/api/v1/namespaces/default/pods/{first}"), "application/json", json!({}));
+        assert_eq!(code, 200);
+        let (code, _) = w.evict(&second, json!({}));
+        assert_eq!(code, 201);
+        let live = w.live("web-");
+        assert_eq!(live.len(), 3, "two replacements at once: {live:?}");
+        assert!(
+            live.iter().all(|p| p["metadata"]["name"] != first.as_str() && p["metadata"]["name"] != second.as_str())
+        );
+        let d = w.one("deployments", "web");
+        assert_eq!(status_counts(&d), [3, 3, 1, 1, 2]);
+        w.advance(POD_START_SECONDS);
+        assert_eq!(status_counts(&w.one("deployments", "web")), [3, 3, 3, 3, 0]);
+        // Scaled down: the newest, least ready pods go first.
+        w.patch_deployment("web", json!({"spec": {"replicas": 1}}));
+        assert_eq!(w.live("web-").len(), 1);
+    }
+
+    #[test]
+    fn the_scheduler_honours_cordon_taints_selectors_affinity_and_room() {
+        let mut w = World::new();
+        // n1 (World's, no labels) is cordoned; the others carry what the pods ask for.
+        w.call("PATCH", "/api/v1/nodes/n1", MERGE, json!({"spec": {"unschedulable": true}}));
+        w.node(
+            "tainted",
+            json!({"pool": "spot"}),
+            json!({"taints": [{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}]}),
+            "10",
+        );
+        w.node("spot", json!({"pool": "spot", "zone": "a"}), json!({}), "10");
+        w.node("small", json!({"pool": "od", "gpu": "yes"}), json!({}), "1");
+        let pod = |w: &mut World, name: &str, spec: Value| {
+            let mut s = json!({"containers": [{"name": "c", "image": "i"}]});
+            super::super::patch::merge_patch(&mut s, &spec);
+            w.seed("pods", Some("default"), json!({"metadata": {"name": name}, "spec": s}));
+            let p = w.one("pods", name);
+            p["spec"]["nodeName"].as_str().unwrap_or_default().to_string()
+        };
+        let affinity = |expressions: Value| json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": expressions}]}}}});
+        assert_eq!(
+            pod(&mut w, "selector", json!({"nodeSelector": {"pool": "spot"}})),
+            "spot",
+            "not cordoned n1, not the tainted node"
+        );
+        assert_eq!(
+            pod(
+                &mut w,
+                "tolerant",
+                json!({"nodeSelector": {"pool": "spot"}, "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}]})
+            ),
+            "tainted",
+            "fewest pods among the fitting"
+        );
+        assert_eq!(
+            pod(&mut w, "in", affinity(json!([{"key": "zone", "operator": "In", "values": ["a", "b"]}]))),
+            "spot"
+        );
+        assert_eq!(pod(&mut w, "exists", affinity(json!([{"key": "gpu", "operator": "Exists"}]))), "small");
+        assert_eq!(
+            pod(&mut w, "full", affinity(json!([{"key": "gpu", "operator": "Exists"}]))),
+            "",
+            "small has room for one pod"
+        );
+        assert_eq!(
+            pod(
+                &mut w,
+                "notin",
+                affinity(
+                    json!([{"key": "pool", "operator": "NotIn", "values": ["od"]}, {"key": "zone", "operator": "DoesNotExist"}])
+                )
+            ),
+            "",
+            "only the tainted node is neither od nor zoned"
+        );
+        let full = w.one("pods", "full");
+        assert_eq!(full["status"]["phase"], "Pending");
+        let message = full["status"]["conditions"][0]["message"].as_str().unwrap_or_default().to_string();
+        assert!(message.starts_with("0/4 nodes are available: "), "{message}");
+        for why in [
+            "1 Too many pods",
+            "1 node(s) were unschedulable",
+            "1 node(s) had untolerated taint {dedicated: batch}",
+            "1 node(s) didn't match Pod's node affinity/selector",
+        ] {
+            assert!(message.contains(why), "{why} in {message}");
+        }
+        // Uncordoned, n1 (no labels) takes what DoesNotExist and NotIn allow.
+        w.call("PATCH", "/api/v1/nodes/n1", MERGE, json!({"spec": {"unschedulable": null}}));
+        assert_eq!(w.one("pods", "notin")["spec"]["nodeName"], "n1");
+        assert_eq!(w.one("pods", "notin")["status"]["phase"], "Running");
+        assert!(
+            w.one("pods", "notin")["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "PodScheduled" && c["status"] == "True"))
+        );
+    }
+
+    #[test]
+    fn fargate_pods_get_a_node_of_their_own_that_is_ready_after_30_to_60_seconds() {
+        let mut w = World::new();
+        w.store.sim.profiles.push(FargateProfile {
+            name: "fp".into(),
+            namespace: "default".into(),
+            labels: BTreeMap::from([("compute".to_string(), "fargate".to_string())]),
+        });
+        w.deployment("web", 2, json!(null), json!({}));
+        w.advance(POD_START_SECONDS);
+        w.seed(
+            "services",
+            Some("default"),
+            json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+        );
+        // Failed over: the template gets the profile's label.
+        w.patch_deployment("web", json!({"spec": {"template": {"metadata": {"labels": {"compute": "fargate"}}}}}));
+        let fargate: Vec<Value> =
+            w.live("web-").into_iter().filter(|p| p["metadata"]["labels"]["compute"] == "fargate").collect();
+        assert_eq!(fargate.len(), 1, "25% surge of 2 is one pod at a time");
+        let pod = &fargate[0];
+        let node_name = pod["spec"]["nodeName"].as_str().expect("bound at once").to_string();
+        assert!(node_name.starts_with("fargate-ip-10-0-") && node_name.ends_with(".ec2.internal"), "{node_name}");
+        assert_eq!(pod["spec"]["schedulerName"], "fargate-scheduler");
+        let node = w.store.get(kind("nodes").expect("nodes"), None, &node_name).expect("the Fargate node");
+        assert_eq!(node["metadata"]["labels"]["eks.amazonaws.com/compute-type"], "fargate");
+        assert_eq!(node["status"]["conditions"][0]["status"], "False", "starting");
+        assert_eq!(node["spec"]["taints"][0]["key"], "eks.amazonaws.com/compute-type");
+        let start = fargate_start("default", pod["metadata"]["name"].as_str().unwrap_or_default());
+        assert!((30..=60).contains(&start.num_seconds()), "{start}");
+        w.advance(start.num_seconds() - 1);
+        let pod = w.one("pods", pod["metadata"]["name"].as_str().unwrap_or_default());
+        assert_eq!(pod["status"]["phase"], "Pending", "the node is not Ready yet");
+        assert_eq!(w.ready_endpoints("web"), 2, "the EC2 pods serve meanwhile");
+        w.advance(1);
+        let pod = w.one("pods", pod["metadata"]["name"].as_str().unwrap_or_default());
+        assert_eq!(pod["status"]["phase"], "Running");
+        let node = w.store.get(kind("nodes").expect("nodes"), None, &node_name).expect("the Fargate node");
+        assert_eq!(node["status"]["conditions"][0]["status"], "True");
+        w.advance(300);
+        let d = w.one("deployments", "web");
+        assert_eq!(condition(&d, "Progressing")["reason"], "NewReplicaSetAvailable", "{d}");
+        let nodes: Vec<String> =
+            w.live("web-").iter().map(|p| p["spec"]["nodeName"].as_str().unwrap_or_default().to_string()).collect();
+        assert_eq!(nodes.len(), 2);
+        assert!(nodes.iter().all(|n| n.starts_with("fargate-ip-")) && nodes[0] != nodes[1], "{nodes:?}");
+        assert_eq!(w.ready_endpoints("web"), 2);
+        // Back to Spot: the Fargate pods go, and so do their nodes.
+        w.patch_deployment("web", json!({"spec": {"template": {"metadata": {"labels": {"compute": null}}}}}));
+        w.advance(600);
+        assert!(w.live("web-").iter().all(|p| p["spec"]["nodeName"] == "n1"));
+        let fargate_nodes = w
+            .all("nodes")
+            .into_iter()
+            .filter(|n| n["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("fargate-")))
+            .count();
+        assert_eq!(fargate_nodes, 0);
+        let d = w.one("deployments", "web");
+        assert_eq!(
+            d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3",
+            "the old template's ReplicaSet takes the next revision"
+        );
+        assert_eq!(w.all("replicasets").len(), 2);
+    }
+
+    #[test]
+    fn recreate_stops_every_old_pod_before_the_new_ones_start() {
+        let mut w = World::new();
+        w.deployment("web", 2, json!({"type": "Recreate"}), json!({"terminationGracePeriodSeconds": 10}));
+        w.advance(POD_START_SECONDS);
+        w.patch_deployment("web", json!({"spec": {"template": {"metadata": {"labels": {"v": "2"}}}}}));
+        let new_pods = |w: &mut World| w.live("web-").iter().filter(|p| p["metadata"]["labels"]["v"] == "2").count();
+        assert_eq!(w.live("web-").len(), 0, "both old pods stopping");
+        w.advance(9);
+        assert_eq!(new_pods(&mut w), 0, "the old pods' grace is not over");
+        w.advance(1);
+        assert_eq!(new_pods(&mut w), 2);
+        w.advance(POD_START_SECONDS);
+        let d = w.one("deployments", "web");
+        assert_eq!(status_counts(&d), [2, 2, 2, 2, 0]);
+        assert_eq!(condition(&d, "Progressing")["reason"], "NewReplicaSetAvailable");
+    }
+
+    #[test]
+    fn min_ready_seconds_hold_availability_back() {
+        let mut w = World::new();
+        w.deployment("web", 2, json!(null), json!({}));
+        w.call(
+            "PATCH",
+            "/apis/apps/v1/namespaces/default/deployments/web",
+            MERGE,
+            json!({"spec": {"minReadySeconds": 20}}),
+        );
+        w.advance(POD_START_SECONDS);
+        // minReadySeconds changes no template: the ReplicaSet made before keeps 0; a new one takes it.
+        w.patch_deployment("web", json!({"spec": {"template": {"metadata": {"labels": {"v": "2"}}}}}));
+        w.advance(POD_START_SECONDS);
+        let d = w.one("deployments", "web");
+        assert_eq!(d["status"]["updatedReplicas"], 1);
+        let rs: Vec<Value> =
+            w.all("replicasets").into_iter().filter(|rs| rs["spec"]["minReadySeconds"] == 20).collect();
+        assert_eq!(rs.len(), 1);
+        assert_eq!(
+            (rs[0]["status"]["readyReplicas"].as_i64(), rs[0]["status"]["availableReplicas"].as_i64()),
+            (Some(1), None),
+            "ready, not yet available"
+        );
+        w.advance(20);
+        let rs = w.one("replicasets", rs[0]["metadata"]["name"].as_str().unwrap_or_default());
+        assert!(rs["status"]["availableReplicas"].as_i64() >= Some(1), "{rs}");
+        w.advance(120);
+        assert_eq!(status_counts(&w.one("deployments", "web")), [2, 2, 2, 2, 0]);
+    }
+
+    #[test]
+    fn a_pdb_over_a_deployment_expects_the_deployments_replicas_through_a_rollout() {
+        let mut w = World::new();
+        let strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
+        w.deployment("web", 3, strategy, json!({}));
+        w.seed("poddisruptionbudgets", Some("default"), json!({"metadata": {"name": "web"}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}}));
+        w.advance(POD_START_SECONDS);
+        w.patch_deployment("web", json!({"spec": {"template": {"metadata": {"labels": {"v": "2"}}}}}));
+        w.advance(POD_START_SECONDS);
+        assert_eq!(w.live("web-").len(), 4, "mid-rollout: a surge pod beside three");
+        let pdb = w.one("poddisruptionbudgets", "web");
+        assert_eq!(pdb["status"]["expectedPods"], 3, "the Deployment's scale, not the sum of its ReplicaSets: {pdb}");
+        assert_eq!(pdb["status"]["desiredHealthy"], 2);
+    }
+
+    #[test]
+    fn a_deleted_deployment_takes_its_replicasets_pods_and_a_deleted_service_its_slices() {
+        let mut w = World::new();
+        w.deployment("web", 2, json!(null), json!({"terminationGracePeriodSeconds": 5}));
+        w.seed(
+            "services",
+            Some("default"),
+            json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+        );
+        w.advance(POD_START_SECONDS);
+        assert_eq!(w.ready_endpoints("web"), 2);
+        let (code, _) =
+            w.call("DELETE", "/apis/apps/v1/namespaces/default/deployments/web", "application/json", json!({}));
+        assert_eq!(code, 200);
+        assert!(w.all("replicasets").is_empty());
+        assert!(w.live("web-").is_empty(), "its pods are stopping");
+        assert_eq!(w.ready_endpoints("web"), 0);
+        w.advance(5);
+        assert!(w.all("pods").is_empty());
+        w.call("DELETE", "/api/v1/namespaces/default/services/web", "application/json", json!({}));
+        assert!(w.all("endpointslices").is_empty());
+    }
 }

