@@ -274,6 +274,7 @@ async fn drain(h: &Harness, env: &[(String, String)]) -> Result<String, String> 
     h.deps.store.save_group(&group, &ids).await.map_err(|e| e.to_string())?;
     let node = "ip-10-0-1-10.ec2.internal";
     fake.node(node, "us-east-1a", id);
+    fake.namespace("bench");
     for i in 0..PODS {
         let seed = PodSeed::new("bench", &format!("pod-{i}")).on(node);
         fake.pod(if i < 2 { seed.daemonset(&format!("ds-{i}")) } else { seed.replicaset("web") });
@@ -310,7 +311,7 @@ async fn drain(h: &Harness, env: &[(String, String)]) -> Result<String, String> 
     let (first, last) = (first.unwrap_or_default(), last.unwrap_or_default());
     let rate = (PODS - 2) as f64 / (last - first).as_secs_f64().max(0.001);
     Ok(format!(
-        "\n## Node drain\n\nA Spot interruption warning (an SQS batch of one) for an EKS node with {PODS} pods (2 of DaemonSets, {} plain, 1 s grace), to the release `node-drain` with its cluster's endpoint and CA in the group: the fake API server (HTTPS, EKS tokens checked) on 127.0.0.1, real time. Cordoned {} ms after the invocation began (token minted, node found by its provider id); the first eviction at {} ms; {} evictions in {} ms ({rate:.0} a second, under the client's 50/s limit with a burst of 100); {} evicted in all, the node empty (only the DaemonSets' pods left) and the invocation answered at {} ms.\n",
+        "\n## Node drain\n\nA Spot interruption warning (an SQS batch of one) for an EKS node with {PODS} pods (2 of DaemonSets, {} plain, 1 s grace), to the release `node-drain` with its cluster's endpoint and CA in the group: the fake API server (HTTPS, EKS tokens checked) on 127.0.0.1, real time. Cordoned {} ms after the invocation began (token minted, node found by its provider id); the first eviction at {} ms; {} evictions in {} ms ({rate:.0} a second: the client's burst of 100 lets most out at once, then its limit of 50 a second paces the rest); {} evicted in all, the node empty (only the DaemonSets' pods left) and the invocation answered at {} ms.\n",
         PODS - 2,
         ms(cordoned.unwrap_or_default()),
         ms(first),
