@@ -111,6 +111,13 @@ impl From<Error> for ApiError {
                 "unavailable",
                 "the request could not be done now; try again",
             ),
+            Error::Kube(_) | Error::Connect(_) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "cluster_error",
+                "the group's cluster failed or refused the call; see its history",
+            ),
+            // Our own words about the Deployment as it is: safe to show.
+            Error::Workload(message) => return Self::conflict(message.clone()),
             Error::Config(_) | Error::Event(_) | Error::Outcome(_) | Error::Plan(_) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "spotkeeper failed internally")
             }

@@ -163,6 +163,7 @@ mod tests {
             name: name.into(),
             uid: format!("uid-{name}"),
             owner_kinds: vec!["ReplicaSet".into()],
+            replica_set: Some("web-5d8f".into()),
             mirror: false,
             phase: PodPhase::Running,
             deletion: None,

@@ -4,6 +4,7 @@
 pub mod adoption;
 pub mod changes;
 pub mod drain;
+pub mod failover;
 pub mod fallback;
 pub mod growth;
 pub mod images;

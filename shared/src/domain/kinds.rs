@@ -64,6 +64,13 @@ kinds! {
         Rollback = "rollback",
         NodeDrained = "node-drained",
         NodeDrainFailed = "node-drain-failed",
+        WorkloadFailedOver = "workload-failed-over",
+        WorkloadRefused = "workload-refused",
+        WorkloadOnFargate = "workload-on-fargate",
+        WorkloadRolloutFailed = "workload-rollout-failed",
+        WorkloadRecovered = "workload-recovered",
+        WorkloadRolledBack = "workload-rolled-back",
+        WorkloadReverted = "workload-reverted",
     }
 }
 
@@ -115,6 +122,14 @@ kinds! {
         NodeDrainFailed = "node-drain-failed",
         PodDeletedAtDeadline = "pod-deleted-at-deadline",
         PodsLeft = "pods-left",
+        WorkloadFailedOver = "workload-failed-over",
+        WorkloadRefused = "workload-refused",
+        WorkloadOnFargate = "workload-on-fargate",
+        WorkloadRolloutFailed = "workload-rollout-failed",
+        WorkloadRecoveryStarted = "workload-recovery-started",
+        WorkloadRecovered = "workload-recovered",
+        WorkloadRolledBack = "workload-rolled-back",
+        WorkloadReverted = "workload-reverted",
     }
 }
 

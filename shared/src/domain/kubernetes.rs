@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::InstanceId;
+use super::failover::FailoverSpec;
 pub use super::ids::ClusterName;
 
 /// A cluster's API endpoint: an `https://` URL with a host and no credentials in it (the token
@@ -171,6 +172,9 @@ pub struct KubernetesSpec {
     pub pdb_policy: PdbPolicy,
     #[serde(default)]
     pub pod_grace: PodGrace,
+    /// Opted-in Deployments of these namespaces fail over to Fargate (none: they are drained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverSpec>,
 }
 
 /// The block as written, before the rule that ties endpoint and CA.
@@ -188,6 +192,8 @@ struct RawKubernetes {
     pdb_policy: PdbPolicy,
     #[serde(default)]
     pod_grace: PodGrace,
+    #[serde(default)]
+    failover: Option<FailoverSpec>,
 }
 
 impl TryFrom<RawKubernetes> for KubernetesSpec {
@@ -205,6 +211,7 @@ impl TryFrom<RawKubernetes> for KubernetesSpec {
             rebalance: raw.rebalance,
             pdb_policy: raw.pdb_policy,
             pod_grace: raw.pod_grace,
+            failover: raw.failover,
         })
     }
 }
@@ -266,6 +273,8 @@ pub struct PodView {
     pub uid: String,
     /// The kinds of its owners (`ReplicaSet`, `DaemonSet`, `Node`...).
     pub owner_kinds: Vec<String>,
+    /// The ReplicaSet that controls it, if one does (a Deployment's pods have one).
+    pub replica_set: Option<String>,
     /// A static pod's mirror (annotation `kubernetes.io/config.mirror`): the API cannot remove it.
     pub mirror: bool,
     pub phase: PodPhase,

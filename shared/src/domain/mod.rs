@@ -5,6 +5,7 @@
 
 pub mod deadline;
 mod facts;
+mod failover;
 mod group;
 mod ids;
 mod kinds;
@@ -24,6 +25,10 @@ mod volume;
 
 pub use deadline::Deadline;
 pub use facts::{InstanceFacts, LaunchedInstance, VolumeFacts};
+pub use failover::{
+    DeploymentView, FailoverCause, FailoverSpec, ProfileLabel, RolloutStatus, WorkloadRecord, WorkloadRef,
+    WorkloadState, annotations, is_namespace,
+};
 pub use group::{
     AddressKind, AsgSpec, DataVolume, DnsSpec, Fallback, Group, GroupKind, GroupStatus, ImageRecord, ImageStage,
     LaunchTemplateRef, NewAsg, NewStandalone, OnDemandShare, Recovery, StandaloneSpec, VolumeMove,

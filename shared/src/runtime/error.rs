@@ -5,6 +5,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::adapters::aws::AwsError;
+use crate::adapters::kubernetes::{ConnectError, KubeError};
 use crate::adapters::store::StoreError;
 use crate::decisions::plan::PlanError;
 use crate::runtime::config::ConfigError;
@@ -45,6 +46,15 @@ pub enum Error {
     /// what was done is kept, and the next delivery continues.
     #[error("{0}; the event will be delivered again")]
     Unfinished(String),
+    /// The cluster's API server failed or refused a call.
+    #[error("the cluster: {0}")]
+    Kube(#[from] KubeError),
+    /// The cluster could not be reached.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// A Deployment's failover cannot go on as the Deployment is now.
+    #[error("{0}")]
+    Workload(String),
     /// A workflow's typed outcome could not become the function's JSON answer.
     #[error("could not write the answer: {0}")]
     Outcome(#[source] serde_json::Error),
@@ -63,7 +73,12 @@ impl Error {
     /// Whether the same input could succeed later. Input that can never succeed (an unreadable
     /// or unexpected event, a refused value) is acknowledged, not delivered again.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, Error::Event(_) | Error::Invalid(_) | Error::Config(_) | Error::Outcome(_))
+        match self {
+            Error::Kube(e) => e.is_retryable(),
+            Error::Connect(e) => e.is_retryable(),
+            Error::Event(_) | Error::Invalid(_) | Error::Config(_) | Error::Outcome(_) | Error::Workload(_) => false,
+            _ => true,
+        }
     }
 
     /// A short name for the kind of failure, as the Lambda runtime reports it.
@@ -80,6 +95,8 @@ impl Error {
             | Error::Shared(_)
             | Error::AutoScaling(_)
             | Error::Unfinished(_) => "RetryError",
+            Error::Kube(_) | Error::Connect(_) => "ClusterError",
+            Error::Workload(_) => "WorkloadError",
             Error::Invalid(_) => "InvalidInput",
             Error::Outcome(_) => "OutcomeError",
         }

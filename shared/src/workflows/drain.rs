@@ -29,6 +29,7 @@ use crate::domain::{
 };
 use crate::runtime::event::{Batch, Event, NodeEvent, SPOT_INTERRUPTION_WARNING};
 use crate::runtime::{Deps, Error};
+use crate::workflows::failover;
 use crate::workflows::report::Report;
 
 /// How long a delivery holds a drain between renewals: a round is at most `RETRY_EVERY` long.
@@ -40,6 +41,9 @@ const AGAIN: Duration = Duration::from_secs(2);
 /// How soon a failed step toward the cordon (finding the node, cordoning it) is tried again:
 /// sooner than other calls, as pods may land on the node meanwhile.
 const SOON: Duration = Duration::from_millis(500);
+/// How long before the drain's end the pods left to a failover's rollout are evicted like the
+/// others: a rollout to Fargate (30–60 s a pod) may not replace them all in two minutes.
+const HAND_BACK: Duration = Duration::from_secs(30);
 /// Evictions in flight at once for one node (the request rate paces them further).
 const IN_FLIGHT: usize = 32;
 
@@ -218,7 +222,8 @@ async fn claimed(d: &Drain<'_>, begin: Begin, tally: &mut DrainTally, report: &m
     if begin == Begin::Cordon {
         return Ended::Cordoned;
     }
-    evict_all(d, &kube, &node, tally, report).await
+    let held = fail_over(d, &kube, &node, report).await;
+    evict_all(d, &kube, &node, &held, tally, report).await
 }
 
 /// Why the cluster was not reached.
@@ -339,6 +344,22 @@ async fn cordon(
     Ok(())
 }
 
+/// On a warning, the opted-in Deployments with pods on the node go to Fargate first: the
+/// ReplicaSets (`namespace/name`) whose pods their rollouts replace, which the drain leaves to
+/// them until `HAND_BACK` before its end.
+async fn fail_over(d: &Drain<'_>, kube: &KubeClient, node: &str, report: &mut Report) -> HashSet<String> {
+    if d.trigger != DrainTrigger::Warning || d.spec.failover.is_none() {
+        return HashSet::new();
+    }
+    match kube.pods_on(node).await {
+        Ok(pods) => failover::on_node(d.deps, d.group, d.spec, kube, &pods, d.instance.as_str(), report).await,
+        Err(e) => {
+            tracing::warn!(node = %node, error = %e, "no failover: the node's pods could not be listed");
+            HashSet::new()
+        }
+    }
+}
+
 /// What the drain knows of each pod between rounds (by uid).
 #[derive(Default)]
 struct Pods {
@@ -351,7 +372,14 @@ struct Pods {
 }
 
 /// Rounds of list → evict → wait until only staying pods are left or time is up.
-async fn evict_all(d: &Drain<'_>, kube: &KubeClient, node: &str, tally: &mut DrainTally, report: &mut Report) -> Ended {
+async fn evict_all(
+    d: &Drain<'_>,
+    kube: &KubeClient,
+    node: &str,
+    held: &HashSet<String>,
+    tally: &mut DrainTally,
+    report: &mut Report,
+) -> Ended {
     let deps = d.deps;
     let mut pods = Pods::default();
     // What is left is what the end of this drain finds.
@@ -381,10 +409,15 @@ async fn evict_all(d: &Drain<'_>, kube: &KubeClient, node: &str, tally: &mut Dra
         if now >= stop || stuck {
             break;
         }
+        let hand_back = now + chrono::Duration::from_std(HAND_BACK).unwrap_or_default() >= stop;
+        let left_to_rollout = |p: &PodView| {
+            !hand_back && p.replica_set.as_ref().is_some_and(|rs| held.contains(&format!("{}/{rs}", p.namespace)))
+        };
         let due: Vec<&PodView> = drain::plan(&listed)
             .evict
             .into_iter()
             .filter(|p| !pods.given_up.contains(&p.uid) && pods.waiting.get(&p.uid).is_none_or(|t| *t <= now))
+            .filter(|p| !left_to_rollout(p))
             .collect();
         if let Err(ended) = round(d, kube, &due, policy, grace, &mut pods, tally, report).await {
             return ended;

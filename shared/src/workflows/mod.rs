@@ -2,6 +2,7 @@
 //! crates call them and answer.
 
 pub mod drain;
+pub mod failover;
 pub mod groups;
 pub mod images;
 pub mod instance_state;

@@ -53,6 +53,9 @@ pub struct Sim {
     pub(super) fargate_ready: BTreeMap<String, DateTime<Utc>>,
     pub(super) profiles: Vec<FargateProfile>,
     fargate_nodes: u64,
+    /// Services watched (`FakeKube::watch_endpoints`): the fewest ready endpoints each had at
+    /// any settled instant since.
+    pub(super) fewest_ready: BTreeMap<(String, String), usize>,
 }
 
 fn kind_of(plural: &str) -> &'static Kind {
@@ -1176,6 +1179,10 @@ fn sync_endpoints(store: &mut Store, svc: &Value, t: DateTime<Utc>) {
             out
         })
         .collect();
+    let ready = endpoints.iter().filter(|e| e["conditions"]["ready"] == true).count();
+    if let Some(fewest) = store.sim.fewest_ready.get_mut(&(ns.clone(), name.clone())) {
+        *fewest = (*fewest).min(ready);
+    }
     let existing = store.all(kind_of("endpointslices")).into_iter().find(|s| {
         ns_of(s) == ns
             && s["metadata"]["labels"][SERVICE_NAME] == name.as_str()

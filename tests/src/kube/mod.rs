@@ -374,6 +374,18 @@ impl FakeKube {
             .count()
     }
 
+    /// From now on, the fewest ready endpoints the Service has at any instant the controllers
+    /// settle (every pod start, stop and rollout step on the clock) is kept.
+    pub fn watch_endpoints(&self, namespace: &str, service: &str) {
+        let now = self.ready_endpoints(namespace, service);
+        self.store().sim.fewest_ready.insert((namespace.to_string(), service.to_string()), now);
+    }
+
+    /// The fewest ready endpoints the watched Service had since `watch_endpoints`.
+    pub fn fewest_ready_endpoints(&self, namespace: &str, service: &str) -> Option<usize> {
+        self.store().sim.fewest_ready.get(&(namespace.to_string(), service.to_string())).copied()
+    }
+
     /// A pod, as seeded (it starts on the next request or settle, as a kubelet would start it).
     pub fn pod(&self, seed: PodSeed) -> Value {
         let mut labels: serde_json::Map<String, Value> =

@@ -10,7 +10,7 @@ use spotkeeper_tests::{Harness, events, member_ids};
 
 /// The harness, the fake cluster on its clock, and the `workers` group's instances, the group
 /// draining on the fake with `block`'s settings.
-async fn cluster(block: Value) -> (Harness, FakeKube, Vec<String>) {
+pub(crate) async fn cluster(block: Value) -> (Harness, FakeKube, Vec<String>) {
     let h = Harness::start().await;
     let fake = FakeKube::start_with(Options { clock: Some(h.clock.clone()), ..Options::default() }).await;
     let (_, asg) = h.register_workers().await;
@@ -33,7 +33,7 @@ async fn set_kubernetes(h: &Harness, ids: &[String], spec: Value) {
 }
 
 /// The EKS node of `instance`, named after its private DNS name as EKS names it.
-async fn node_of(h: &Harness, fake: &FakeKube, instance: &str) -> String {
+pub(crate) async fn node_of(h: &Harness, fake: &FakeKube, instance: &str) -> String {
     let described = h.instance(instance).await;
     let name =
         described.private_dns_name().filter(|n| !n.is_empty()).unwrap_or("ip-10-0-1-10.ec2.internal").to_string();

@@ -317,9 +317,15 @@ async fn kubectl_drain_skips_daemonset_and_mirror_pods_and_waits_on_a_pdb() {
         assert!(blocked.stdout.contains(&format!("pod/{evicted} evicted")), "{evicted}: {blocked:?}");
     }
     let all = format!("{}{}", blocked.stdout, blocked.stderr);
-    // kubectl joins its warnings on one line.
-    assert!(
-        blocked.stderr.contains("Warning: deleting Pods that declare no controller: default/held; ignoring DaemonSet-managed Pods: kube-system/aws-node-x1, kube-system/kube-proxy-x1"),
+    // kubectl joins its warnings on one line, in the order of a Go map: any order.
+    let warning = blocked.stderr.lines().find(|l| l.starts_with("Warning: ")).unwrap_or_default();
+    let parts: std::collections::BTreeSet<&str> = warning.trim_start_matches("Warning: ").split("; ").collect();
+    assert_eq!(
+        parts,
+        std::collections::BTreeSet::from([
+            "deleting Pods that declare no controller: default/held",
+            "ignoring DaemonSet-managed Pods: kube-system/aws-node-x1, kube-system/kube-proxy-x1",
+        ]),
         "{blocked:?}"
     );
     assert!(

@@ -12,7 +12,7 @@ use crate::reply::ApiError;
 
 /// A registration body: its `kind` picks the strict body for the rest.
 pub(crate) enum Registration {
-    Asg(AsgBody),
+    Asg(Box<AsgBody>),
     Standalone(Box<StandaloneBody>),
 }
 

@@ -20,7 +20,7 @@ use crate::domain::{ClusterCa, Endpoint, InstanceId, PodPhase, PodView, Provider
 /// The taint a cordoned node gets besides `spec.unschedulable`: it says who cordoned it and why.
 pub const INTERRUPTED_TAINT: &str = "spotkeeper.io/interrupted";
 /// Page size for lists (a node has at most a few hundred pods; a cluster may have thousands of nodes).
-const PAGE: u32 = 500;
+pub(super) const PAGE: u32 = 500;
 /// How often a cordon is tried again when the node changed between its read and its patch.
 const CORDON_TRIES: usize = 4;
 
@@ -153,8 +153,8 @@ pub enum DeleteOutcome {
 /// A cluster's API server, as one identity (the token) sees it.
 #[derive(Clone)]
 pub struct KubeClient {
-    client: kube::Client,
-    limiter: Arc<Limiter>,
+    pub(super) client: kube::Client,
+    pub(super) limiter: Arc<Limiter>,
 }
 
 impl std::fmt::Debug for KubeClient {
@@ -405,6 +405,12 @@ fn view(pod: &Pod) -> PodView {
         name: meta.name.clone().unwrap_or_default(),
         uid: meta.uid.clone().unwrap_or_default(),
         owner_kinds: meta.owner_references.iter().flatten().map(|o| o.kind.clone()).collect(),
+        replica_set: meta
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true) && o.kind == "ReplicaSet")
+            .map(|o| o.name.clone()),
         mirror: meta.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror")),
         phase: PodPhase::parse(pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default()),
         deletion: meta.deletion_timestamp.as_ref().and_then(|t| {

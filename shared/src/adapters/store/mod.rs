@@ -12,6 +12,8 @@
 //! | volume growth   | `VOLUME#<id>`      | `VOLUME`               | `VOLUMES` / id         |
 //! | savings ledger  | `SAVINGS#<group>`  | `DAY#<yyyy-mm-dd>`     |                        |
 //! | price cache     | `PRICE#on-demand`  | `<region>#<type>`      | (TTL `expires_at`)     |
+//! | node drain      | `DRAIN#<instance>` | `DRAIN`                | (TTL `expires_at`)     |
+//! | failover        | `WORKLOAD#<cluster>` | `DEPLOYMENT#<ns>/<name>` |                    |
 //!
 //! The instance lookup carries a snapshot of its group's configuration and the member's pool,
 //! and pool health is one item: so the interruption handler reads everything it needs to launch
@@ -30,6 +32,7 @@ mod ledger;
 mod lookups;
 mod members;
 mod volumes;
+mod workloads;
 mod write;
 
 use aws_sdk_dynamodb::Client;

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::domain::{Deadline, GROUP_TAG, Group, GroupName};
 use crate::runtime::{Deps, Error};
+use crate::workflows::failover;
 use crate::workflows::images::{self, Probation, Refreshed};
 use crate::workflows::online;
 use crate::workflows::report::Report;
@@ -42,6 +43,9 @@ pub struct GroupRun {
     pub probation: Reported<Probation>,
     pub scaling_activities: Reported<Activities>,
     pub volume_moves: Reported<online::Moves>,
+    /// Fargate failovers followed and taken back (groups with a `kubernetes.failover` block).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workloads: Option<Reported<Vec<failover::Followed>>>,
 }
 
 /// A job's outcome, or the error that stopped it (the next run tries again).
@@ -103,6 +107,10 @@ pub async fn run(deps: &Deps, deadline: Deadline) -> Result<Run, Error> {
         let probation = images::probation(deps, group, members, &known, now, &mut report).await;
         let activities = fallback::activities(deps, group, now, &mut report).await;
         let volumes = online::continue_moves(deps, group, &mut report).await;
+        let workloads = match group.kubernetes.as_ref().and_then(|k| k.failover.as_ref()) {
+            Some(_) => Some(Reported::of(failover::follow_up(deps, group, &mut report).await, group)),
+            None => None,
+        };
         summary.push(GroupRun {
             group: group.name.clone(),
             reconcile: reconciled,
@@ -111,6 +119,7 @@ pub async fn run(deps: &Deps, deadline: Deadline) -> Result<Run, Error> {
             probation: Reported::of(probation, group),
             scaling_activities: activities,
             volume_moves: Reported::of(volumes, group),
+            workloads,
         });
     }
     // What the fallback alarm watches: how many groups are on On-Demand, and for how long.
