@@ -5,6 +5,7 @@
 mod binaries;
 mod dashboard;
 mod drain;
+mod fargate;
 mod images;
 mod instance_state;
 mod interruption;
