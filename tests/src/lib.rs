@@ -2,6 +2,7 @@
 //! created from template.yaml, a small fleet, real-shaped events and the functions themselves.
 
 pub mod clock;
+pub mod eks;
 pub mod emulator;
 pub mod events;
 pub mod fleet;

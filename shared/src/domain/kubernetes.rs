@@ -2,6 +2,7 @@
 //! reach it, what to do on a rebalance and with a PodDisruptionBudget that still blocks near the
 //! deadline), how a node names its EC2 instance, and the little of a pod a drain decides on.
 //!
+use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine;
@@ -374,6 +375,56 @@ pub struct DrainRecord {
     pub tally: DrainTally,
 }
 
+/// One selector of an ACTIVE EKS Fargate profile: pods of `namespace` carrying every one of
+/// `labels` run on Fargate. A profile with several selectors gives one of these each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FargateSelector {
+    pub profile: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl FargateSelector {
+    /// EKS's rule: the namespace matches and every label of the selector is on the pod with a
+    /// matching value; the pod may carry more. Namespace and label values may hold the
+    /// wildcards `*` (any run of characters) and `?` (one character); label keys are literal.
+    pub fn selects(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+        glob(&self.namespace, namespace)
+            && self.labels.iter().all(|(key, wanted)| labels.get(key).is_some_and(|value| glob(wanted, value)))
+    }
+}
+
+/// Whether `text` matches `pattern`, `*` and `?` being wildcards: greedy, going back to the last
+/// `*` on a mismatch, so it takes linear time for the short strings of a selector.
+fn glob(pattern: &str, text: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let text: Vec<char> = text.chars().collect();
+    let (mut p, mut t) = (0, 0);
+    // Where the last `*` was, and how much of the text it has taken up to now.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == '?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((at, taken)) => {
+                    p = at + 1;
+                    t = taken + 1;
+                    star = Some((at, taken + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '*')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,5 +518,57 @@ mod tests {
         ] {
             assert_eq!(ProviderId::parse(bad), None, "{bad}");
         }
+    }
+
+    fn pod_labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
+    }
+
+    fn selector(namespace: &str, labels: &[(&str, &str)]) -> FargateSelector {
+        FargateSelector {
+            profile: "spotkeeper-failover".into(),
+            namespace: namespace.into(),
+            labels: pod_labels(labels),
+        }
+    }
+
+    #[test]
+    fn a_fargate_selector_wants_its_namespace_and_all_its_labels() {
+        let fargate = selector("shop", &[("spotkeeper.io/compute", "fargate")]);
+        let pod = pod_labels(&[("spotkeeper.io/compute", "fargate"), ("app", "web")]);
+        assert!(fargate.selects("shop", &pod), "more labels on the pod are fine");
+        assert!(!fargate.selects("shop-2", &pod), "another namespace");
+        assert!(!fargate.selects("", &pod));
+        assert!(!fargate.selects("shop", &pod_labels(&[("app", "web")])), "the label missing");
+        assert!(!fargate.selects("shop", &pod_labels(&[("spotkeeper.io/compute", "spot")])), "another value");
+        assert!(!fargate.selects("shop", &pod_labels(&[("spotkeeper.io/Compute", "fargate")])), "keys are exact");
+
+        let two = selector("shop", &[("spotkeeper.io/compute", "fargate"), ("tier", "front")]);
+        assert!(!two.selects("shop", &pod), "every label of the selector, not one of them");
+        assert!(two.selects("shop", &pod_labels(&[("spotkeeper.io/compute", "fargate"), ("tier", "front")])));
+
+        let namespace_only = selector("shop", &[]);
+        assert!(namespace_only.selects("shop", &BTreeMap::new()), "no labels: the whole namespace");
+        assert!(!namespace_only.selects("kube-system", &pod));
+    }
+
+    #[test]
+    fn a_fargate_selector_takes_wildcards_in_namespace_and_label_values() {
+        let pod = pod_labels(&[("spotkeeper.io/compute", "fargate"), ("app", "web-1")]);
+        assert!(selector("*", &[]).selects("anything", &pod));
+        assert!(selector("shop-*", &[]).selects("shop-", &pod), "* takes nothing too");
+        assert!(selector("shop-*", &[]).selects("shop-eu-west", &pod));
+        assert!(!selector("shop-*", &[]).selects("shop", &pod));
+        assert!(selector("sh?p", &[]).selects("shop", &pod));
+        assert!(!selector("sh?p", &[]).selects("shp", &pod), "? is exactly one character");
+        assert!(selector("*-prod-*", &[]).selects("a-b-prod-c", &pod), "going back to the last *");
+        assert!(!selector("*-prod-*", &[]).selects("a-prod", &pod));
+        assert!(selector("ns", &[("app", "web-?")]).selects("ns", &pod));
+        assert!(selector("ns", &[("app", "*")]).selects("ns", &pod));
+        assert!(!selector("ns", &[("tier", "*")]).selects("ns", &pod), "a wildcard value still needs the key");
+        assert!(!selector("ns", &[("app*", "web-1")]).selects("ns", &pod), "keys take no wildcards");
+        assert!(selector("ns", &[("spotkeeper.io/compute", "farg*e")]).selects("ns", &pod));
+        assert!(!selector("ns", &[("app", "web")]).selects("ns", &pod), "no implied prefix match");
+        assert!(selector("é?", &[]).selects("éü", &pod), "characters, not bytes");
     }
 }

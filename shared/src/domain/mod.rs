@@ -39,8 +39,8 @@ pub use ids::{
 };
 pub use kinds::{AlertKind, HistoryKind};
 pub use kubernetes::{
-    ClusterCa, ClusterName, DrainRecord, DrainState, DrainTally, DrainTrigger, Endpoint, KubernetesSpec, PdbPolicy,
-    PodGrace, PodPhase, PodView, ProviderId, RebalanceAction,
+    ClusterCa, ClusterName, DrainRecord, DrainState, DrainTally, DrainTrigger, Endpoint, FargateSelector,
+    KubernetesSpec, PdbPolicy, PodGrace, PodPhase, PodView, ProviderId, RebalanceAction,
 };
 pub use launch::{Attempt, LaunchError, LaunchErrorKind, LaunchPlan, Old};
 pub use ledger::{BadDay, Day, LedgerDay, Usage};

@@ -146,6 +146,19 @@ pub fn watch_events(store: &Store, path: &str, query: &HashMap<String, String>) 
         .collect())
 }
 
+/// The object a request writes by PUT or PATCH (itself or its status): its resource, namespace
+/// and name; `None` for any other request.
+pub fn written<'a>(method: &str, path: &'a str) -> Option<(&'static Kind, Option<&'a str>, &'a str)> {
+    if method != "PUT" && method != "PATCH" {
+        return None;
+    }
+    let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    match resolve(&segments)? {
+        Target::Item { kind, ns, name, sub: None | Some("status") } => Some((kind, ns, name)),
+        _ => None,
+    }
+}
+
 fn resolve<'a>(segments: &[&'a str]) -> Option<Target<'a>> {
     let (group, version, rest): (&str, &str, &[&'a str]) = match *segments {
         ["version"] => return Some(Target::Discovery(version())),

@@ -79,6 +79,15 @@ struct Inner {
     /// Access key id → secret: the identities the fake's STS knows.
     secrets: Mutex<HashMap<String, String>>,
     log: Mutex<Vec<Logged>>,
+    interlopers: Mutex<Vec<Interloper>>,
+}
+
+/// Another writer's change, made just before the next PUT or PATCH of one object is served.
+struct Interloper {
+    plural: &'static str,
+    namespace: Option<String>,
+    name: String,
+    change: Box<dyn FnOnce(&mut Value) + Send>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -130,6 +139,7 @@ impl FakeKube {
             auth: options.auth,
             secrets: Mutex::new(HashMap::from([(ACCESS_KEY.to_string(), SECRET_KEY.to_string())])),
             log: Mutex::new(Vec::new()),
+            interlopers: Mutex::new(Vec::new()),
         });
         {
             let now = inner.clock.now();
@@ -238,19 +248,28 @@ impl FakeKube {
     /// Changes an object in place, as a controller would (the resourceVersion moves).
     pub fn modify(&self, plural: &str, namespace: Option<&str>, name: &str, change: impl FnOnce(&mut Value)) -> Value {
         let kind = store::kind(plural).expect("a resource the fake serves");
-        let mut store = self.store();
-        let mut object = store.get(kind, namespace, name).unwrap_or_else(|e| panic!("{}", e.message));
-        change(&mut object);
-        let status = object.get("status").cloned();
-        let updated = store.update(kind, namespace, name, object, false).unwrap_or_else(|e| panic!("{}", e.message));
-        match status {
-            Some(status) if updated.get("status") != Some(&status) => {
-                let mut with_status = updated;
-                with_status["status"] = status;
-                store.update(kind, namespace, name, with_status, true).unwrap_or_else(|e| panic!("{}", e.message))
-            }
-            _ => updated,
-        }
+        modify_in(&mut self.store(), kind, namespace, name, change).unwrap_or_else(|e| panic!("{}", e.message))
+    }
+
+    /// Another writer, racing the client: the next time a PUT or PATCH of this object (or its
+    /// status) arrives, `change` is made first, as [`FakeKube::modify`] makes it (the
+    /// resourceVersion moves), then the request is served. A client that read the object and
+    /// writes with its `metadata.resourceVersion` gets 409 Conflict; one that writes without it
+    /// goes through on top of the change. Each call arms one write.
+    pub fn before_next_write(
+        &self,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+        change: impl FnOnce(&mut Value) + Send + 'static,
+    ) {
+        let kind = store::kind(plural).expect("a resource the fake serves");
+        lock(&self.inner.interlopers).push(Interloper {
+            plural: kind.plural,
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+            change: Box::new(change),
+        });
     }
 
     /// A namespace (the four Kubernetes makes exist from the start).
@@ -317,15 +336,17 @@ impl FakeKube {
     }
 
     /// An EKS Fargate profile selecting the pods of `namespace` that carry all of `labels`: the
-    /// fake's Fargate scheduler gives each such pod a `fargate-ip-…` node of its own.
-    pub fn fargate_profile(&self, namespace: &str, labels: &[(&str, &str)]) {
+    /// fake's Fargate scheduler gives each such pod a `fargate-ip-…` node of its own. Returns the
+    /// profile's name (`fp-<namespace>-<n>`).
+    pub fn fargate_profile(&self, namespace: &str, labels: &[(&str, &str)]) -> String {
         let mut store = self.store();
         let name = format!("fp-{namespace}-{}", store.sim.profiles.len() + 1);
         store.sim.profiles.push(controllers::FargateProfile {
-            name,
+            name: name.clone(),
             namespace: namespace.to_string(),
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         });
+        name
     }
 
     /// A Deployment of `replicas` pods labelled `app.kubernetes.io/name: <name>` (defaults:
@@ -552,6 +573,44 @@ impl PodSeed {
     }
 }
 
+/// Changes an object in the store as a controller would: the whole object, then its status if
+/// the change touched it (each write moves the resourceVersion).
+fn modify_in(
+    store: &mut Store,
+    kind: &Kind,
+    namespace: Option<&str>,
+    name: &str,
+    change: impl FnOnce(&mut Value),
+) -> Result<Value, ApiError> {
+    let mut object = store.get(kind, namespace, name)?;
+    change(&mut object);
+    let status = object.get("status").cloned();
+    let updated = store.update(kind, namespace, name, object, false)?;
+    match status {
+        Some(status) if updated.get("status") != Some(&status) => {
+            let mut with_status = updated;
+            with_status["status"] = status;
+            store.update(kind, namespace, name, with_status, true)
+        }
+        _ => Ok(updated),
+    }
+}
+
+/// Makes the first armed change for the object this request writes, if any, before it is served.
+fn interlope(inner: &Inner, store: &mut Store, method: &str, path: &str) {
+    let Some((kind, namespace, name)) = api::written(method, path) else { return };
+    let change = {
+        let mut armed = lock(&inner.interlopers);
+        let at =
+            armed.iter().position(|i| i.plural == kind.plural && i.namespace.as_deref() == namespace && i.name == name);
+        at.map(|at| armed.remove(at).change)
+    };
+    if let Some(change) = change {
+        // An object that is not there: the request itself answers 404.
+        let _ = modify_in(store, kind, namespace, name, change);
+    }
+}
+
 /// The one handler: authenticate, settle the world to now, answer.
 async fn serve(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -584,6 +643,7 @@ async fn serve(State(inner): State<Arc<Inner>>, request: Request) -> Response {
             };
             let mut store = lock(&inner.store);
             store.settle(now);
+            interlope(&inner, &mut store, parts.method.as_str(), parts.uri.path());
             let (status, body) = api::handle(&mut store, now, &request);
             (status, body.to_string())
         }

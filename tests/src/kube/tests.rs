@@ -242,6 +242,118 @@ fn updates_are_optimistic_and_generation_follows_the_spec() {
 }
 
 #[test]
+fn a_merge_patch_carrying_a_stale_resource_version_is_a_conflict_that_changes_nothing() {
+    let mut w = World::new();
+    w.pod("p", json!({"a": "1"}), 30);
+    let (_, read) = w.get("/api/v1/namespaces/default/pods/p");
+    let rv = read["metadata"]["resourceVersion"].clone();
+    // Another writer moves it on after the read.
+    let (code, _) = w.call(
+        "PATCH",
+        "/api/v1/namespaces/default/pods/p",
+        "application/merge-patch+json",
+        json!({"metadata": {"labels": {"other": "writer"}}}),
+    );
+    assert_eq!(code, 200);
+    let (_, moved) = w.get("/api/v1/namespaces/default/pods/p");
+
+    let stale = json!({"metadata": {"resourceVersion": rv, "labels": {"mine": "1"}}});
+    let (code, status) =
+        w.call("PATCH", "/api/v1/namespaces/default/pods/p", "application/merge-patch+json", stale.clone());
+    assert_eq!((code, status["reason"].as_str(), status["kind"].as_str()), (409, Some("Conflict"), Some("Status")));
+    assert_eq!(status["status"], "Failure");
+    assert_eq!(
+        status["message"],
+        "Operation cannot be fulfilled on pods \"p\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+    let (_, after) = w.get("/api/v1/namespaces/default/pods/p");
+    assert_eq!(after, moved, "nothing written");
+
+    // The same change on the version read now goes through, and keeps the other writer's.
+    let mut fresh = stale;
+    fresh["metadata"]["resourceVersion"] = moved["metadata"]["resourceVersion"].clone();
+    let (code, patched) = w.call("PATCH", "/api/v1/namespaces/default/pods/p", "application/merge-patch+json", fresh);
+    assert_eq!(code, 200, "{patched}");
+    assert_eq!(patched["metadata"]["labels"], json!({"a": "1", "other": "writer", "mine": "1"}));
+    assert_ne!(patched["metadata"]["resourceVersion"], moved["metadata"]["resourceVersion"]);
+}
+
+/// The interloper hook, through the fake's HTTP front (plain HTTP, no tokens).
+mod interloper {
+    use serde_json::{Value, json};
+
+    use crate::kube::{FakeKube, Options, PodSeed};
+
+    async fn fake() -> FakeKube {
+        FakeKube::start_with(Options { tls: false, auth: false, ..Options::default() }).await
+    }
+
+    /// A GET, or a merge patch when there is a body.
+    async fn call(fake: &FakeKube, path: &str, patch: Option<Value>) -> (u16, Value) {
+        let client = reqwest::Client::new();
+        let url = format!("{}{path}", fake.url);
+        let request = match patch {
+            Some(patch) => {
+                client.patch(url).header("content-type", "application/merge-patch+json").body(patch.to_string())
+            }
+            None => client.get(url),
+        };
+        let answer = request.send().await.expect("the fake answers");
+        let status = answer.status().as_u16();
+        (status, answer.json().await.expect("a JSON body"))
+    }
+
+    #[tokio::test]
+    async fn a_write_racing_another_writer_with_a_stale_resource_version_is_a_409_and_keeps_the_others_change() {
+        let fake = fake().await;
+        fake.node("n1", "us-east-1a", "i-0123456789abcdef0");
+        fake.pod(PodSeed::new("default", "web"));
+        let (_, read) = call(&fake, "/api/v1/nodes/n1", None).await;
+        let rv = read["metadata"]["resourceVersion"].clone();
+        fake.before_next_write("nodes", None, "n1", |node| {
+            node["metadata"]["labels"]["other"] = json!("writer");
+        });
+        // Reads and other objects' writes leave it armed.
+        let (code, _) = call(&fake, "/api/v1/nodes/n1", None).await;
+        assert_eq!(code, 200);
+        let (code, _) =
+            call(&fake, "/api/v1/namespaces/default/pods/web", Some(json!({"metadata": {"labels": {"x": "1"}}}))).await;
+        assert_eq!(code, 200);
+        assert_eq!(fake.get("nodes", None, "n1").expect("n1")["metadata"]["resourceVersion"], rv, "not yet");
+
+        let cordon = json!({"metadata": {"resourceVersion": rv}, "spec": {"unschedulable": true}});
+        let (code, status) = call(&fake, "/api/v1/nodes/n1", Some(cordon.clone())).await;
+        assert_eq!((code, status["reason"].as_str()), (409, Some("Conflict")), "{status}");
+        let node = fake.get("nodes", None, "n1").expect("n1");
+        assert_eq!(node["metadata"]["labels"]["other"], "writer", "the other writer's change kept");
+        assert_eq!(node["spec"].get("unschedulable"), None, "the stale patch changed nothing");
+        assert_ne!(node["metadata"]["resourceVersion"], rv);
+
+        // Once only: read again, the same patch goes through.
+        let mut fresh = cordon;
+        fresh["metadata"]["resourceVersion"] = node["metadata"]["resourceVersion"].clone();
+        let (code, patched) = call(&fake, "/api/v1/nodes/n1", Some(fresh)).await;
+        assert_eq!(code, 200, "{patched}");
+        assert_eq!(
+            (&patched["spec"]["unschedulable"], &patched["metadata"]["labels"]["other"]),
+            (&json!(true), &json!("writer"))
+        );
+
+        // A write without a resourceVersion goes through on top of the other writer's change.
+        fake.before_next_write("pods", Some("default"), "web", |pod| {
+            pod["metadata"]["labels"]["other"] = json!("writer");
+        });
+        let mine = json!({"metadata": {"labels": {"mine": "1"}}});
+        let (code, pod) = call(&fake, "/api/v1/namespaces/default/pods/web", Some(mine)).await;
+        assert_eq!(code, 200, "{pod}");
+        assert_eq!(
+            (&pod["metadata"]["labels"]["other"], &pod["metadata"]["labels"]["mine"]),
+            (&json!("writer"), &json!("1"))
+        );
+    }
+}
+
+#[test]
 fn lists_page_with_continue_and_refuse_unknown_fields() {
     let mut w = World::new();
     for i in 0..5 {

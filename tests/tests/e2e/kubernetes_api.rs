@@ -113,16 +113,7 @@ async fn a_cluster_that_cannot_be_used_is_a_422_that_writes_nothing() {
     let fake = FakeKube::start().await;
     let other = FakeKube::start().await;
     let elsewhere = FakeKube::start_with(Options { cluster: "another-cluster".into(), ..Options::default() }).await;
-    let eks = aws_sdk_eks::Client::new(&h.sdk);
-    eks.create_cluster()
-        .name("in-moto")
-        .role_arn("arn:aws:iam::123456789012:role/eks")
-        .resources_vpc_config(
-            aws_sdk_eks::types::VpcConfigRequest::builder().subnet_ids(h.fleet.subnet_a.clone()).build(),
-        )
-        .send()
-        .await
-        .expect("CreateCluster");
+    h.eks_cluster("in-moto").await;
     let instances = h.instance_count().await;
 
     let mut closed = block(&fake);

@@ -6,15 +6,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_eks::types::{FargateProfile, FargateProfileStatus};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 
 use super::client::{KubeClient, KubeError};
 use super::limit::Limiter;
 use super::token::{TokenError, mint_token};
 use crate::adapters::aws::AwsError;
-use crate::domain::{ClusterCa, ClusterName, Endpoint, KubernetesSpec};
+use crate::domain::{ClusterCa, ClusterName, Endpoint, FargateSelector, KubernetesSpec};
 
 /// A token is replaced when less than this is left of it: a drain started now must not outlive it.
 const TOKEN_SPARE: chrono::Duration = chrono::Duration::minutes(5);
@@ -24,7 +26,9 @@ const TOKEN_SPARE: chrono::Duration = chrono::Duration::minutes(5);
 pub enum ConnectError {
     #[error("EKS cluster {0} does not exist in this account and region")]
     NoSuchCluster(ClusterName),
-    #[error("EKS cluster {cluster} could not be described")]
+    /// An EKS call about the cluster failed (`DescribeCluster`, its Fargate profiles'): the
+    /// source names which.
+    #[error("EKS cluster {cluster} could not be read from EKS")]
     Describe {
         cluster: ClusterName,
         #[source]
@@ -125,17 +129,13 @@ impl Clusters {
     }
 
     async fn describe(&self, cluster: &ClusterName) -> Result<(Endpoint, ClusterCa), ConnectError> {
-        let answer = match self.eks.describe_cluster().name(cluster.as_str()).send().await {
-            Ok(answer) => answer,
-            Err(e) => {
-                let error = AwsError::from_sdk("DescribeCluster", e);
-                return Err(if error.code.as_deref() == Some("ResourceNotFoundException") {
-                    ConnectError::NoSuchCluster(cluster.clone())
-                } else {
-                    ConnectError::Describe { cluster: cluster.clone(), source: error }
-                });
-            }
-        };
+        let answer = self
+            .eks
+            .describe_cluster()
+            .name(cluster.as_str())
+            .send()
+            .await
+            .map_err(|e| eks_failure(cluster, AwsError::from_sdk("DescribeCluster", e)))?;
         let described = |what: &str| ConnectError::Described { cluster: cluster.clone(), what: what.to_string() };
         let found = answer.cluster.ok_or_else(|| described("no cluster in it"))?;
         if let Some(status) = found.status.as_ref().filter(|s| s.as_str() != "ACTIVE" && s.as_str() != "UPDATING") {
@@ -156,8 +156,138 @@ impl Clusters {
         Ok((endpoint, ca))
     }
 
+    /// The selectors of the cluster's ACTIVE Fargate profiles, one per selector (a profile being
+    /// created or deleted places no pod yet, or no more). Empty when no profile is usable.
+    pub async fn fargate_selectors(&self, cluster: &ClusterName) -> Result<Vec<FargateSelector>, ConnectError> {
+        let mut names = Vec::new();
+        let mut pages = self.eks.list_fargate_profiles().cluster_name(cluster.as_str()).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| eks_failure(cluster, AwsError::from_sdk("ListFargateProfiles", e)))?;
+            names.extend(page.fargate_profile_names.unwrap_or_default());
+        }
+        // Described together, answers in the list's order.
+        let described: Vec<_> = futures::stream::iter(names.iter().map(|name| {
+            self.eks.describe_fargate_profile().cluster_name(cluster.as_str()).fargate_profile_name(name).send()
+        }))
+        .buffered(DESCRIBED_AT_ONCE)
+        .collect()
+        .await;
+        let mut selectors = Vec::new();
+        for (name, answer) in names.iter().zip(described) {
+            match answer {
+                Ok(answer) => {
+                    selectors.extend(answer.fargate_profile.map(|p| usable_selectors(name, &p)).unwrap_or_default());
+                }
+                Err(e) => {
+                    let error = AwsError::from_sdk("DescribeFargateProfile", e);
+                    // Deleted since the list: it selects nothing, which is not the cluster missing.
+                    if error.code.as_deref() != Some(NOT_FOUND) {
+                        return Err(eks_failure(cluster, error));
+                    }
+                }
+            }
+        }
+        Ok(selectors)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClusterName, Reached>> {
         // A drain that panicked while holding the map left nothing half-written in it.
         self.reached.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+const NOT_FOUND: &str = "ResourceNotFoundException";
+
+/// Fargate profiles described at once: a cluster's default quota of them, so one round.
+const DESCRIBED_AT_ONCE: usize = 10;
+
+/// An EKS call about `cluster` that failed: the cluster missing, or a failure whose code says
+/// whether to retry (`ConnectError::is_retryable`).
+fn eks_failure(cluster: &ClusterName, error: AwsError) -> ConnectError {
+    if error.code.as_deref() == Some(NOT_FOUND) {
+        ConnectError::NoSuchCluster(cluster.clone())
+    } else {
+        ConnectError::Describe { cluster: cluster.clone(), source: error }
+    }
+}
+
+/// A described profile's selectors, if it is ACTIVE; a selector without a namespace (EKS
+/// requires one) selects nothing.
+fn usable_selectors(name: &str, profile: &FargateProfile) -> Vec<FargateSelector> {
+    if profile.status() != Some(&FargateProfileStatus::Active) {
+        return Vec::new();
+    }
+    profile
+        .selectors()
+        .iter()
+        .filter_map(|s| {
+            Some(FargateSelector {
+                profile: name.to_string(),
+                namespace: s.namespace()?.to_string(),
+                labels: s.labels().map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_eks::types::FargateProfileSelector;
+
+    use super::*;
+
+    fn profile(status: FargateProfileStatus) -> FargateProfile {
+        FargateProfile::builder()
+            .fargate_profile_name("spotkeeper-failover")
+            .status(status)
+            .selectors(
+                FargateProfileSelector::builder().namespace("shop").labels("spotkeeper.io/compute", "fargate").build(),
+            )
+            .selectors(FargateProfileSelector::builder().namespace("kube-system").build())
+            .selectors(FargateProfileSelector::builder().labels("orphan", "label").build())
+            .build()
+    }
+
+    #[test]
+    fn only_an_active_profiles_selectors_count_one_each() {
+        let selectors = usable_selectors("spotkeeper-failover", &profile(FargateProfileStatus::Active));
+        let shown: Vec<(&str, &str, usize)> =
+            selectors.iter().map(|s| (s.profile.as_str(), s.namespace.as_str(), s.labels.len())).collect();
+        assert_eq!(shown, [("spotkeeper-failover", "shop", 1), ("spotkeeper-failover", "kube-system", 0)]);
+        assert_eq!(selectors[0].labels.get("spotkeeper.io/compute").map(String::as_str), Some("fargate"));
+        for status in [
+            FargateProfileStatus::Creating,
+            FargateProfileStatus::CreateFailed,
+            FargateProfileStatus::Deleting,
+            FargateProfileStatus::DeleteFailed,
+        ] {
+            assert!(usable_selectors("p", &profile(status.clone())).is_empty(), "{status:?}");
+        }
+        assert!(usable_selectors("p", &FargateProfile::builder().build()).is_empty(), "no status");
+    }
+
+    #[test]
+    fn eks_failures_say_whether_a_retry_can_help() {
+        let cluster = ClusterName::try_from("prod".to_string()).expect("a name");
+        let failure = |code: &str| {
+            eks_failure(
+                &cluster,
+                AwsError { operation: "ListFargateProfiles", code: Some(code.to_string()), message: String::new() },
+            )
+        };
+        let missing = failure("ResourceNotFoundException");
+        assert!(matches!(missing, ConnectError::NoSuchCluster(_)) && !missing.is_retryable(), "{missing}");
+        for code in ["ThrottlingException", "ServerException", "ServiceUnavailableException"] {
+            assert!(failure(code).is_retryable(), "{code}");
+        }
+        for code in ["AccessDeniedException", "InvalidParameterException"] {
+            assert!(!failure(code).is_retryable(), "{code}");
+        }
+        let no_answer = eks_failure(
+            &cluster,
+            AwsError { operation: "ListFargateProfiles", code: None, message: "no answer in time".into() },
+        );
+        assert!(no_answer.is_retryable());
+        assert_eq!(failure("ServerException").to_string(), "EKS cluster prod could not be read from EKS");
     }
 }
