@@ -14,7 +14,10 @@ use crate::decisions::recovery;
 use crate::domain::annotations::{
     FAILED_RECOVERY_ATTEMPTS, LAST_RECOVERED_AT, MIGRATED_AT, REASON, SAVED_PLACEMENT, STATE,
 };
-use crate::domain::{DeploymentView, ProfileLabel, RecoveryPolicy, RolloutStatus, WorkloadRecord, WorkloadState};
+use crate::domain::{
+    DeploymentView, FailoverSpec, FargateSelector, ProfileLabel, RecoveryPolicy, RolloutStatus, WorkloadRecord,
+    WorkloadState,
+};
 
 /// Extended resources Fargate has no devices for.
 const ACCELERATORS: [&str; 4] = ["nvidia.com/gpu", "amd.com/gpu", "aws.amazon.com/neuron", "aws.amazon.com/neuroncore"];
@@ -60,6 +63,18 @@ pub fn ineligible(template: &Value) -> Vec<String> {
         }
     }
     why
+}
+
+/// Whether a Fargate profile selects pods of `namespace` carrying the failover's label (what a
+/// failed-over template adds to its own labels).
+pub fn profiled(selectors: &[FargateSelector], namespace: &str, label: &ProfileLabel) -> bool {
+    let labels = std::collections::BTreeMap::from([(label.key.clone(), label.value.clone())]);
+    selectors.iter().any(|s| s.selects(namespace, &labels))
+}
+
+/// The failover's namespaces no Fargate profile selects with its label.
+pub fn unprofiled<'a>(spec: &'a FailoverSpec, selectors: &[FargateSelector]) -> Vec<&'a str> {
+    spec.namespaces.iter().filter(|n| !profiled(selectors, n, &spec.label)).map(String::as_str).collect()
 }
 
 /// What to do with a Deployment.
@@ -494,6 +509,26 @@ mod tests {
             ..policy.clone()
         };
         assert_eq!(way_back(&record, &windowed, t0 + chrono::Duration::minutes(15)), WayBack::OutsideWindow);
+    }
+
+    #[test]
+    fn each_failover_namespace_needs_a_profile_selecting_it_with_the_label() {
+        let selector = |namespace: &str, labels: &[(&str, &str)]| FargateSelector {
+            profile: "fp".into(),
+            namespace: namespace.into(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        let spec: FailoverSpec = serde_json::from_value(json!({"namespaces": ["shop", "pay", "ops"]})).expect("valid");
+        let selectors = [
+            selector("shop", &[("spotkeeper.io/compute", "fargate")]),
+            // No label: every pod of the namespace, ours among them.
+            selector("pay", &[]),
+            // Another label: ours does not carry it.
+            selector("ops", &[("team", "ops")]),
+        ];
+        assert_eq!(unprofiled(&spec, &selectors), vec!["ops"]);
+        assert_eq!(unprofiled(&spec, &[]), vec!["shop", "pay", "ops"]);
+        assert!(profiled(&[selector("sh*", &[("spotkeeper.io/compute", "farg?te")])], "shop", &label()));
     }
 
     #[test]

@@ -140,22 +140,11 @@ pub async fn fail_over(
                 }
                 return Ok(FailedOver::Already { workload: name, state });
             }
-            Move::Refuse(reasons) => {
-                let why = reasons.join("; ");
-                if record.state != WorkloadState::Refused || record.reason != why {
-                    let refused = WorkloadRecord {
-                        state: WorkloadState::Refused,
-                        since: now,
-                        reason: why.clone(),
-                        ..record.clone()
-                    };
-                    if deps.store.save_workload(cluster, &refused).await?.is_some() {
-                        refused_note(group, workload, &why, report);
-                    }
-                }
-                return Ok(FailedOver::Refused { workload: name, reasons });
-            }
+            Move::Refuse(reasons) => return refuse(deps, group, cluster, &record, reasons, report).await,
             Move::Patch(patch) => {
+                if let Some(why) = no_profile(deps, cluster, workload, failover).await {
+                    return refuse(deps, group, cluster, &record, vec![why], report).await;
+                }
                 let claim = WorkloadRecord {
                     state: WorkloadState::FailingOver,
                     since: now,
@@ -182,6 +171,48 @@ pub async fn fail_over(
         }
     }
     Err(Error::Unfinished(format!("{workload} kept changing under its failover patch")))
+}
+
+/// Why no Fargate profile would take the Deployment's pods, if none would (checked before each
+/// failover: a profile may be deleted after the group's registration checked it). Unread, the
+/// registration's check is trusted.
+async fn no_profile(
+    deps: &Deps,
+    cluster: &ClusterName,
+    workload: &WorkloadRef,
+    failover: &FailoverSpec,
+) -> Option<String> {
+    match deps.clusters.fargate_selectors(cluster).await {
+        Ok(selectors) if !failover::profiled(&selectors, &workload.namespace, &failover.label) => Some(format!(
+            "no Fargate profile of cluster {cluster} selects namespace {} with label {}",
+            workload.namespace, failover.label
+        )),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(cluster = %cluster, error = %e, "Fargate profiles unread: the registration's check is trusted");
+            None
+        }
+    }
+}
+
+/// A Deployment that cannot fail over: recorded, noted and alerted once per reason.
+async fn refuse(
+    deps: &Deps,
+    group: &Group,
+    cluster: &ClusterName,
+    record: &WorkloadRecord,
+    reasons: Vec<String>,
+    report: &mut Report,
+) -> Result<FailedOver, Error> {
+    let why = reasons.join("; ");
+    if record.state != WorkloadState::Refused || record.reason != why {
+        let refused =
+            WorkloadRecord { state: WorkloadState::Refused, since: deps.clock.now(), reason: why.clone(), ..record.clone() };
+        if deps.store.save_workload(cluster, &refused).await?.is_some() {
+            refused_note(group, &record.workload, &why, report);
+        }
+    }
+    Ok(FailedOver::Refused { workload: record.workload.to_string(), reasons })
 }
 
 /// What sending one patch came to.

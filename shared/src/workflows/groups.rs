@@ -10,7 +10,7 @@ use thiserror::Error;
 use crate::adapters::aws::AwsError;
 use crate::adapters::kubernetes::{ConnectError, KubeError};
 use crate::adapters::store::StoreError;
-use crate::decisions::{adoption, changes, plan, recovery};
+use crate::decisions::{adoption, changes, failover, plan, recovery};
 use crate::domain::InstanceState;
 use crate::domain::{
     AllocationId, AsgSpec, ClusterName, GROUP_TAG, Group, GroupKind, GroupName, HistoryKind, InstanceFacts,
@@ -56,6 +56,12 @@ pub enum ClusterRefusal {
     Check(#[from] KubeError),
     #[error("the cluster's API server did not answer within {} s", .0.as_secs())]
     TimedOut(Duration),
+    /// The failover's namespaces that no Fargate profile selects with its label.
+    #[error(
+        "no Fargate profile selects namespace(s) {} with label {label}: create one (docs/operations.md, \"Fargate failover: the Fargate profile\")",
+        .namespaces.join(", ")
+    )]
+    NoFargateProfile { namespaces: Vec<String>, label: String },
 }
 
 /// How long a cluster has to answer its check: well within the API's 30 s, and past kube's own
@@ -63,11 +69,20 @@ pub enum ClusterRefusal {
 const CLUSTER_CHECK: Duration = Duration::from_secs(10);
 
 /// Checks that a group's cluster can be used: described (or given), reached through its CA, the
-/// function's EKS token accepted and a node listed (as a drain must). Before anything is written.
+/// function's EKS token accepted and a node listed (as a drain must), and, for a failover, a Fargate
+/// profile selecting each of its namespaces. Before anything is written.
 pub async fn check_cluster(deps: &Deps, spec: &KubernetesSpec) -> Result<(), GroupError> {
     let checked = tokio::time::timeout(CLUSTER_CHECK, async {
         let client = deps.clusters.connect(spec, deps.clock.now()).await?;
         client.check().await?;
+        if let Some(failover) = &spec.failover {
+            let selectors = deps.clusters.fargate_selectors(&spec.cluster).await?;
+            let missing = failover::unprofiled(failover, &selectors);
+            if !missing.is_empty() {
+                let namespaces = missing.into_iter().map(str::to_string).collect();
+                return Err(ClusterRefusal::NoFargateProfile { namespaces, label: failover.label.to_string() });
+            }
+        }
         Ok::<_, ClusterRefusal>(())
     })
     .await

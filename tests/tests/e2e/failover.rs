@@ -77,13 +77,38 @@ fn alerts_of(alerts: &[spotkeeper_tests::SnsAlert], event: &str) -> usize {
     alerts.iter().filter(|a| a.attributes.get("event").map(String::as_str) == Some(event)).count()
 }
 
+/// The `workers` group draining on the fake, a Fargate profile for `shop` (in EKS and the fake),
+/// then its failover block set through the API (which checks the profile).
+async fn failing_over() -> (Harness, FakeKube, Vec<String>) {
+    let (h, fake, ids) = cluster(json!({})).await;
+    h.fargate_profile(&fake, "shop", &[LABEL]).await;
+    let (status, answer) = h.patch("workers", kubernetes(&fake, json!({"namespaces": ["shop"]}))).await;
+    assert_eq!(status, 200, "{answer}");
+    (h, fake, ids)
+}
+
+fn kubernetes(fake: &FakeKube, failover: Value) -> Value {
+    json!({"kubernetes": {"cluster": fake.cluster, "endpoint": fake.url, "ca": fake.ca_pem, "failover": failover}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_namespace_no_fargate_profile_selects_is_refused_and_nothing_is_set() {
+    let (h, fake, _) = cluster(json!({})).await;
+    h.fargate_profile(&fake, "shop", &[("team", "shop")]).await;
+    let (status, answer) = h.patch("workers", kubernetes(&fake, json!({"namespaces": ["shop"]}))).await;
+    assert_eq!(status, 422, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("no Fargate profile selects namespace(s) shop with label spotkeeper.io/compute=fargate"), "{answer}");
+    let (_, group) = h.call(axum::http::Method::GET, "/groups/workers", Some(spotkeeper_tests::TOKEN), None).await;
+    assert!(group["kubernetes"]["failover"].is_null(), "nothing set: {group}");
+}
+
 /// The warned node with `web` (3 replicas, opted in, pinned to Spot), `api` (not opted in) and
 /// `logs` (opted in, a hostPath volume); the Fargate profile; `web`'s Service watched.
 async fn warned_node() -> (Harness, FakeKube, Vec<String>, String, Value) {
-    let (h, fake, ids) = cluster(json!({"failover": {"namespaces": ["shop"]}})).await;
+    let (h, fake, ids) = failing_over().await;
     let node = node_of(&h, &fake, &ids[0]).await;
     fake.namespace("shop");
-    fake.fargate_profile("shop", &[LABEL]);
     let (selector, affinity) = spot_placement();
     let web = opted_in(&fake, "web", 3, |t| {
         t["spec"]["nodeSelector"] = selector;
@@ -243,11 +268,10 @@ async fn a_way_back_that_fails_rolls_back_to_fargate_and_backs_off_up_to_the_max
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_warnings_for_nodes_of_one_deployment_patch_it_once() {
-    let (h, fake, ids) = cluster(json!({"failover": {"namespaces": ["shop"]}})).await;
+    let (h, fake, ids) = failing_over().await;
     let first = node_of(&h, &fake, &ids[0]).await;
     let second = node_of(&h, &fake, &ids[1]).await;
     fake.namespace("shop");
-    fake.fargate_profile("shop", &[LABEL]);
     opted_in(&fake, "web", 4, |_| {});
     fake.service("shop", "web", &[("app.kubernetes.io/name", "web")]);
     h.clock.advance(Duration::seconds(10));

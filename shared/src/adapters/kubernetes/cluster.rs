@@ -10,7 +10,6 @@ use aws_sdk_eks::types::{FargateProfile, FargateProfileStatus};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 
 use super::client::{KubeClient, KubeError};
 use super::limit::Limiter;
@@ -165,15 +164,12 @@ impl Clusters {
             let page = page.map_err(|e| eks_failure(cluster, AwsError::from_sdk("ListFargateProfiles", e)))?;
             names.extend(page.fargate_profile_names.unwrap_or_default());
         }
-        // Described together, answers in the list's order.
-        let described: Vec<_> = futures::stream::iter(names.iter().map(|name| {
-            self.eks.describe_fargate_profile().cluster_name(cluster.as_str()).fargate_profile_name(name).send()
-        }))
-        .buffered(DESCRIBED_AT_ONCE)
-        .collect()
-        .await;
+        // One by one: a cluster has at most ten profiles by default, and the API's handlers need
+        // a future that is Send for any lifetime, which a buffered stream over borrows is not.
         let mut selectors = Vec::new();
-        for (name, answer) in names.iter().zip(described) {
+        for name in &names {
+            let answer =
+                self.eks.describe_fargate_profile().cluster_name(cluster.as_str()).fargate_profile_name(name).send().await;
             match answer {
                 Ok(answer) => {
                     selectors.extend(answer.fargate_profile.map(|p| usable_selectors(name, &p)).unwrap_or_default());
@@ -197,9 +193,6 @@ impl Clusters {
 }
 
 const NOT_FOUND: &str = "ResourceNotFoundException";
-
-/// Fargate profiles described at once: a cluster's default quota of them, so one round.
-const DESCRIBED_AT_ONCE: usize = 10;
 
 /// An EKS call about `cluster` that failed: the cluster missing, or a failure whose code says
 /// whether to retry (`ConnectError::is_retryable`).
