@@ -29,6 +29,9 @@ use crate::workflows::report::Report;
 
 /// How often one step re-reads and decides again after a conflict or a lost answer.
 const TRIES: usize = 4;
+/// How often a failing call on a warning's path is tried again, and after how long.
+const RETRIES: u32 = 3;
+const AGAIN: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What came of asking one Deployment to fail over.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -74,7 +77,7 @@ pub async fn on_node(
     let reason = format!("Spot interruption warning for {instance}");
     let mut seen = HashSet::new();
     for (namespace, set) in sets {
-        let deployment = match kube.deployment_of(&namespace, &set).await {
+        let deployment = match retried(deps, || kube.deployment_of(&namespace, &set)).await {
             Ok(Some(name)) => name,
             Ok(None) => continue,
             Err(e) => {
@@ -84,12 +87,23 @@ pub async fn on_node(
         };
         let Ok(workload) = WorkloadRef::new(&namespace, &deployment) else { continue };
         if !seen.insert(workload.clone()) {
-            if held.contains(&format!("{namespace}/{deployment}")) {
+            if held.contains(&workload.to_string()) {
                 held.insert(format!("{namespace}/{set}"));
             }
             continue;
         }
-        match fail_over(deps, group, spec, failover, kube, &workload, FailoverCause::Warning, &reason, report).await {
+        let cause = FailoverCause::Warning;
+        let mut tries = 0;
+        let done = loop {
+            match fail_over(deps, group, spec, failover, kube, &workload, cause, &reason, report).await {
+                Err(e) if e.is_retryable() && tries < RETRIES => {
+                    tries += 1;
+                    deps.clock.sleep(AGAIN).await;
+                }
+                done => break done,
+            }
+        };
+        match done {
             Ok(done) if done.replacing() => {
                 held.insert(format!("{namespace}/{set}"));
                 held.insert(workload.to_string());
@@ -99,6 +113,25 @@ pub async fn on_node(
         }
     }
     held
+}
+
+/// A read of the cluster, tried again while it fails in a way a retry can help (a warning's two
+/// minutes leave room for a few).
+async fn retried<T, F, Fut>(deps: &Deps, mut call: F) -> Result<T, crate::adapters::kubernetes::KubeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::adapters::kubernetes::KubeError>>,
+{
+    let mut tries = 0;
+    loop {
+        match call().await {
+            Err(e) if e.is_retryable() && tries < RETRIES => {
+                tries += 1;
+                deps.clock.sleep(AGAIN).await;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// One Deployment to Fargate: won in the table, then patched once.
@@ -125,6 +158,8 @@ pub async fn fail_over(
         .workload(cluster, workload)
         .await?
         .unwrap_or_else(|| WorkloadRecord::new(workload.clone(), group.name.clone(), deps.clock.now()));
+    // Whether this call won the step: a Deployment found patched after that is our patch landed.
+    let mut claimed = false;
     for _ in 0..TRIES {
         let Some(d) = kube.deployment(workload).await? else {
             return skipped("the Deployment is gone");
@@ -134,6 +169,12 @@ pub async fn fail_over(
         }
         let now = deps.clock.now();
         match failover::failover(&d, &failover.label, reason, now) {
+            // Our own patch, its answer lost: it landed.
+            Move::Already(_) if claimed => {
+                landed(deps, cluster, &record).await?;
+                failed_over_note(group, spec, workload, cause, reason, report);
+                return Ok(FailedOver::Patched { workload: name });
+            }
             Move::Already(state) => {
                 if !record.state.on_fargate() {
                     sync_from(deps, cluster, &record, &d, now).await?;
@@ -149,7 +190,7 @@ pub async fn fail_over(
                     state: WorkloadState::FailingOver,
                     since: now,
                     reason: reason.to_string(),
-                    rollout_started: Some(now),
+                    rollout_started: None,
                     migrated_at: Some(now),
                     next_attempt: None,
                     ..record.clone()
@@ -158,8 +199,10 @@ pub async fn fail_over(
                     return Ok(FailedOver::Taken { workload: name });
                 };
                 record = won;
+                claimed = true;
                 match send(kube, workload, &patch).await? {
                     Sent::Applied => {
+                        landed(deps, cluster, &record).await?;
                         failed_over_note(group, spec, workload, cause, reason, report);
                         return Ok(FailedOver::Patched { workload: name });
                     }
@@ -206,13 +249,31 @@ async fn refuse(
 ) -> Result<FailedOver, Error> {
     let why = reasons.join("; ");
     if record.state != WorkloadState::Refused || record.reason != why {
-        let refused =
-            WorkloadRecord { state: WorkloadState::Refused, since: deps.clock.now(), reason: why.clone(), ..record.clone() };
+        let refused = WorkloadRecord {
+            state: WorkloadState::Refused,
+            since: deps.clock.now(),
+            reason: why.clone(),
+            ..record.clone()
+        };
         if deps.store.save_workload(cluster, &refused).await?.is_some() {
             refused_note(group, &record.workload, &why, report);
         }
     }
     Ok(FailedOver::Refused { workload: record.workload.to_string(), reasons })
+}
+
+/// How long a step's claim may stand without its patch before the scheduled run takes it as
+/// never sent (its delivery died): far longer than a patch takes.
+const CLAIM_AGE: chrono::Duration = chrono::Duration::seconds(30);
+
+/// Records that a claimed step's patch is in place: its rollout is followed from now. Until
+/// then, a Deployment without the patch is one the step never reached, not one reverted.
+async fn landed(deps: &Deps, cluster: &ClusterName, record: &WorkloadRecord) -> Result<(), Error> {
+    let started = WorkloadRecord { rollout_started: Some(deps.clock.now()), ..record.clone() };
+    if deps.store.save_workload(cluster, &started).await?.is_none() {
+        tracing::warn!(workload = %record.workload, "the step was recorded by another delivery meanwhile");
+    }
+    Ok(())
 }
 
 /// What sending one patch came to.
@@ -391,6 +452,9 @@ async fn follow(
         return idle("the Deployment is gone");
     };
     let label = &failover.label;
+    if record.rollout_started.is_none() {
+        return unlanded(deps, group, spec, failover, kube, record, &d, report).await;
+    }
     if failover::reverted(&d, &record, label) {
         return reverted(deps, group, cluster, record, report).await;
     }
@@ -531,6 +595,44 @@ async fn follow(
     }
 }
 
+/// A step claimed but not known to have landed (its delivery died, or is slow): the Deployment
+/// tells. Patched: followed from now. Not patched, and the claim old: a failover is sent again
+/// (the resourceVersion keeps it single), a way back given up without counting it.
+#[allow(clippy::too_many_arguments, reason = "one step with all it reads")]
+async fn unlanded(
+    deps: &Deps,
+    group: &Group,
+    spec: &KubernetesSpec,
+    failover: &FailoverSpec,
+    kube: &KubeClient,
+    record: WorkloadRecord,
+    d: &DeploymentView,
+    report: &mut Report,
+) -> Result<Followed, Error> {
+    let workload = record.workload.to_string();
+    let now = deps.clock.now();
+    if d.state() == record.state {
+        landed(deps, &spec.cluster, &record).await?;
+        return Ok(Followed::Progressing { workload });
+    }
+    if now - record.since < CLAIM_AGE {
+        return Ok(Followed::Idle { workload, reason: "its step was just claimed".into() });
+    }
+    match record.state {
+        WorkloadState::FailingOver => {
+            let reason = record.reason.clone();
+            let cause = FailoverCause::Warning;
+            fail_over(deps, group, spec, failover, kube, &record.workload, cause, &reason, report).await?;
+            Ok(Followed::Progressing { workload })
+        }
+        _ => {
+            let back = WorkloadRecord { state: WorkloadState::Fargate, since: now, ..record };
+            deps.store.save_workload(&spec.cluster, &back).await?;
+            Ok(Followed::Idle { workload, reason: "its way back was never sent; it is tried again".into() })
+        }
+    }
+}
+
 /// The way back for one Deployment on Fargate, by the schedule or by hand: won in the table,
 /// then patched once.
 pub async fn start_recovery(
@@ -561,7 +663,7 @@ pub async fn start_recovery(
                 state: WorkloadState::Recovering,
                 since: now,
                 reason: "back to Spot".into(),
-                rollout_started: Some(now),
+                rollout_started: None,
                 ..record.clone()
             };
             let Some(won) = deps.store.save_workload(&spec.cluster, &claim).await? else {
@@ -571,6 +673,7 @@ pub async fn start_recovery(
         }
         match send(kube, &record.workload, &patch).await? {
             Sent::Applied => {
+                landed(deps, &spec.cluster, &record).await?;
                 *recovering = true;
                 let text = format!("{workload} is going back to Spot: its saved node selectors restored");
                 report.note(&group.name, None, HistoryKind::WorkloadRecoveryStarted, text);
@@ -608,18 +711,30 @@ async fn roll_back(
         state: WorkloadState::FailingOver,
         since: now,
         reason: format!("the way back failed: {why}"),
-        rollout_started: Some(now),
+        rollout_started: None,
         next_attempt: Some(next),
         ..counted
     };
-    let Some(_) = deps.store.save_workload(&spec.cluster, &claim).await? else {
+    let Some(won) = deps.store.save_workload(&spec.cluster, &claim).await? else {
         return Ok(Followed::Taken { workload });
     };
     let mut current = d.clone();
     for _ in 0..TRIES {
-        let Move::Patch(patch) = failover::roll_back(&current, &failover.label, why, failed_attempts) else { break };
+        let patch = match failover::roll_back(&current, &failover.label, why, failed_attempts) {
+            Move::Patch(patch) => patch,
+            // Its lost answer was taken: it is on its way to Fargate.
+            Move::Already(WorkloadState::FailingOver) => {
+                landed(deps, &spec.cluster, &won).await?;
+                break;
+            }
+            _ => break,
+        };
         match send(kube, &record.workload, &patch).await? {
-            Sent::Applied | Sent::Gone => break,
+            Sent::Applied => {
+                landed(deps, &spec.cluster, &won).await?;
+                break;
+            }
+            Sent::Gone => break,
             Sent::Again => match kube.deployment(&record.workload).await? {
                 Some(again) => current = again,
                 None => break,

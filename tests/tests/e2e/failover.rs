@@ -98,7 +98,10 @@ async fn a_failover_namespace_no_fargate_profile_selects_is_refused_and_nothing_
     let (status, answer) = h.patch("workers", kubernetes(&fake, json!({"namespaces": ["shop"]}))).await;
     assert_eq!(status, 422, "{answer}");
     let message = answer["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("no Fargate profile selects namespace(s) shop with label spotkeeper.io/compute=fargate"), "{answer}");
+    assert!(
+        message.contains("no Fargate profile selects namespace(s) shop with label spotkeeper.io/compute=fargate"),
+        "{answer}"
+    );
     let (_, group) = h.call(axum::http::Method::GET, "/groups/workers", Some(spotkeeper_tests::TOKEN), None).await;
     assert!(group["kubernetes"]["failover"].is_null(), "nothing set: {group}");
 }
@@ -286,4 +289,104 @@ async fn two_warnings_for_nodes_of_one_deployment_patch_it_once() {
     assert_eq!(patches_of(&fake, "web"), 1, "one patch for two warnings");
     assert_eq!(h.history("workers", "workload-failed-over").await.len(), 1);
     follow_until(&h, &fake, WorkloadState::Fargate, 10).await;
+}
+
+fn patch_statuses(fake: &FakeKube, name: &str) -> Vec<u16> {
+    let path = format!("/apis/apps/v1/namespaces/shop/deployments/{name}");
+    fake.requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.uri.split('?').next() == Some(path.as_str()))
+        .map(|r| r.status)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_by_someone_else_between_read_and_patch_is_read_again_and_kept() {
+    let (h, fake, ids, _, _) = warned_node().await;
+    fake.before_next_write("deployments", Some("shop"), "web", |d| {
+        d["metadata"]["labels"]["team"] = json!("checkout");
+        d["spec"]["template"]["metadata"]["annotations"] = json!({"example.com/restarted-at": "2026-12-06T10:00:00Z"});
+    });
+    h.node_drain(h.now_on(events::spot_warning(&ids[0]))).await.expect("drained");
+    assert_eq!(patch_statuses(&fake, "web"), vec![409, 200], "refused on the stale read, then sent anew");
+    let d = fake.get("deployments", Some("shop"), "web").expect("web");
+    assert_eq!(d["metadata"]["labels"]["team"], "checkout", "the other writer's change kept");
+    let template = &d["spec"]["template"];
+    assert_eq!(template["metadata"]["annotations"]["example.com/restarted-at"], "2026-12-06T10:00:00Z");
+    assert_eq!(template["metadata"]["labels"][LABEL.0], LABEL.1, "and the failover's");
+    assert!(template["spec"].get("nodeSelector").is_none());
+    assert_eq!(d["metadata"]["annotations"]["spotkeeper.io/state"], "failing-over");
+    assert_eq!(h.history("workers", "workload-failed-over").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_twenty_percent_faults_no_deployment_is_patched_twice_or_left_half_patched() {
+    use spotkeeper_tests::FaultProxy;
+    use spotkeeper_tests::kube::Options;
+    const DEPLOYMENTS: usize = 6;
+    let h = Harness::start().await;
+    let fake = FakeKube::start_with(Options { tls: false, clock: Some(h.clock.clone()), ..Options::default() }).await;
+    let proxy = FaultProxy::start_tls(&fake.url).await;
+    let (_, asg) = h.register_workers().await;
+    let ids = spotkeeper_tests::member_ids(&asg);
+    h.fargate_profile(&fake, "shop", &[LABEL]).await;
+    let block = json!({"kubernetes": {
+        "cluster": fake.cluster, "endpoint": proxy.endpoint, "ca": proxy.ca_pem,
+        "failover": {"namespaces": ["shop"]},
+    }});
+    let (status, answer) = h.patch("workers", block).await;
+    assert_eq!(status, 200, "{answer}");
+    for id in &ids {
+        node_of(&h, &fake, id).await;
+    }
+    fake.namespace("shop");
+    let names: Vec<String> = (0..DEPLOYMENTS).map(|i| format!("web-{i}")).collect();
+    for name in &names {
+        opted_in(&fake, name, 2, |_| {});
+        fake.service("shop", name, &[("app.kubernetes.io/name", name)]);
+    }
+    h.clock.advance(Duration::seconds(10));
+
+    proxy.kube_chaos(0.2, 16);
+    // Each warning delivered until it is handled, as SQS redelivers a failed message.
+    let drains = ids.iter().map(|id| {
+        let warning = h.now_on(events::spot_warning(id));
+        let h = &h;
+        async move {
+            for _ in 0..5 {
+                if h.node_drain(warning.clone()).await.is_ok() {
+                    return;
+                }
+            }
+            panic!("the warning for {id} never handled");
+        }
+    });
+    futures::future::join_all(drains).await;
+    let cluster = ClusterName::try_from(fake.cluster.clone()).expect("a cluster name");
+    for _ in 0..40 {
+        let records = h.deps.store.workloads(&cluster).await.expect("read");
+        if records.len() == DEPLOYMENTS && records.iter().all(|r| r.state == WorkloadState::Fargate) {
+            break;
+        }
+        h.clock.advance(Duration::seconds(30));
+        // A run the faults broke is the next run's to finish.
+        let _ = h.scheduled(None).await;
+    }
+    let failovers: Vec<(String, usize)> = names
+        .iter()
+        .map(|n| {
+            let applied = patch_statuses(&fake, n).iter().filter(|s| **s == 200).count();
+            (n.clone(), applied)
+        })
+        .collect();
+    for name in &names {
+        let d = fake.get("deployments", Some("shop"), name).expect("the Deployment");
+        let labelled = d["spec"]["template"]["metadata"]["labels"][LABEL.0] == LABEL.1;
+        let unpinned = d["spec"]["template"]["spec"].get("nodeSelector").is_none();
+        let state = d["metadata"]["annotations"]["spotkeeper.io/state"].as_str().unwrap_or("spot");
+        assert!(labelled && unpinned && state == "fargate", "{name} whole on Fargate: {d}");
+    }
+    // One failover patch and one settling its annotations, each applied once, whatever was lost.
+    assert!(failovers.iter().all(|(_, applied)| *applied == 2), "{failovers:?}");
+    assert_eq!(h.history("workers", "workload-failed-over").await.len(), DEPLOYMENTS);
 }

@@ -168,8 +168,13 @@ impl Clusters {
         // a future that is Send for any lifetime, which a buffered stream over borrows is not.
         let mut selectors = Vec::new();
         for name in &names {
-            let answer =
-                self.eks.describe_fargate_profile().cluster_name(cluster.as_str()).fargate_profile_name(name).send().await;
+            let answer = self
+                .eks
+                .describe_fargate_profile()
+                .cluster_name(cluster.as_str())
+                .fargate_profile_name(name)
+                .send()
+                .await;
             match answer {
                 Ok(answer) => {
                     selectors.extend(answer.fargate_profile.map(|p| usable_selectors(name, &p)).unwrap_or_default());
