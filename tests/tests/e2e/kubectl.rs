@@ -618,10 +618,24 @@ async fn kubectl_follows_a_deployment_failing_over_to_fargate_and_a_way_back_tha
     assert!(status.ok, "{status:?}");
     assert_eq!(status.stdout.trim(), r#"deployment "web" successfully rolled out"#, "{status:?}");
 
-    // Failover as spotkeeper will do it: one merge patch; the template gets the profile's label
-    // and loses the Spot node selector.
-    let patch = r#"{"spec":{"template":{"metadata":{"labels":{"spotkeeper.io/compute":"fargate"}},"spec":{"nodeSelector":null}}}}"#;
-    let patched = kubectl.run(&["patch", "deployment", "web", "--type", "merge", "-p", patch]).await;
+    // Failover as spotkeeper does it: its own merge patch (the template gets the profile's label
+    // and loses the Spot node selector, kept in an annotation; the resourceVersion as precondition).
+    let current = fake.get("deployments", Some("default"), "web").expect("web");
+    let view = spotkeeper::domain::DeploymentView {
+        workload: spotkeeper::domain::WorkloadRef::new("default", "web").expect("a workload"),
+        resource_version: current["metadata"]["resourceVersion"].as_str().expect("a version").to_string(),
+        annotations: std::collections::BTreeMap::new(),
+        template: current["spec"]["template"].clone(),
+        rollout: spotkeeper::domain::RolloutStatus::default(),
+    };
+    let label = spotkeeper::domain::ProfileLabel::default();
+    let spotkeeper::decisions::failover::Move::Patch(patch) =
+        spotkeeper::decisions::failover::failover(&view, &label, "a Spot interruption warning", fake.now())
+    else {
+        panic!("web can fail over")
+    };
+    let patch = patch.to_string();
+    let patched = kubectl.run(&["patch", "deployment", "web", "--type", "merge", "-p", &patch]).await;
     assert!(patched.ok, "{patched:?}");
     assert_eq!(patched.stdout.trim(), "deployment.apps/web patched");
     let (status, fewest) = tokio::join!(
@@ -649,6 +663,12 @@ async fn kubectl_follows_a_deployment_failing_over_to_fargate_and_a_way_back_tha
     assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3");
     assert_eq!(d["spec"]["template"]["metadata"]["labels"]["spotkeeper.io/compute"], "fargate");
     assert!(d["spec"]["template"]["spec"].get("nodeSelector").is_none());
+    assert_eq!(d["metadata"]["annotations"]["spotkeeper.io/state"], "failing-over");
+    assert_eq!(d["metadata"]["annotations"]["spotkeeper.io/reason"], "a Spot interruption warning");
+    assert_eq!(
+        d["metadata"]["annotations"]["spotkeeper.io/saved-placement"],
+        r#"{"nodeAffinity":null,"nodeSelector":{"eks.amazonaws.com/capacityType":"SPOT"}}"#
+    );
     assert_eq!(
         d["spec"]["strategy"],
         json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})

@@ -175,19 +175,27 @@ fn allowed(function: &Value) -> Vec<(String, Value)> {
 fn node_drain_and_the_api_read_clusters_and_join_a_vpc_only_when_asked() {
     let template = template();
     let cluster_arn = "arn:${AWS::Partition}:eks:${AWS::Region}:${AWS::AccountId}:cluster/*";
-    for name in ["NodeDrainFunction", "ApiFunction"] {
+    let profile_arn = "arn:${AWS::Partition}:eks:${AWS::Region}:${AWS::AccountId}:fargateprofile/*";
+    for name in ["NodeDrainFunction", "ApiFunction", "ScheduledRecoveryFunction"] {
         let function = &template["Resources"][name];
-        let describe: Vec<Value> =
-            allowed(function).into_iter().filter(|(a, _)| a == "eks:DescribeCluster").map(|(_, r)| r).collect();
-        assert_eq!(describe.len(), 1, "{name}");
-        assert_eq!(tagged(&describe[0], "!Sub").and_then(Value::as_str), Some(cluster_arn), "{name}");
-        // Tokens are presigned sts:GetCallerIdentity URLs: no IAM action of EKS or STS beyond that.
-        assert!(
-            allowed(function)
-                .iter()
-                .all(|(a, _)| !a.starts_with("sts:") && (!a.starts_with("eks:") || a == "eks:DescribeCluster")),
+        let eks: Vec<(String, Option<String>)> = allowed(function)
+            .into_iter()
+            .filter(|(a, _)| a.starts_with("eks:"))
+            .map(|(a, r)| (a, tagged(&r, "!Sub").and_then(Value::as_str).map(str::to_string)))
+            .collect();
+        // The cluster's endpoint and CA, its Fargate profiles; tokens are presigned
+        // sts:GetCallerIdentity URLs: no IAM action of EKS or STS beyond that.
+        let want = |a: &str, r: &str| (a.to_string(), Some(r.to_string()));
+        assert_eq!(
+            eks,
+            [
+                want("eks:DescribeCluster", cluster_arn),
+                want("eks:ListFargateProfiles", cluster_arn),
+                want("eks:DescribeFargateProfile", profile_arn)
+            ],
             "{name}"
         );
+        assert!(allowed(function).iter().all(|(a, _)| !a.starts_with("sts:")), "{name}");
         let vpc = tagged(&function["Properties"]["VpcConfig"], "!If").and_then(Value::as_sequence).expect("an !If");
         assert_eq!(vpc[0], "InVpc", "{name}");
         assert_eq!(tagged(&vpc[1]["SubnetIds"], "!Ref").and_then(Value::as_str), Some("VpcSubnetIds"));
@@ -250,6 +258,8 @@ fn the_rbac_grants_exactly_what_a_drain_needs_to_the_group_the_access_entries_na
         ("apps", "deployments", &["get", "list", "patch"]),
         ("apps", "replicasets", &["get", "list"]),
         ("apps", "daemonsets", &["get", "list"]),
+        ("", "services", &["list"]),
+        ("discovery.k8s.io", "endpointslices", &["list"]),
         ("policy", "poddisruptionbudgets", &["list"]),
     ] {
         wanted.extend(verbs.iter().map(|v| (group, resource, *v)));
@@ -280,7 +290,7 @@ fn the_rbac_grants_exactly_what_a_drain_needs_to_the_group_the_access_entries_na
         })
         .collect();
     principals.sort_unstable();
-    assert_eq!(principals, ["ApiFunctionRole", "NodeDrainFunctionRole"]);
+    assert_eq!(principals, ["ApiFunctionRole", "NodeDrainFunctionRole", "ScheduledRecoveryFunctionRole"]);
     let condition = tagged(&template["Conditions"]["HasEksCluster"], "!Not").and_then(Value::as_sequence).unwrap();
     let equals = tagged(&condition[0], "!Equals").and_then(Value::as_sequence).unwrap();
     assert_eq!(
