@@ -481,7 +481,8 @@ async fn follow(
                     };
                     annotate(kube, &d, WorkloadState::Fargate, now).await?;
                     let text = format!(
-                        "{workload} runs on Fargate: its rollout is done and its Service has ready endpoints; back to Spot from {next}"
+                        "{workload} runs on Fargate: its rollout is done and its Service has ready endpoints; back to Spot from {}",
+                        stamp(next)
                     );
                     notify(
                         report,
@@ -743,7 +744,8 @@ async fn roll_back(
     }
     *recovering = false;
     let text = format!(
-        "{workload}'s way back to Spot failed ({why}): rolled back to Fargate; attempt {failed_attempts} failed, the next from {next}"
+        "{workload}'s way back to Spot failed ({why}): rolled back to Fargate; attempt {failed_attempts} failed, the next from {}",
+        stamp(next)
     );
     notify(
         report,
@@ -808,6 +810,11 @@ async fn annotate(kube: &KubeClient, d: &DeploymentView, to: WorkloadState, now:
         }
     }
     Err(Error::Unfinished(format!("{} kept changing under its annotations", d.workload)))
+}
+
+/// A time as history and alerts write it.
+fn stamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn notify(

@@ -262,6 +262,8 @@ async fn run(story: &Story, keep: bool) -> Result<(), String> {
 
     let (today, tomorrow) = savings_day(story, &h).await?;
 
+    fargate_failover(story, &h).await?;
+
     story.step("The alerts: Slack (a local receiver stands in for it) and SNS (read through an SQS subscription)");
     for message in h.slack.received() {
         let body: Value = serde_json::from_str(&message.body).unwrap_or_default();
@@ -461,6 +463,120 @@ async fn eks_drain(
         return Err(format!("the node was not drained as told: {:?}", cluster.pods_on(node)));
     }
     Ok(drain)
+}
+
+/// The Fargate chapter, in process on the harness's clock (Fargate's 30–60 s starts, the rollouts
+/// and a shortened 10-minute cooldown pass in moments): a warned node's opted-in Deployment goes
+/// to Fargate, its rollout is followed, and it comes back to Spot.
+async fn fargate_failover(story: &Story, h: &Harness) -> Result<(), String> {
+    use spotkeeper::clock::Clock;
+    use spotkeeper::domain::{ClusterName, WorkloadRef, WorkloadState};
+    story.step("EKS: a Deployment fails over to Fargate on a warning and comes back to Spot");
+    say("(in process on the emulated clock: Fargate's 30-60 s pod starts and the cooldown pass in moments)");
+    let cluster = FakeKube::start_with(Options { clock: Some(h.clock.clone()), ..Options::default() }).await;
+    let members = h.deps.store.members(&"workers".to_string().try_into().map_err(|e: String| e)?).await;
+    let member = members
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(spotkeeper::domain::Member::is_serving)
+        .map(|m| m.instance_id)
+        .ok_or("'workers' has no serving member")?;
+    let node = "ip-10-0-4-40.ec2.internal";
+    cluster.node(node, "us-east-1a", &member);
+    cluster.namespace("shop");
+    let label = ("spotkeeper.io/compute", "fargate");
+    let profile = h.fargate_profile(&cluster, "shop", &[label]).await;
+    say(format!(
+        "Fargate profile {profile}: namespace shop, label spotkeeper.io/compute=fargate (in EKS and the cluster)"
+    ));
+    let block = json!({
+        "kubernetes": {"cluster": cluster.cluster, "endpoint": cluster.url, "ca": cluster.ca_pem,
+                       "failover": {"namespaces": ["shop"]}},
+        "recovery": {"cooldown": "10m"},
+    });
+    let (status, patched) = h.patch("workers", block).await;
+    if status != 200 {
+        return Err(format!("PATCH failover answered {status}: {patched}"));
+    }
+    say("PATCH /groups/workers: the failover block checked against the profiles and set; cooldown shortened to 10 min");
+    let labels = json!({"app.kubernetes.io/name": "web"});
+    cluster.seed("deployments", Some("shop"), json!({
+        "metadata": {"name": "web", "labels": labels, "annotations": {"spotkeeper.io/failover": "fargate"}},
+        "spec": {"replicas": 3, "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"nodeSelector": {"eks.amazonaws.com/capacityType": "SPOT"},
+                     "containers": [{"name": "web", "image": "public.ecr.aws/nginx/nginx:1.29", "ports": [{"containerPort": 8080}]}]},
+        }},
+    }));
+    cluster.service("shop", "web", &[("app.kubernetes.io/name", "web")]);
+    h.clock.advance(Duration::seconds(10));
+    say(format!(
+        "node {node} ({member}) runs shop/web: 3 replicas pinned to Spot, annotated spotkeeper.io/failover: fargate; Service web has {} ready endpoints",
+        cluster.ready_endpoints("shop", "web")
+    ));
+    cluster.watch_endpoints("shop", "web");
+    let start = h.clock.now();
+    let at = |h: &Harness| (h.clock.now() - start).num_seconds();
+
+    story.step(&format!("Spot interruption warning for {member}: node-drain"));
+    let drained = h.node_drain(h.now_on(events::spot_warning(&member))).await.map_err(|e| e.to_string())?;
+    let patches =
+        cluster.requests().iter().filter(|r| r.method == "PATCH" && r.uri.contains("/deployments/web")).count();
+    say(format!(
+        "+{:>4} s  node-drain: {} ({patches} patch of shop/web to Fargate; its old pods left to the rollout)",
+        at(h),
+        drained["action"].as_str().unwrap_or("?")
+    ));
+    let fresh = "ip-10-0-4-41.ec2.internal";
+    cluster.node(fresh, "us-east-1b", "i-0f4e5a6b7c8d9e0f1");
+    say(format!(
+        "+{:>4} s  a new Spot node {fresh} joins the cluster (Ready): the way back waits for the cooldown",
+        at(h)
+    ));
+    let cluster_name = ClusterName::try_from(cluster.cluster.clone())?;
+    let web = WorkloadRef::new("shop", "web")?;
+    let mut last = None;
+    for _ in 0..120 {
+        h.clock.advance(Duration::seconds(30));
+        h.scheduled(None).await.map_err(|e| format!("scheduled-recovery: {e}"))?;
+        let now = h.deps.store.workload(&cluster_name, &web).await.ok().flatten().map(|r| r.state);
+        if now != last {
+            let on: Vec<String> = cluster
+                .all("pods")
+                .iter()
+                .filter(|p| {
+                    p["metadata"]["deletionTimestamp"].is_null()
+                        && p["metadata"]["labels"]["app.kubernetes.io/name"] == "web"
+                })
+                .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("pending").to_string())
+                .collect();
+            say(format!(
+                "+{:>4} s  scheduled run: shop/web {}; pods on {}",
+                at(h),
+                now.map_or("?", WorkloadState::as_str),
+                on.join(", ")
+            ));
+            last = now;
+        }
+        if last == Some(WorkloadState::Spot) {
+            break;
+        }
+    }
+    if last != Some(WorkloadState::Spot) {
+        return Err(format!("shop/web did not come back to Spot: {last:?}"));
+    }
+    let fewest = cluster.fewest_ready_endpoints("shop", "web").unwrap_or_default();
+    say(format!("Service web had at least {fewest} ready endpoint(s) at every instant, there and back"));
+    if fewest == 0 {
+        return Err("web's Service went dark".to_string());
+    }
+    say("the failover in the history of 'workers':");
+    for kind in ["workload-failed-over", "workload-on-fargate", "workload-recovery-started", "workload-recovered"] {
+        for message in h.history("workers", kind).await {
+            say(format!("  {kind:<26} {message}"));
+        }
+    }
+    Ok(())
 }
 
 /// The functions the printed `cargo lambda invoke` examples drive, and their events.
