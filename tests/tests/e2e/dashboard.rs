@@ -3,6 +3,7 @@
 //! the timeline and the savings. A screenshot is kept at target/dashboard.png.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::http::Method;
 use chrono::Duration;
@@ -24,7 +25,10 @@ fn chromium() -> String {
 }
 
 fn browse(url: &str, extra: &[&str]) -> String {
-    let profile = std::env::temp_dir().join(format!("spotkeeper-chromium-{}-{}", std::process::id(), extra.len()));
+    // A profile of its own: browsers of tests running at once must not share one.
+    static BROWSERS: AtomicUsize = AtomicUsize::new(0);
+    let n = BROWSERS.fetch_add(1, Ordering::Relaxed);
+    let profile = std::env::temp_dir().join(format!("spotkeeper-chromium-{}-{n}", std::process::id()));
     let out = Command::new(chromium())
         .args([
             "--headless",
