@@ -7,9 +7,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use spotkeeper::domain::{WorkloadRecord, WorkloadRef, is_namespace};
+use spotkeeper::domain::{Group, WorkloadRecord, WorkloadRef, is_namespace};
 use spotkeeper::workflows::failover::{self, FailedOver, RecoveredByHand};
 use spotkeeper::workflows::report::Report;
+use spotkeeper::{Deadline, Deps};
 
 use crate::Api;
 use crate::deadline::RequestDeadline;
@@ -48,20 +49,31 @@ pub(crate) async fn list(State(api): State<Arc<Api>>, Path(name): Path<String>) 
     Ok((StatusCode::OK, Json(json!({ "workloads": views }))))
 }
 
-/// Fails a Deployment over to Fargate by hand (no opt-in annotation needed): patched once,
-/// already there, or refused with the reasons its pods cannot run on Fargate.
-pub(crate) async fn fail_over(
-    State(api): State<Arc<Api>>,
-    Path((name, namespace, deployment)): Path<(String, String, String)>,
-    RequestDeadline(deadline): RequestDeadline,
-) -> Reply {
+/// A step by hand on the Deployment the path names: its group found and its names checked
+/// before anything is read, and the step's report sent whatever came of it.
+async fn by_hand<T>(
+    api: &Api,
+    (name, namespace, deployment): (String, String, String),
+    deadline: Deadline,
+    step: impl AsyncFnOnce(&Deps, &Group, &WorkloadRef, &mut Report) -> Result<T, spotkeeper::Error>,
+) -> Result<T, ApiError> {
     let deps = &api.deps;
     let group = groups::find(deps, name).await?;
     let workload = workload_ref(&namespace, &deployment)?;
     let mut report = Report::new(deps);
-    let done = failover::fail_over_by_hand(deps, &group, &workload, &mut report).await;
+    let done = step(deps, &group, &workload, &mut report).await;
     report.send(deps, deadline).await;
-    let done = done?;
+    Ok(done?)
+}
+
+/// Fails a Deployment over to Fargate by hand (no opt-in annotation needed): patched once,
+/// already there, or refused with the reasons its pods cannot run on Fargate.
+pub(crate) async fn fail_over(
+    State(api): State<Arc<Api>>,
+    Path(path): Path<(String, String, String)>,
+    RequestDeadline(deadline): RequestDeadline,
+) -> Reply {
+    let done = by_hand(&api, path, deadline, failover::fail_over_by_hand).await?;
     match &done {
         FailedOver::Patched { .. } | FailedOver::Already { .. } | FailedOver::Taken { .. } => {
             Ok((StatusCode::OK, Json(json!(done))))
@@ -86,16 +98,10 @@ pub(crate) async fn fail_over(
 /// cluster at a time.
 pub(crate) async fn recover(
     State(api): State<Arc<Api>>,
-    Path((name, namespace, deployment)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
     RequestDeadline(deadline): RequestDeadline,
 ) -> Reply {
-    let deps = &api.deps;
-    let group = groups::find(deps, name).await?;
-    let workload = workload_ref(&namespace, &deployment)?;
-    let mut report = Report::new(deps);
-    let done = failover::recover_by_hand(deps, &group, &workload, &mut report).await;
-    report.send(deps, deadline).await;
-    let done = done?;
+    let done = by_hand(&api, path, deadline, failover::recover_by_hand).await?;
     match &done {
         RecoveredByHand::Started { .. } => Ok((StatusCode::OK, Json(json!(done)))),
         RecoveredByHand::NotOnFargate { workload, state } => Err(ApiError::conflict(format!(
