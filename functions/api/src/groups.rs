@@ -68,6 +68,12 @@ fn group_name(name: String) -> Result<GroupName, ApiError> {
     GroupName::try_from(name.clone()).map_err(|_| ApiError::not_found(format!("no group named {name:?}")))
 }
 
+/// The group named in the path; 404 when there is none.
+pub(crate) async fn find(deps: &Deps, name: String) -> Result<Group, ApiError> {
+    let name = group_name(name)?;
+    deps.store.group(&name).await?.ok_or_else(|| ApiError::not_found(format!("no group named {name}")))
+}
+
 async fn load(deps: &Deps, name: String) -> Result<(Group, Vec<Member>), ApiError> {
     let name = group_name(name)?;
     let (group, members) = futures::try_join!(deps.store.group(&name), deps.store.members(&name))?;

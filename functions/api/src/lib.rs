@@ -8,6 +8,7 @@ mod groups;
 mod hooks;
 pub mod reply;
 mod views;
+mod workloads;
 
 use std::sync::Arc;
 
@@ -98,6 +99,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/groups/{name}/instances"),
     ("POST", "/groups/{name}/rollback"),
     ("GET", "/groups/{name}/events"),
+    ("GET", "/groups/{name}/workloads"),
+    ("POST", "/groups/{name}/workloads/{namespace}/{deployment}/failover"),
+    ("POST", "/groups/{name}/workloads/{namespace}/{deployment}/recover"),
     ("GET", "/instances"),
     ("GET", "/savings"),
     ("POST", "/hooks/volume"),
@@ -112,6 +116,9 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/groups/{name}/rollback", post(groups::rollback))
         .route("/hooks/alertmanager", post(hooks::alertmanager))
         .route("/groups/{name}/events", get(views::events))
+        .route("/groups/{name}/workloads", get(workloads::list))
+        .route("/groups/{name}/workloads/{namespace}/{deployment}/failover", post(workloads::fail_over))
+        .route("/groups/{name}/workloads/{namespace}/{deployment}/recover", post(workloads::recover))
         .route("/instances", get(views::instances))
         .route("/savings", get(views::savings))
         .route_layer(middleware::from_fn_with_state(api.clone(), require_token))

@@ -19,6 +19,7 @@ use spotkeeper::domain::{Day, GroupName};
 use crate::Api;
 use crate::body::StrictQuery;
 use crate::changes;
+use crate::groups;
 use crate::reply::ApiError;
 
 type Reply = Result<(StatusCode, Json<Value>), ApiError>;
@@ -63,11 +64,7 @@ pub(crate) async fn events(
     StrictQuery(page): StrictQuery<Page>,
 ) -> Reply {
     let deps = &api.deps;
-    let name =
-        GroupName::try_from(name.clone()).map_err(|_| ApiError::not_found(format!("no group named {name:?}")))?;
-    if deps.store.group(&name).await?.is_none() {
-        return Err(ApiError::not_found(format!("no group named {name}")));
-    }
+    let name = groups::find(deps, name).await?.name;
     let limit = match page.limit.as_deref() {
         None => 20,
         Some(text) => text
@@ -117,14 +114,7 @@ pub(crate) async fn savings(State(api): State<Arc<Api>>, StrictQuery(period): St
         return Err(ApiError::invalid("from", "the period may span at most 366 days"));
     }
     let groups: Vec<GroupName> = match &period.group {
-        Some(name) => {
-            let name = GroupName::try_from(name.clone())
-                .map_err(|_| ApiError::not_found(format!("no group named {name:?}")))?;
-            if deps.store.group(&name).await?.is_none() {
-                return Err(ApiError::not_found(format!("no group named {name}")));
-            }
-            vec![name]
-        }
+        Some(name) => vec![groups::find(deps, name.clone()).await?.name],
         None => deps.store.groups().await?.into_iter().map(|g| g.name).collect(),
     };
     let (from, to) = (Day::from(from), Day::from(to));

@@ -45,8 +45,10 @@ pub enum FailedOver {
     Taken { workload: String },
     /// Its pods cannot run on Fargate.
     Refused { workload: String, reasons: Vec<String> },
-    /// Not opted in, not in a failover namespace, or gone.
+    /// Not opted in, or not in a failover namespace.
     Skipped { workload: String, reason: String },
+    /// The Deployment is not in the cluster.
+    Gone { workload: String },
 }
 
 impl FailedOver {
@@ -148,9 +150,8 @@ pub async fn fail_over(
     report: &mut Report,
 ) -> Result<FailedOver, Error> {
     let name = workload.to_string();
-    let skipped = |why: &str| Ok(FailedOver::Skipped { workload: name.clone(), reason: why.to_string() });
     if !failover.namespaces.contains(&workload.namespace) {
-        return skipped("its namespace is not one the group's failover names");
+        return Ok(outside(workload));
     }
     let cluster = &spec.cluster;
     let mut record = deps
@@ -162,10 +163,11 @@ pub async fn fail_over(
     let mut claimed = false;
     for _ in 0..TRIES {
         let Some(d) = kube.deployment(workload).await? else {
-            return skipped("the Deployment is gone");
+            return Ok(FailedOver::Gone { workload: name });
         };
         if !d.opted_in() && cause != FailoverCause::Manual {
-            return skipped("not opted in (annotation spotkeeper.io/failover: fargate)");
+            let reason = "not opted in (annotation spotkeeper.io/failover: fargate)".to_string();
+            return Ok(FailedOver::Skipped { workload: name, reason });
         }
         let now = deps.clock.now();
         match failover::failover(&d, &failover.label, reason, now) {
@@ -206,7 +208,7 @@ pub async fn fail_over(
                         failed_over_note(group, spec, workload, cause, reason, report);
                         return Ok(FailedOver::Patched { workload: name });
                     }
-                    Sent::Gone => return skipped("the Deployment is gone"),
+                    Sent::Gone => return Ok(FailedOver::Gone { workload: name }),
                     // Read again: patched already (our answer lost), or changed by someone else.
                     Sent::Again => {}
                 }
@@ -274,6 +276,98 @@ async fn landed(deps: &Deps, cluster: &ClusterName, record: &WorkloadRecord) -> 
         tracing::warn!(workload = %record.workload, "the step was recorded by another delivery meanwhile");
     }
     Ok(())
+}
+
+/// A Deployment outside the group's failover namespaces.
+fn outside(workload: &WorkloadRef) -> FailedOver {
+    let reason = format!("its namespace {} is not one the group's failover names", workload.namespace);
+    FailedOver::Skipped { workload: workload.to_string(), reason }
+}
+
+/// The group's `kubernetes` block and its `failover` block; a group without them has nothing
+/// to fail over or take back.
+fn failover_block(group: &Group) -> Result<(&KubernetesSpec, &FailoverSpec), Error> {
+    group.kubernetes.as_ref().and_then(|spec| spec.failover.as_ref().map(|failover| (spec, failover))).ok_or_else(
+        || {
+            Error::Workload(format!(
+                "group {} has no kubernetes.failover block: none of its Deployments fails over",
+                group.name
+            ))
+        },
+    )
+}
+
+/// A group's failovers as the table keeps them: the records of its cluster that are its own
+/// (none for a group without a `failover` block).
+pub async fn of_group(deps: &Deps, group: &Group) -> Result<Vec<WorkloadRecord>, Error> {
+    let Ok((spec, _)) = failover_block(group) else { return Ok(Vec::new()) };
+    let records = deps.store.workloads(&spec.cluster).await?;
+    Ok(records.into_iter().filter(|r| r.group == group.name).collect())
+}
+
+/// A failover asked for through the API: no opt-in annotation needed, but a failover namespace
+/// and pods that can run on Fargate.
+pub async fn fail_over_by_hand(
+    deps: &Deps,
+    group: &Group,
+    workload: &WorkloadRef,
+    report: &mut Report,
+) -> Result<FailedOver, Error> {
+    let (spec, failover) = failover_block(group)?;
+    if !failover.namespaces.contains(&workload.namespace) {
+        // Answered before the cluster is reached.
+        return Ok(outside(workload));
+    }
+    let kube = deps.clusters.connect(spec, deps.clock.now()).await?;
+    let reason = "asked through the API";
+    fail_over(deps, group, spec, failover, &kube, workload, FailoverCause::Manual, reason, report).await
+}
+
+/// What came of a way back asked for through the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum RecoveredByHand {
+    /// Patched back to Spot now; the scheduled run follows its rollout.
+    Started { workload: String },
+    /// Its failover does not have it on Fargate (its state says where it is).
+    NotOnFargate { workload: String, state: WorkloadState },
+    /// Another Deployment of the cluster is on its way back: one at a time.
+    Busy { workload: String, recovering: String },
+    /// The Deployment is not in the cluster.
+    Gone { workload: String },
+    /// Not patched: another request took the step, or the Deployment is not as its record says.
+    Idle { workload: String, reason: String },
+}
+
+/// The way back asked for through the API: now, its cooldown skipped, but one Deployment of a
+/// cluster at a time, and only one on Fargate.
+pub async fn recover_by_hand(
+    deps: &Deps,
+    group: &Group,
+    workload: &WorkloadRef,
+    report: &mut Report,
+) -> Result<RecoveredByHand, Error> {
+    let (spec, failover) = failover_block(group)?;
+    let name = workload.to_string();
+    let records = deps.store.workloads(&spec.cluster).await?;
+    let ours = records.iter().find(|r| r.workload == *workload && r.group == group.name);
+    let Some(record) = ours.filter(|r| r.state == WorkloadState::Fargate).cloned() else {
+        let state = ours.map_or(WorkloadState::Spot, |r| r.state);
+        return Ok(RecoveredByHand::NotOnFargate { workload: name, state });
+    };
+    if let Some(other) = records.iter().find(|r| r.state == WorkloadState::Recovering) {
+        return Ok(RecoveredByHand::Busy { workload: name, recovering: other.workload.to_string() });
+    }
+    let kube = deps.clusters.connect(spec, deps.clock.now()).await?;
+    if kube.deployment(workload).await?.is_none() {
+        return Ok(RecoveredByHand::Gone { workload: name });
+    }
+    let mut recovering = false;
+    Ok(match start_recovery(deps, group, failover, &kube, record, &mut recovering, report).await? {
+        Followed::RecoveryStarted { workload } => RecoveredByHand::Started { workload },
+        Followed::Idle { workload, reason } => RecoveredByHand::Idle { workload, reason },
+        _ => RecoveredByHand::Idle { workload: name, reason: "another request took this step first".into() },
+    })
 }
 
 /// What sending one patch came to.

@@ -3,6 +3,7 @@
 //! the timeline and the savings. A screenshot is kept at target/dashboard.png.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::http::Method;
 use chrono::Duration;
@@ -24,7 +25,10 @@ fn chromium() -> String {
 }
 
 fn browse(url: &str, extra: &[&str]) -> String {
-    let profile = std::env::temp_dir().join(format!("spotkeeper-chromium-{}-{}", std::process::id(), extra.len()));
+    // A profile of its own: browsers of tests running at once must not share one.
+    static BROWSERS: AtomicUsize = AtomicUsize::new(0);
+    let n = BROWSERS.fetch_add(1, Ordering::Relaxed);
+    let profile = std::env::temp_dir().join(format!("spotkeeper-chromium-{}-{n}", std::process::id()));
     let out = Command::new(chromium())
         .args([
             "--headless",
@@ -63,6 +67,17 @@ fn dollars(amount: f64) -> String {
         grouped.push(c);
     }
     format!("${grouped}.{:02}", cents % 100)
+}
+
+/// A group's card in the page.
+fn card(dom: &str, name: &str) -> String {
+    let start = format!("<article class=\"group\" data-group=\"{name}\">");
+    dom.split(start.as_str()).nth(1).and_then(|rest| rest.split("</article>").next()).unwrap_or_default().to_string()
+}
+
+/// A row of a table in `html`, from the attribute that starts it to its end.
+fn row<'a>(html: &'a str, start: &str) -> &'a str {
+    html.split(start).nth(1).and_then(|r| r.split("</tr>").next()).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,15 +129,7 @@ async fn the_dashboard_shows_the_fleet_the_timeline_and_the_savings() {
         "the timeline"
     );
     // What each group runs on comes from its members' markets, not from "no fallback recorded".
-    let group = |name: &str| {
-        let start = format!("<article class=\"group\" data-group=\"{name}\">");
-        dom.split(start.as_str())
-            .nth(1)
-            .and_then(|rest| rest.split("</article>").next())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let (web_card, workers_card) = (group("web"), group("workers"));
+    let (web_card, workers_card) = (card(&dom, "web"), card(&dom, "workers"));
     assert!(
         web_card.contains("data-status=\"mixed\"") && web_card.contains("Mixed: 2 Spot, 1 On-Demand"),
         "web runs on both markets:\n{web_card}"
@@ -246,4 +253,33 @@ async fn the_operator_acts_from_the_page_and_a_refused_token_is_said_to_be_refus
     assert!(said.contains("The token was refused (401: the API token sent was refused"), "{said}");
     assert!(!said.contains("send the API token as"), "{said}");
     assert!(!dom.contains("data-instance=\"i-"), "no data behind a refused token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_view_shows_its_failed_over_deployments_beside_its_fleet() {
+    // `web` failed over on a warning and settled on Fargate; `logs` refused (a hostPath volume).
+    let (h, _fake, _, _) = super::failover::on_fargate().await;
+    let (_, listed) = h.call(Method::GET, "/groups/workers/workloads", Some(TOKEN), None).await;
+    let web = listed["workloads"]
+        .as_array()
+        .and_then(|l| l.iter().find(|w| w["workload"] == "shop/web").cloned())
+        .expect("web's failover");
+
+    let (url, _server) = h.serve_api().await;
+    let page = format!("{url}/#token={TOKEN}");
+    let dom = tokio::task::spawn_blocking(move || browse(&page, &["--dump-dom"])).await.unwrap();
+    let workers = card(&dom, "workers");
+    assert!(workers.contains("data-instance=\"i-"), "the fleet:\n{workers}");
+    assert!(workers.contains("Fargate failover: shop"), "its failover block:\n{workers}");
+    let on = row(&workers, "data-workload=\"shop/web\"");
+    assert!(on.contains("data-state=\"fargate\""), "web on Fargate:\n{workers}");
+    let reason = web["reason"].as_str().expect("a reason");
+    assert!(reason.contains("Spot interruption warning") && on.contains(reason), "why:\n{on}");
+    assert!(on.contains(&format!("datetime=\"{}\"", web["since"].as_str().expect("since"))), "since:\n{on}");
+    let next = web["next_attempt"].as_str().expect("a way back planned");
+    assert!(on.contains(&format!("datetime=\"{next}\"")), "the next attempt:\n{on}");
+    assert!(on.contains("<td class=\"num attempts\">0</td>"), "attempts:\n{on}");
+    let refused = row(&workers, "data-workload=\"shop/logs\"");
+    assert!(refused.contains("data-state=\"refused\"") && refused.contains("hostPath"), "logs refused:\n{refused}");
+    assert!(!dom.contains(TOKEN) && !dom.contains("k8s-aws-v1."), "no token in the page");
 }

@@ -12,7 +12,7 @@ use spotkeeper_tests::{Harness, events};
 
 use super::drain::{cluster, node_of};
 
-const LABEL: (&str, &str) = ("spotkeeper.io/compute", "fargate");
+pub(crate) const LABEL: (&str, &str) = ("spotkeeper.io/compute", "fargate");
 
 /// Where `web` runs as its owner wrote it: Spot nodes, by selector and by affinity.
 fn spot_placement() -> (Value, Value) {
@@ -26,7 +26,7 @@ fn spot_placement() -> (Value, Value) {
 
 /// A Deployment opted in to failover, its template changed by `change` (seeded whole, so its
 /// first ReplicaSet is the one its pods run under).
-fn opted_in(fake: &FakeKube, name: &str, replicas: i64, change: impl FnOnce(&mut Value)) -> Value {
+pub(crate) fn opted_in(fake: &FakeKube, name: &str, replicas: i64, change: impl FnOnce(&mut Value)) -> Value {
     let labels = json!({"app.kubernetes.io/name": name});
     let mut template = json!({
         "metadata": {"labels": labels},
@@ -43,7 +43,7 @@ fn opted_in(fake: &FakeKube, name: &str, replicas: i64, change: impl FnOnce(&mut
     )
 }
 
-fn patches_of(fake: &FakeKube, name: &str) -> usize {
+pub(crate) fn patches_of(fake: &FakeKube, name: &str) -> usize {
     let path = format!("/apis/apps/v1/namespaces/shop/deployments/{name}");
     fake.requests()
         .iter()
@@ -51,29 +51,42 @@ fn patches_of(fake: &FakeKube, name: &str) -> usize {
         .count()
 }
 
-fn web() -> WorkloadRef {
-    WorkloadRef::new("shop", "web").expect("a workload")
+pub(crate) async fn record(h: &Harness, fake: &FakeKube) -> WorkloadRecord {
+    record_of(h, fake, "web").await
 }
 
-async fn record(h: &Harness, fake: &FakeKube) -> WorkloadRecord {
+/// The table's record of the failover of `shop/<name>`.
+pub(crate) async fn record_of(h: &Harness, fake: &FakeKube, name: &str) -> WorkloadRecord {
     let cluster = ClusterName::try_from(fake.cluster.clone()).expect("a cluster name");
-    h.deps.store.workload(&cluster, &web()).await.expect("read").expect("kept")
+    let workload = WorkloadRef::new("shop", name).expect("a workload");
+    h.deps.store.workload(&cluster, &workload).await.expect("read").expect("kept")
 }
 
 /// Scheduled runs every 30 s of the tests' clock until `web` is in `state` (at most `minutes`).
-async fn follow_until(h: &Harness, fake: &FakeKube, state: WorkloadState, minutes: i64) -> WorkloadRecord {
+pub(crate) async fn follow_until(h: &Harness, fake: &FakeKube, state: WorkloadState, minutes: i64) -> WorkloadRecord {
+    follow_until_of(h, fake, "web", state, minutes).await
+}
+
+/// Scheduled runs every 30 s of the tests' clock until `shop/<name>` is in `state`.
+pub(crate) async fn follow_until_of(
+    h: &Harness,
+    fake: &FakeKube,
+    name: &str,
+    state: WorkloadState,
+    minutes: i64,
+) -> WorkloadRecord {
     for _ in 0..minutes * 2 {
         h.clock.advance(Duration::seconds(30));
         h.scheduled(None).await.expect("a scheduled run");
-        let r = record(h, fake).await;
+        let r = record_of(h, fake, name).await;
         if r.state == state {
             return r;
         }
     }
-    panic!("web not {state} after {minutes} min: {:?}", record(h, fake).await);
+    panic!("{name} not {state} after {minutes} min: {:?}", record_of(h, fake, name).await);
 }
 
-fn alerts_of(alerts: &[spotkeeper_tests::SnsAlert], event: &str) -> usize {
+pub(crate) fn alerts_of(alerts: &[spotkeeper_tests::SnsAlert], event: &str) -> usize {
     alerts.iter().filter(|a| a.attributes.get("event").map(String::as_str) == Some(event)).count()
 }
 
@@ -108,7 +121,7 @@ async fn a_failover_namespace_no_fargate_profile_selects_is_refused_and_nothing_
 
 /// The warned node with `web` (3 replicas, opted in, pinned to Spot), `api` (not opted in) and
 /// `logs` (opted in, a hostPath volume); the Fargate profile; `web`'s Service watched.
-async fn warned_node() -> (Harness, FakeKube, Vec<String>, String, Value) {
+pub(crate) async fn warned_node() -> (Harness, FakeKube, Vec<String>, String, Value) {
     let (h, fake, ids) = failing_over().await;
     let node = node_of(&h, &fake, &ids[0]).await;
     fake.namespace("shop");
@@ -193,7 +206,7 @@ async fn a_warned_node_sends_its_opted_in_deployment_to_fargate_once_and_its_ser
 
 /// `web` failed over and settled on Fargate, a fresh Spot node Ready: the harness, the fake,
 /// the new node's name, and `web` as its owner wrote it.
-async fn on_fargate() -> (Harness, FakeKube, String, Value) {
+pub(crate) async fn on_fargate() -> (Harness, FakeKube, String, Value) {
     let (h, fake, ids, _, before) = warned_node().await;
     let warning = h.now_on(events::spot_warning(&ids[0]));
     h.node_drain(warning).await.expect("drained");

@@ -6,6 +6,7 @@ mod binaries;
 mod dashboard;
 mod drain;
 mod failover;
+mod failover_api;
 mod fargate;
 mod images;
 mod instance_state;

@@ -58,6 +58,9 @@ async fn every_documented_route_answers_as_documented() {
         ("POST", "/groups/web/instances".into(), Some(json!({"instance_id": spare}))),
         ("POST", "/groups/web/rollback".into(), None),
         ("GET", "/groups/web/events".into(), None),
+        ("GET", "/groups/web/workloads".into(), None),
+        ("POST", "/groups/web/workloads/shop/api/failover".into(), None),
+        ("POST", "/groups/web/workloads/shop/api/recover".into(), None),
         ("GET", "/instances".into(), None),
         ("GET", "/savings".into(), None),
         ("POST", "/hooks/volume".into(), Some(hook.clone())),
@@ -66,7 +69,7 @@ async fn every_documented_route_answers_as_documented() {
     ];
     let ops = operations(&document());
     let documented = |method: &str, path: &str| {
-        let template = path.replace("/web", "/{name}");
+        let template = path.replace("/web", "/{name}").replace("/shop/api/", "/{namespace}/{deployment}/");
         ops.iter()
             .find(|(m, p, _)| m == method && *p == template)
             .map_or_else(|| panic!("{method} {path} is not documented"), |(_, _, codes)| codes.clone())
@@ -97,7 +100,7 @@ async fn every_documented_route_answers_as_documented() {
     }
     // An undocumented method on a documented path is a 405; an undocumented path, a 404.
     for (_, path, _) in &ops {
-        let concrete = path.replace("{name}", "web");
+        let concrete = path.replace("{name}", "web").replace("{namespace}", "shop").replace("{deployment}", "api");
         for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
             if ops.iter().any(|(m, p, _)| m == method && p == path) {
                 continue;

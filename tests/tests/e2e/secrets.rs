@@ -27,7 +27,8 @@ struct Api {
 }
 
 impl Api {
-    /// Calls `route` (`{name}` filled in) as API Gateway would; answers the status and JSON body.
+    /// Calls `route` (`{name}` filled in, a Deployment's routes on `default/web`) as API Gateway
+    /// would; answers the status and JSON body.
     async fn call(
         &mut self,
         method: &str,
@@ -36,7 +37,7 @@ impl Api {
         auth: Auth<'_>,
         body: Option<Value>,
     ) -> (u64, Value) {
-        let path = route.replace("{name}", name);
+        let path = route.replace("{name}", name).replace("{namespace}", "default").replace("{deployment}", "web");
         let token = match auth {
             Auth::Token(token) => Some(token),
             Auth::None | Auth::Signed(_) => None,
@@ -123,7 +124,11 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
         ..Options::default()
     })
     .await;
-    let kubernetes = json!({"cluster": cluster.cluster, "endpoint": cluster.url, "ca": cluster.ca_pem});
+    let kubernetes = json!({
+        "cluster": cluster.cluster, "endpoint": cluster.url, "ca": cluster.ca_pem,
+        "failover": {"namespaces": ["default"]},
+    });
+    h.fargate_profile(&cluster, "default", &[("spotkeeper.io/compute", "fargate")]).await;
     let t = Auth::Token(&token);
 
     assert_eq!(api.call("GET", "/healthz", "", Auth::None, None).await.0, 200);
@@ -188,7 +193,15 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
     for route in ["/groups", "/instances", "/savings"] {
         assert_eq!(api.call("GET", route, "", t, None).await.0, 200, "{route}");
     }
-    for route in ["/groups/{name}", "/groups/{name}/events"] {
+    // A Deployment failed over by hand (an EKS token minted for it), and its way back refused
+    // while its rollout is followed.
+    cluster.deployment("default", "web", 1);
+    let route = "/groups/{name}/workloads/{namespace}/{deployment}";
+    let (status, failed_over) = api.call("POST", &format!("{route}/failover"), "workers", t, None).await;
+    assert_eq!(status, 200, "{failed_over}");
+    let (status, refused) = api.call("POST", &format!("{route}/recover"), "workers", t, None).await;
+    assert_eq!(status, 409, "{refused}");
+    for route in ["/groups/{name}", "/groups/{name}/events", "/groups/{name}/workloads"] {
         for name in ["web", "workers"] {
             assert_eq!(api.call("GET", route, name, t, None).await.0, 200, "{route} {name}");
         }
@@ -243,6 +256,7 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
         "webhook-delivered",
         "node-cordoned",
         "node-drained",
+        "workload-failed-over",
         "group-removed",
     ] {
         assert!(kinds.contains(kind), "the run wrote {kind} history: {kinds:?}");
@@ -258,6 +272,7 @@ async fn no_secret_reaches_an_answer_history_an_alert_a_webhook_or_a_log() {
         "volume-grown",
         "volume-refused",
         "node-drained",
+        "workload-failed-over",
     ] {
         assert!(alerted.contains(kind), "the run alerted {kind}: {alerted:?}");
     }
