@@ -349,6 +349,12 @@ impl FakeKube {
         name
     }
 
+    /// Deletes the fake's Fargate profiles (EKS still lists its own): pods they would have
+    /// selected stay Pending, as on a cluster whose profile is gone.
+    pub fn delete_fargate_profiles(&self) {
+        self.store().sim.profiles.clear();
+    }
+
     /// A Deployment of `replicas` pods labelled `app.kubernetes.io/name: <name>` (defaults:
     /// RollingUpdate 25%/25%, a 600 s progress deadline); its controller makes the ReplicaSet
     /// and the pods on the next request or settle. Change it with [`FakeKube::modify`].

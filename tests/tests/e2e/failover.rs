@@ -403,3 +403,69 @@ async fn under_twenty_percent_faults_no_deployment_is_patched_twice_or_left_half
     assert!(failovers.iter().all(|(_, applied)| *applied == 2), "{failovers:?}");
     assert_eq!(h.history("workers", "workload-failed-over").await.len(), DEPLOYMENTS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_fallen_back_for_lack_of_spot_sends_its_opted_in_deployments_to_fargate() {
+    use spotkeeper::domain::{Fallback, GroupName};
+    let (h, fake, ids, node, _) = warned_node().await;
+    let name = GroupName::try_from("workers".to_string()).expect("a group name");
+    let mut group = h.deps.store.group(&name).await.expect("read").expect("registered");
+    let now = spotkeeper::clock::Clock::now(h.clock.as_ref());
+    group.status.fallback = Some(Fallback { since: now, reason: "no Spot capacity in any pool".into(), restore: None });
+    h.deps.store.save_group(&group, &ids).await.expect("saved");
+
+    h.scheduled(None).await.expect("a run");
+    assert_eq!(patches_of(&fake, "web"), 1, "web patched at the run");
+    assert_eq!(patches_of(&fake, "api"), 0);
+    assert_eq!(patches_of(&fake, "logs"), 0);
+    let r = record(&h, &fake).await;
+    assert!(r.reason.contains("fell back to On-Demand"), "{r:?}");
+    assert!(fake.get("nodes", None, &node).expect("the node")["spec"]["unschedulable"].is_null(), "no drain");
+    let settled = follow_until(&h, &fake, WorkloadState::Fargate, 10).await;
+    assert!(fake.fewest_ready_endpoints("shop", "web").is_some_and(|n| n >= 1), "never dark");
+
+    // The way back waits while the group is on On-Demand, cooldown or not.
+    h.clock.set(settled.next_attempt.expect("planned") + Duration::minutes(5));
+    h.scheduled(None).await.expect("a run");
+    assert_eq!(record(&h, &fake).await.state, WorkloadState::Fargate);
+    assert_eq!(patches_of(&fake, "web"), 2, "the failover and its settled annotations, no more");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_reverted_by_a_gitops_controller_is_reported_and_followed() {
+    let (h, fake, _, before) = on_fargate().await;
+    let patches = patches_of(&fake, "web");
+    // As Argo CD syncs the Deployment from git, without ignoreDifferences.
+    fake.modify("deployments", Some("shop"), "web", |d| d["spec"]["template"] = before["spec"]["template"].clone());
+    h.clock.advance(Duration::seconds(30));
+    h.scheduled(None).await.expect("a run");
+    let r = record(&h, &fake).await;
+    assert_eq!(r.state, WorkloadState::Spot, "{r:?}");
+    assert!(r.reason.contains("reverted"), "{r:?}");
+    let reverted = h.history("workers", "workload-reverted").await;
+    assert!(reverted.len() == 1 && reverted[0].contains("ignoreDifferences"), "{reverted:?}");
+    assert_eq!(alerts_of(&h.sns_alerts().await, "workload-reverted"), 1);
+    h.clock.advance(Duration::hours(1));
+    h.scheduled(None).await.expect("a run");
+    assert_eq!(patches_of(&fake, "web"), patches, "spotkeeper does not fight the controller");
+    assert_eq!(h.history("workers", "workload-reverted").await.len(), 1, "reported once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_to_fargate_past_its_timeout_is_reported_failed_and_the_way_back_planned() {
+    let (h, fake, ids, _, _) = warned_node().await;
+    let (status, answer) =
+        h.patch("workers", kubernetes(&fake, json!({"namespaces": ["shop"], "rollout_timeout": "30s"}))).await;
+    assert_eq!(status, 200, "{answer}");
+    // Fargate cannot start the pods: the new ones stay Pending.
+    fake.delete_fargate_profiles();
+    h.node_drain(h.now_on(events::spot_warning(&ids[0]))).await.expect("drained");
+    let r = follow_until(&h, &fake, WorkloadState::Fargate, 5).await;
+    assert!(r.reason.contains("its rollout to Fargate failed") && r.reason.contains("not done after 30s"), "{r:?}");
+    assert!(r.next_attempt.is_some(), "the way back is planned all the same");
+    let failed = h.history("workers", "workload-rollout-failed").await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let alerts = h.sns_alerts().await;
+    assert_eq!(alerts_of(&alerts, "workload-rollout-failed"), 1);
+    assert_eq!(alerts_of(&alerts, "workload-on-fargate"), 0);
+}
