@@ -578,15 +578,7 @@ async fn follow(
                         "{workload} runs on Fargate: its rollout is done and its Service has ready endpoints; back to Spot from {}",
                         stamp(next)
                     );
-                    notify(
-                        report,
-                        group,
-                        AlertKind::WorkloadOnFargate,
-                        HistoryKind::WorkloadOnFargate,
-                        Severity::Info,
-                        &text,
-                        &workload,
-                    );
+                    notify(report, group, Told::OnFargate, &text, &workload);
                     Ok(Followed::OnFargate { workload })
                 }
                 Rollout::Failed(why) => {
@@ -603,15 +595,7 @@ async fn follow(
                     };
                     annotate(kube, &d, WorkloadState::Fargate, now).await?;
                     let text = format!("{workload}'s rollout to Fargate failed: {why}");
-                    notify(
-                        report,
-                        group,
-                        AlertKind::WorkloadRolloutFailed,
-                        HistoryKind::WorkloadRolloutFailed,
-                        Severity::Critical,
-                        &text,
-                        &workload,
-                    );
+                    notify(report, group, Told::RolloutFailed, &text, &workload);
                     Ok(Followed::RolloutFailed { workload, reason: why })
                 }
             }
@@ -651,15 +635,7 @@ async fn follow(
                     *recovering = false;
                     let text =
                         format!("{workload} is back on Spot: its rollout is done and its Service has ready endpoints");
-                    notify(
-                        report,
-                        group,
-                        AlertKind::WorkloadRecovered,
-                        HistoryKind::WorkloadRecovered,
-                        Severity::Info,
-                        &text,
-                        &workload,
-                    );
+                    notify(report, group, Told::Recovered, &text, &workload);
                     Ok(Followed::Recovered { workload })
                 }
                 Rollout::Failed(why) => {
@@ -841,15 +817,7 @@ async fn roll_back(
         "{workload}'s way back to Spot failed ({why}): rolled back to Fargate; attempt {failed_attempts} failed, the next from {}",
         stamp(next)
     );
-    notify(
-        report,
-        group,
-        AlertKind::WorkloadRolledBack,
-        HistoryKind::WorkloadRolledBack,
-        Severity::Warning,
-        &text,
-        &workload,
-    );
+    notify(report, group, Told::RolledBack, &text, &workload);
     Ok(Followed::RolledBack { workload, reason: why.to_string(), next_attempt: next })
 }
 
@@ -875,15 +843,7 @@ async fn reverted(
         let text = format!(
             "{workload}'s Fargate patch was reverted (a GitOps controller? see the README's ignoreDifferences): it runs where its template says"
         );
-        notify(
-            report,
-            group,
-            AlertKind::WorkloadReverted,
-            HistoryKind::WorkloadReverted,
-            Severity::Warning,
-            &text,
-            &workload,
-        );
+        notify(report, group, Told::Reverted, &text, &workload);
     }
     Ok(Followed::Reverted { workload })
 }
@@ -911,15 +871,32 @@ fn stamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn notify(
-    report: &mut Report,
-    group: &Group,
-    alert: AlertKind,
-    history: HistoryKind,
-    severity: Severity,
-    text: &str,
-    workload: &str,
-) {
+/// What a step tells: its alert, its history entry and how loud.
+#[derive(Clone, Copy)]
+enum Told {
+    OnFargate,
+    RolloutFailed,
+    Recovered,
+    RolledBack,
+    Reverted,
+}
+
+impl Told {
+    fn kinds(self) -> (AlertKind, HistoryKind, Severity) {
+        match self {
+            Self::OnFargate => (AlertKind::WorkloadOnFargate, HistoryKind::WorkloadOnFargate, Severity::Info),
+            Self::RolloutFailed => {
+                (AlertKind::WorkloadRolloutFailed, HistoryKind::WorkloadRolloutFailed, Severity::Critical)
+            }
+            Self::Recovered => (AlertKind::WorkloadRecovered, HistoryKind::WorkloadRecovered, Severity::Info),
+            Self::RolledBack => (AlertKind::WorkloadRolledBack, HistoryKind::WorkloadRolledBack, Severity::Warning),
+            Self::Reverted => (AlertKind::WorkloadReverted, HistoryKind::WorkloadReverted, Severity::Warning),
+        }
+    }
+}
+
+fn notify(report: &mut Report, group: &Group, told: Told, text: &str, workload: &str) {
+    let (alert, history, severity) = told.kinds();
     report.note(&group.name, None, history, text.to_string());
     report.alert(
         Alert::new(alert, &group.name, severity, format!("{}: {text}", group.name)).fact("deployment", workload),

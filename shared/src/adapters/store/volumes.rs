@@ -1,9 +1,7 @@
 //! Records of the volumes spotkeeper grows.
 
-use aws_sdk_dynamodb::error::SdkError;
-
 use super::keys::s;
-use super::write::{is_conditional_failure, item, parse, version_value};
+use super::write::{item, parse};
 use super::{Store, StoreError};
 use crate::adapters::aws::AwsError;
 use crate::domain::VolumeRecord;
@@ -42,22 +40,10 @@ impl Store {
                 ("gsi1sk", record.volume_id.clone()),
             ],
         )?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR version = :expected")
-            .expression_attribute_values(":expected", version_value(record.version))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(next),
-            Err(SdkError::ServiceError(e)) if is_conditional_failure(e.err()) => Err(StoreError::Conflict(format!(
-                "volume {} (version {}) was changed",
-                record.volume_id, record.version
-            ))),
-            Err(e) => Err(AwsError::from_sdk("PutItem", e).into()),
+        if self.put_versioned(item, record.version).await? {
+            Ok(next)
+        } else {
+            Err(StoreError::Conflict(format!("volume {} (version {}) was changed", record.volume_id, record.version)))
         }
     }
 }

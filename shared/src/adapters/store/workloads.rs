@@ -2,10 +2,8 @@
 //! partition per cluster, so the way back sees at once whether another of its Deployments is on
 //! its way.
 
-use aws_sdk_dynamodb::error::SdkError;
-
 use super::keys::s;
-use super::write::{is_conditional_failure, item, parse, version_value};
+use super::write::{item, parse};
 use super::{Store, StoreError};
 use crate::adapters::aws::AwsError;
 use crate::domain::{ClusterName, WorkloadRecord, WorkloadRef};
@@ -55,19 +53,6 @@ impl Store {
     ) -> Result<Option<WorkloadRecord>, StoreError> {
         let next = WorkloadRecord { version: record.version + 1, ..record.clone() };
         let item = item(&next, &[("pk", workload_pk(cluster)), ("sk", workload_sk(&record.workload))])?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR version = :expected")
-            .expression_attribute_values(":expected", version_value(record.version))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Some(next)),
-            Err(SdkError::ServiceError(e)) if is_conditional_failure(e.err()) => Ok(None),
-            Err(e) => Err(AwsError::from_sdk("PutItem", e).into()),
-        }
+        Ok(self.put_versioned(item, record.version).await?.then_some(next))
     }
 }

@@ -48,6 +48,27 @@ pub(super) fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMet
     err.code() == Some("ConditionalCheckFailedException")
 }
 
+impl Store {
+    /// Puts a versioned item if nobody changed it since it was read at `expected` (a new one: if
+    /// none exists): `false` when another writer came first.
+    pub(super) async fn put_versioned(&self, item: Key, expected: u64) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR version = :expected")
+            .expression_attribute_values(":expected", version_value(expected))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if is_conditional_failure(e.err()) => Ok(false),
+            Err(e) => Err(AwsError::from_sdk("PutItem", e).into()),
+        }
+    }
+}
+
 /// Sends a conditional update: `false` when its condition did not hold.
 pub(super) async fn conditional(
     request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
