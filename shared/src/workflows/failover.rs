@@ -570,10 +570,11 @@ async fn follow(
                         next_attempt: Some(next),
                         ..record.clone()
                     };
+                    // The Deployment first: a record saved after it never runs ahead of it.
+                    annotate(kube, &d, WorkloadState::Fargate, now).await?;
                     let Some(_) = deps.store.save_workload(cluster, &done).await? else {
                         return Ok(Followed::Taken { workload });
                     };
-                    annotate(kube, &d, WorkloadState::Fargate, now).await?;
                     let text = format!(
                         "{workload} runs on Fargate: its rollout is done and its Service has ready endpoints; back to Spot from {}",
                         stamp(next)
@@ -590,10 +591,11 @@ async fn follow(
                         next_attempt: Some(next),
                         ..record.clone()
                     };
+                    // The Deployment first: a record saved after it never runs ahead of it.
+                    annotate(kube, &d, WorkloadState::Fargate, now).await?;
                     let Some(_) = deps.store.save_workload(cluster, &failed).await? else {
                         return Ok(Followed::Taken { workload });
                     };
-                    annotate(kube, &d, WorkloadState::Fargate, now).await?;
                     let text = format!("{workload}'s rollout to Fargate failed: {why}");
                     notify(report, group, Told::RolloutFailed, &text, &workload);
                     Ok(Followed::RolloutFailed { workload, reason: why })
@@ -628,10 +630,11 @@ async fn follow(
                         next_attempt: None,
                         ..record.clone()
                     };
+                    // The Deployment first: a record saved after it never runs ahead of it.
+                    annotate(kube, &d, WorkloadState::Spot, now).await?;
                     let Some(_) = deps.store.save_workload(cluster, &back).await? else {
                         return Ok(Followed::Taken { workload });
                     };
-                    annotate(kube, &d, WorkloadState::Spot, now).await?;
                     *recovering = false;
                     let text =
                         format!("{workload} is back on Spot: its rollout is done and its Service has ready endpoints");
@@ -644,6 +647,10 @@ async fn follow(
             }
         }
         WorkloadState::Fargate => {
+            // Its annotations settled late (a run that failed between them and the record).
+            if d.state() == WorkloadState::FailingOver {
+                annotate(kube, &d, WorkloadState::Fargate, now).await?;
+            }
             if *recovering {
                 return idle("another Deployment of the cluster is on its way back");
             }

@@ -334,6 +334,13 @@ async fn a_write_by_someone_else_between_read_and_patch_is_read_again_and_kept()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_twenty_percent_faults_no_deployment_is_patched_twice_or_left_half_patched() {
+    // Two draws of the faults: seed 1 once left a Deployment's annotations behind its record.
+    for seed in [1, 16] {
+        twenty_percent_faults(seed).await;
+    }
+}
+
+async fn twenty_percent_faults(seed: u64) {
     use spotkeeper_tests::FaultProxy;
     use spotkeeper_tests::kube::Options;
     const DEPLOYMENTS: usize = 6;
@@ -360,7 +367,7 @@ async fn under_twenty_percent_faults_no_deployment_is_patched_twice_or_left_half
     }
     h.clock.advance(Duration::seconds(10));
 
-    proxy.kube_chaos(0.2, 16);
+    proxy.kube_chaos(0.2, seed);
     // Each warning delivered until it is handled, as SQS redelivers a failed message.
     let drains = ids.iter().map(|id| {
         let warning = h.now_on(events::spot_warning(id));
