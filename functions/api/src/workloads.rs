@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use spotkeeper::domain::{Group, WorkloadRecord, WorkloadRef, is_namespace};
+use spotkeeper::domain::{Group, WorkloadRecord, WorkloadRef, WorkloadState, is_namespace};
 use spotkeeper::workflows::failover::{self, FailedOver, RecoveredByHand};
 use spotkeeper::workflows::report::Report;
 use spotkeeper::{Deadline, Deps};
@@ -40,13 +40,28 @@ fn gone(workload: &str) -> ApiError {
     ApiError::not_found(format!("no Deployment {workload} in the group's cluster"))
 }
 
-/// The failovers of the group's Deployments, from the table: an empty list for a group without
-/// a `kubernetes.failover` block.
+/// An opted-in Deployment that never failed over: where its annotations say it stands.
+fn unrecorded((workload, state): &(WorkloadRef, WorkloadState)) -> Value {
+    json!({
+        "workload": workload, "state": state, "since": null, "reason": "opted in; never failed over",
+        "failed_attempts": 0, "next_attempt": null, "migrated_at": null, "last_recovered_at": null,
+    })
+}
+
+/// The group's opted-in Deployments: their failovers from the table, and the others the
+/// cluster lists (the table alone, and why, when the cluster cannot be read); an empty list for
+/// a group without a `kubernetes.failover` block.
 pub(crate) async fn list(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Reply {
     let group = groups::find(&api.deps, name).await?;
-    let records = failover::of_group(&api.deps, &group).await?;
-    let views: Vec<Value> = records.iter().map(view).collect();
-    Ok((StatusCode::OK, Json(json!({ "workloads": views }))))
+    let listed = failover::listed(&api.deps, &group).await?;
+    let mut views: Vec<Value> =
+        listed.records.iter().map(view).chain(listed.unrecorded.iter().map(unrecorded)).collect();
+    views.sort_by(|a, b| a["workload"].as_str().cmp(&b["workload"].as_str()));
+    let mut answer = json!({ "workloads": views });
+    if let Some(error) = listed.cluster_error {
+        answer["cluster_error"] = json!(error);
+    }
+    Ok((StatusCode::OK, Json(answer)))
 }
 
 /// A step by hand on the Deployment the path names: its group found and its names checked

@@ -305,6 +305,51 @@ pub async fn of_group(deps: &Deps, group: &Group) -> Result<Vec<WorkloadRecord>,
     Ok(records.into_iter().filter(|r| r.group == group.name).collect())
 }
 
+/// How long the API's listing waits for the cluster before it answers with the table alone.
+const LISTING: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A group's opted-in Deployments: each with its record, or — never failed over — where its
+/// annotations say it stands; and why the cluster could not be read, when it could not (then
+/// the records alone).
+#[derive(Debug, Default)]
+pub struct Listed {
+    pub records: Vec<WorkloadRecord>,
+    /// Opted in, no record: each with the state its annotations give (`spot` for one never moved).
+    pub unrecorded: Vec<(WorkloadRef, WorkloadState)>,
+    pub cluster_error: Option<String>,
+}
+
+/// The group's failovers and the rest of its opted-in Deployments, for the API.
+pub async fn listed(deps: &Deps, group: &Group) -> Result<Listed, Error> {
+    let records = of_group(deps, group).await?;
+    let Ok((spec, failover)) = failover_block(group) else { return Ok(Listed::default()) };
+    let read = tokio::time::timeout(LISTING, async {
+        let kube = deps.clusters.connect(spec, deps.clock.now()).await?;
+        let mut found = Vec::new();
+        for namespace in &failover.namespaces {
+            found.extend(kube.deployments(namespace).await?.into_iter().filter(DeploymentView::opted_in));
+        }
+        Ok::<_, Error>(found)
+    })
+    .await
+    .unwrap_or_else(|_| Err(Error::Unfinished(format!("the cluster did not answer within {} s", LISTING.as_secs()))));
+    let (unrecorded, cluster_error) = match read {
+        Ok(found) => {
+            let unrecorded = found
+                .into_iter()
+                .filter(|d| !records.iter().any(|r| r.workload == d.workload))
+                .map(|d| {
+                    let state = d.state();
+                    (d.workload, state)
+                })
+                .collect();
+            (unrecorded, None)
+        }
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    Ok(Listed { records, unrecorded, cluster_error })
+}
+
 /// A failover asked for through the API: no opt-in annotation needed, but a failover namespace
 /// and pods that can run on Fargate.
 pub async fn fail_over_by_hand(

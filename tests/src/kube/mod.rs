@@ -183,6 +183,11 @@ impl FakeKube {
         lock(&self.inner.secrets).insert(access_key.to_string(), secret.to_string());
     }
 
+    /// Forgets an identity: its tokens are refused (401) from the next request on.
+    pub fn revoke_credentials(&self, access_key: &str) {
+        lock(&self.inner.secrets).remove(access_key);
+    }
+
     /// Moves the fake's own clock (and so its kubelet and controllers).
     pub fn advance(&self, by: chrono::Duration) {
         self.test_clock.as_ref().expect("the fake runs on its own test clock").advance(by);

@@ -32,7 +32,12 @@ fn annotations(fake: &FakeKube, name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_fails_over_through_the_api_once_and_the_table_and_its_annotations_agree() {
     let (h, fake, _, _, _) = warned_node().await;
-    assert_eq!(listed(&h).await, Vec::<Value>::new(), "nothing failed over yet");
+    // Nothing failed over yet: the opted-in Deployments as the cluster has them, on Spot.
+    let shown = listed(&h).await;
+    let names: Vec<(&str, &str)> =
+        shown.iter().map(|w| (w["workload"].as_str().unwrap_or("?"), w["state"].as_str().unwrap_or("?"))).collect();
+    assert_eq!(names, [("shop/logs", "spot"), ("shop/web", "spot")], "{shown:?}");
+    assert!(shown.iter().all(|w| w["since"].is_null() && w["failed_attempts"] == 0), "{shown:?}");
 
     let (status, done) = ask(&h, "shop", "web", "failover").await;
     assert_eq!((status, done), (StatusCode::OK, json!({"outcome": "patched", "workload": "shop/web"})));
@@ -54,8 +59,8 @@ async fn a_deployment_fails_over_through_the_api_once_and_the_table_and_its_anno
     let settled = follow_until(&h, &fake, WorkloadState::Fargate, 10).await;
     assert_eq!(annotations(&fake, "web")["spotkeeper.io/state"], "fargate");
     let shown = listed(&h).await;
-    assert_eq!(shown.len(), 1, "{shown:?}");
-    let web = &shown[0];
+    assert_eq!(shown.len(), 2, "web and logs: {shown:?}");
+    let web = shown.iter().find(|w| w["workload"] == "shop/web").expect("web");
     assert_eq!((web["workload"].as_str(), web["state"].as_str()), (Some("shop/web"), Some("fargate")), "{web}");
     assert_eq!((web["reason"].as_str(), web["failed_attempts"].as_u64()), (Some("asked through the API"), Some(0)));
     for field in ["since", "next_attempt", "migrated_at"] {
@@ -68,6 +73,15 @@ async fn a_deployment_fails_over_through_the_api_once_and_the_table_and_its_anno
     let failed_over = h.history("workers", "workload-failed-over").await;
     assert!(failed_over.len() == 1 && failed_over[0].contains("asked through the API"), "{failed_over:?}");
     assert_eq!(alerts_of(&h.sns_alerts().await, "workload-failed-over"), 1);
+
+    // The cluster refusing us: the table's failovers still listed, and why the rest are not.
+    fake.revoke_credentials(spotkeeper_tests::kube::ACCESS_KEY);
+    let (status, answer) = h.call(Method::GET, "/groups/workers/workloads", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer["cluster_error"].is_string(), "{answer}");
+    let shown: Vec<&str> =
+        answer["workloads"].as_array().into_iter().flatten().filter_map(|w| w["workload"].as_str()).collect();
+    assert_eq!(shown, ["shop/web"], "{answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +96,8 @@ async fn a_deployment_that_cannot_run_on_fargate_is_refused_with_its_reasons_and
     assert_eq!(patches_of(&fake, "logs"), 0);
     assert_eq!(record_of(&h, &fake, "logs").await.state, WorkloadState::Refused);
     let shown = listed(&h).await;
-    assert!(shown.len() == 1 && shown[0]["state"] == "refused", "{shown:?}");
+    let states: Vec<&str> = shown.iter().map(|w| w["state"].as_str().unwrap_or("?")).collect();
+    assert_eq!(states, ["refused", "spot"], "logs refused, web never moved: {shown:?}");
     let told = h.history("workers", "workload-refused").await;
     assert!(told.len() == 1 && told[0].contains("hostPath"), "{told:?}");
 
