@@ -15,8 +15,8 @@ use crate::domain::annotations::{
     FAILED_RECOVERY_ATTEMPTS, LAST_RECOVERED_AT, MIGRATED_AT, REASON, SAVED_PLACEMENT, STATE,
 };
 use crate::domain::{
-    DeploymentView, FailoverSpec, FargateSelector, ProfileLabel, RecoveryPolicy, RolloutStatus, WorkloadRecord,
-    WorkloadState,
+    DeploymentView, FailoverSpec, FargateSelector, NodeRoom, NodeUse, ProfileLabel, RecoveryPolicy, RolloutStatus,
+    WorkloadRecord, WorkloadState,
 };
 
 /// Extended resources Fargate has no devices for.
@@ -75,6 +75,72 @@ pub fn profiled(selectors: &[FargateSelector], namespace: &str, label: &ProfileL
 /// The failover's namespaces no Fargate profile selects with its label.
 pub fn unprofiled<'a>(spec: &'a FailoverSpec, selectors: &[FargateSelector]) -> Vec<&'a str> {
     spec.namespaces.iter().filter(|n| !profiled(selectors, n, &spec.label)).map(String::as_str).collect()
+}
+
+/// A Kubernetes quantity in thousandths when `thousandths` (CPU: `500m` → 500, `2` → 2000), else
+/// as it is (memory in bytes: `7Gi`, `512M`, `1e3`); `None` for what is not one.
+pub fn quantity(text: &str, thousandths: bool) -> Option<i64> {
+    const SUFFIXES: [(&str, f64); 13] = [
+        ("Ki", 1024.0),
+        ("Mi", 1_048_576.0),
+        ("Gi", 1_073_741_824.0),
+        ("Ti", 1_099_511_627_776.0),
+        ("Pi", 1_125_899_906_842_624.0),
+        ("n", 1e-9),
+        ("u", 1e-6),
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+    ];
+    let text = text.trim();
+    let (number, factor) = SUFFIXES
+        .iter()
+        .find_map(|(suffix, factor)| text.strip_suffix(suffix).map(|n| (n, *factor)))
+        .unwrap_or((text, 1.0));
+    let value: f64 = number.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
+    let scaled = value * factor * if thousandths { 1000.0 } else { 1.0 };
+    // Kubernetes rounds a request up to the next unit; the bound keeps the cast whole.
+    #[allow(clippy::cast_possible_truncation, reason = "below 9e18, a whole number fits an i64")]
+    (scaled < 9.0e18).then(|| scaled.ceil() as i64)
+}
+
+/// What one pod of the template asks for: CPU in millicores and memory in bytes, its containers'
+/// requests added up (an init container's, if larger, as the scheduler counts them).
+pub fn pod_requests(template: &Value) -> (i64, i64) {
+    let sum = |key: &str, thousandths: bool| -> i64 {
+        let of =
+            |c: &Value| c["resources"]["requests"][key].as_str().and_then(|q| quantity(q, thousandths)).unwrap_or(0);
+        let spec = &template["spec"];
+        let running: i64 = spec["containers"].as_array().into_iter().flatten().map(of).sum();
+        let init = spec["initContainers"].as_array().into_iter().flatten().map(of).max().unwrap_or(0);
+        running.max(init)
+    };
+    (sum("cpu", true), sum("memory", false))
+}
+
+/// What a node has left: its allocatable less what its pods request (an allocatable the node
+/// does not state is taken as none left).
+pub fn room(node: &NodeUse) -> NodeRoom {
+    let allocatable =
+        |key: &str, thousandths: bool| node.allocatable.get(key).and_then(|q| quantity(q, thousandths)).unwrap_or(0);
+    let (cpu, memory) = node.pods.iter().map(pod_requests).fold((0, 0), |(c, m), (pc, pm)| (c + pc, m + pm));
+    let count = i64::try_from(node.pods.len()).unwrap_or(i64::MAX);
+    NodeRoom {
+        // `pods` is a count: a quantity in units.
+        pods: allocatable("pods", false) - count,
+        cpu_millis: allocatable("cpu", true) - cpu,
+        memory_bytes: allocatable("memory", false) - memory,
+    }
+}
+
+/// Whether some Spot node has room for one more pod of the template: the way back starts only
+/// then (its pods would stay Pending otherwise, and the attempt fail for nothing).
+pub fn room_for(nodes: &[NodeUse], template: &Value) -> bool {
+    let (cpu, memory) = pod_requests(template);
+    nodes.iter().map(room).any(|n| n.pods >= 1 && n.cpu_millis >= cpu && n.memory_bytes >= memory)
 }
 
 /// What to do with a Deployment.
@@ -529,6 +595,61 @@ mod tests {
         assert_eq!(unprofiled(&spec, &selectors), vec!["ops"]);
         assert_eq!(unprofiled(&spec, &[]), vec!["shop", "pay", "ops"]);
         assert!(profiled(&[selector("sh*", &[("spotkeeper.io/compute", "farg?te")])], "shop", &label()));
+    }
+
+    #[test]
+    fn quantities_read_as_kubernetes_writes_them() {
+        let cases = [
+            ("500m", true, Some(500)),
+            ("2", true, Some(2000)),
+            ("0.25", true, Some(250)),
+            ("1.5", true, Some(1500)),
+            ("100u", true, Some(1)),
+            ("7Gi", false, Some(7 * 1_073_741_824)),
+            ("512Mi", false, Some(536_870_912)),
+            ("1G", false, Some(1_000_000_000)),
+            ("128974848", false, Some(128_974_848)),
+            ("1e3", false, Some(1000)),
+            ("-1", false, None),
+            ("lots", false, None),
+            ("", false, None),
+        ];
+        for (text, thousandths, expected) in cases {
+            assert_eq!(quantity(text, thousandths), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_way_back_needs_a_node_with_room_for_one_pod() {
+        let template = json!({"spec": {
+            "initContainers": [{"name": "migrate", "resources": {"requests": {"cpu": "1", "memory": "64Mi"}}}],
+            "containers": [
+                {"name": "web", "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}},
+                {"name": "proxy", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}},
+                {"name": "bare"},
+            ],
+        }});
+        assert_eq!(pod_requests(&template), (1000, 320 * 1_048_576), "the init container's CPU is the larger");
+        let pod = |cpu: &str, memory: &str| json!({"spec": {"containers": [{"name": "x", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}});
+        let node = |pods: &str, cpu: &str, memory: &str, bound: Vec<Value>| NodeUse {
+            allocatable: [("pods", pods), ("cpu", cpu), ("memory", memory)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            pods: bound,
+        };
+        let busy = node("4", "2", "1Gi", vec![pod("1", "512Mi"), pod("500m", "192Mi")]);
+        assert_eq!(room(&busy), NodeRoom { pods: 2, cpu_millis: 500, memory_bytes: 320 * 1_048_576 });
+        assert!(!room_for(std::slice::from_ref(&busy), &template), "not enough CPU: 500m left, 1 asked");
+        assert!(room_for(&[node("4", "1500m", "1Gi", vec![pod("500m", "704Mi")])], &template), "exactly enough");
+        assert!(!room_for(&[node("1", "8", "8Gi", vec![pod("0", "0")])], &template), "no pod slot");
+        assert!(!room_for(&[node("4", "8", "300Mi", vec![])], &template), "not enough memory");
+        assert!(room_for(&[busy, node("110", "2", "7Gi", vec![])], &template), "any node");
+        assert!(!room_for(&[], &template), "no node");
+        assert!(
+            room_for(&[node("1", "0", "0", vec![])], &json!({"spec": {"containers": [{"name": "a"}]}})),
+            "asks for nothing"
+        );
     }
 
     #[test]

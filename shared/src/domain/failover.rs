@@ -258,6 +258,23 @@ pub struct RolloutStatus {
     pub progressing_reason: Option<String>,
 }
 
+/// An EC2 node that takes pods (Ready, schedulable, not Fargate's, not being drained), as the
+/// way back weighs it: its allocatable resources (quantities as the API writes them) and the
+/// specs of the pods bound to it (as `{"spec": ...}`, the shape of a pod template).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NodeUse {
+    pub allocatable: BTreeMap<String, String>,
+    pub pods: Vec<Value>,
+}
+
+/// What a node has left: pod slots, CPU (millicores) and memory (bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeRoom {
+    pub pods: i64,
+    pub cpu_millis: i64,
+    pub memory_bytes: i64,
+}
+
 /// A Deployment as the failover reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentView {

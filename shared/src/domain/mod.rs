@@ -26,8 +26,8 @@ mod volume;
 pub use deadline::Deadline;
 pub use facts::{InstanceFacts, LaunchedInstance, VolumeFacts};
 pub use failover::{
-    DeploymentView, FailoverCause, FailoverSpec, ProfileLabel, RolloutStatus, WorkloadRecord, WorkloadRef,
-    WorkloadState, annotations, is_namespace,
+    DeploymentView, FailoverCause, FailoverSpec, NodeRoom, NodeUse, ProfileLabel, RolloutStatus, WorkloadRecord,
+    WorkloadRef, WorkloadState, annotations, is_namespace,
 };
 pub use group::{
     AddressKind, AsgSpec, DataVolume, DnsSpec, Fallback, Group, GroupKind, GroupStatus, ImageRecord, ImageStage,

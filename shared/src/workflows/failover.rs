@@ -707,8 +707,8 @@ async fn follow(
                     if group.status.fallback.is_some() {
                         return idle("its group is still on On-Demand for lack of Spot capacity");
                     }
-                    if kube.spot_nodes_ready().await? == 0 {
-                        return idle("no Spot node is Ready and schedulable");
+                    if !failover::room_for(&kube.spot_nodes().await?, &d.template) {
+                        return idle("no Spot node is Ready with room for one of its pods");
                     }
                     start_recovery(deps, group, failover, kube, record, recovering, report).await
                 }

@@ -235,8 +235,19 @@ async fn after_its_cooldown_a_deployment_goes_back_to_spot_with_its_placement_re
     assert_eq!(patches_of(&fake, "web"), patches, "nothing before the cooldown: {run}");
     assert_eq!(record(&h, &fake).await.state, WorkloadState::Fargate);
 
-    fake.watch_endpoints("shop", "web");
+    // Due, but the Spot node is full: the way back waits for room.
+    let pods_allowed = |n: &str| {
+        fake.modify("nodes", None, &spot, |node| node["status"]["allocatable"]["pods"] = json!(n));
+    };
+    pods_allowed("0");
     h.clock.advance(Duration::minutes(1));
+    let run = h.scheduled(None).await.expect("a run");
+    assert_eq!(patches_of(&fake, "web"), patches, "no room, no way back: {run}");
+    assert_eq!(record(&h, &fake).await.state, WorkloadState::Fargate);
+    pods_allowed("110");
+
+    fake.watch_endpoints("shop", "web");
+    h.clock.advance(Duration::seconds(30));
     h.scheduled(None).await.expect("a run");
     assert_eq!(record(&h, &fake).await.state, WorkloadState::Recovering);
     let back = follow_until(&h, &fake, WorkloadState::Spot, 5).await;

@@ -1,17 +1,17 @@
 //! What a Fargate failover reads and writes in a cluster: Deployments (found from their pods'
 //! ReplicaSets, read, patched with a merge patch), the ready endpoints of the Services over their
-//! pods, and whether Spot nodes are Ready to take them back.
+//! pods, and the Spot nodes that could take them back, with what they have left.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::Value;
 
 use super::client::{INTERRUPTED_TAINT, KubeClient, KubeError, PAGE};
-use crate::domain::{DeploymentView, RolloutStatus, WorkloadRef};
+use crate::domain::{DeploymentView, NodeUse, RolloutStatus, WorkloadRef};
 
 /// The label EKS puts on Fargate's nodes.
 const COMPUTE_TYPE: &str = "eks.amazonaws.com/compute-type";
@@ -118,18 +118,48 @@ impl KubeClient {
         Ok(Some(ready))
     }
 
-    /// EC2 nodes that can take pods now: Ready, schedulable, not Fargate's, not being drained.
-    pub async fn spot_nodes_ready(&self) -> Result<usize, KubeError> {
+    /// EC2 nodes that can take pods now (Ready, schedulable, not Fargate's, not being drained),
+    /// each with its allocatable resources and the pods bound to it (finished ones aside).
+    pub async fn spot_nodes(&self) -> Result<Vec<NodeUse>, KubeError> {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let mut params = ListParams::default().labels(&format!("{COMPUTE_TYPE}!=fargate")).limit(PAGE);
-        let mut ready = 0;
+        let mut found: BTreeMap<String, NodeUse> = BTreeMap::new();
         loop {
             self.limiter.acquire().await;
             let page = nodes.list(&params).await?;
-            ready += page.items.iter().filter(|n| takes_pods(n)).count();
+            for node in page.items.iter().filter(|n| takes_pods(n)) {
+                let Some(name) = node.metadata.name.clone() else { continue };
+                let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
+                let allocatable = allocatable.into_iter().flatten().map(|(k, q)| (k.clone(), q.0.clone())).collect();
+                found.insert(name, NodeUse { allocatable, pods: Vec::new() });
+            }
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(token) => params = params.continue_token(&token),
-                None => return Ok(ready),
+                None => break,
+            }
+        }
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let mut params = ListParams::default().limit(PAGE);
+        loop {
+            self.limiter.acquire().await;
+            let page = pods.list(&params).await?;
+            for pod in page.items {
+                let finished = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.as_deref())
+                    .is_some_and(|p| p == "Succeeded" || p == "Failed");
+                let node = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).and_then(|n| found.get_mut(n));
+                if let (false, Some(node), Some(spec)) = (finished, node, pod.spec.as_ref()) {
+                    node.pods.push(serde_json::json!({"spec": spec}));
+                }
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(found.into_values().collect()),
             }
         }
     }
