@@ -12,7 +12,7 @@
 //! patched by a delivery whose answer was lost, or that died, reads as patched and is never
 //! patched twice; a conflict (someone else wrote in between) reads it again and decides anew.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -77,7 +77,8 @@ pub async fn on_node(
         .collect();
     let mut held = HashSet::new();
     let reason = format!("Spot interruption warning for {instance}");
-    let mut seen = HashSet::new();
+    // Each Deployment once (its ReplicaSets may be several), and whether its pods are held.
+    let mut seen: HashMap<WorkloadRef, bool> = HashMap::new();
     for (namespace, set) in sets {
         let deployment = match retried(deps, || kube.deployment_of(&namespace, &set)).await {
             Ok(Some(name)) => name,
@@ -88,8 +89,8 @@ pub async fn on_node(
             }
         };
         let Ok(workload) = WorkloadRef::new(&namespace, &deployment) else { continue };
-        if !seen.insert(workload.clone()) {
-            if held.contains(&workload.to_string()) {
+        if let Some(replacing) = seen.get(&workload) {
+            if *replacing {
                 held.insert(format!("{namespace}/{set}"));
             }
             continue;
@@ -105,14 +106,17 @@ pub async fn on_node(
                 done => break done,
             }
         };
-        match done {
-            Ok(done) if done.replacing() => {
-                held.insert(format!("{namespace}/{set}"));
-                held.insert(workload.to_string());
+        let replacing = match done {
+            Ok(done) => done.replacing(),
+            Err(e) => {
+                tracing::warn!(workload = %workload, error = %e, "failover failed: its pods are drained");
+                false
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(workload = %workload, error = %e, "failover failed: its pods are drained"),
+        };
+        if replacing {
+            held.insert(format!("{namespace}/{set}"));
         }
+        seen.insert(workload, replacing);
     }
     held
 }

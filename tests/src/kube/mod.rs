@@ -38,6 +38,14 @@ pub use store::{ApiError, KINDS, Kind, Store};
 /// The cluster name the tests use unless they say otherwise.
 pub const CLUSTER: &str = "spotkeeper-test";
 
+/// A ReplicaSet's replicas and its `deployment.kubernetes.io/revision` (-1 and "" when unset).
+pub fn replicas_and_revision(rs: &Value) -> (i64, String) {
+    (
+        rs["spec"]["replicas"].as_i64().unwrap_or(-1),
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
 /// One request as the fake answered it.
 #[derive(Debug, Clone)]
 pub struct Logged {

@@ -642,16 +642,7 @@ mod controllers {
             .map(|rs| {
                 let image =
                     rs["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string();
-                (
-                    image,
-                    (
-                        rs["spec"]["replicas"].as_i64().unwrap_or(-1),
-                        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
-                    ),
-                )
+                (image, crate::kube::replicas_and_revision(rs))
             })
             .collect();
         assert_eq!(rs, BTreeMap::from([("app:1".into(), (0, "1".into())), ("app:2".into(), (4, "2".into()))]));

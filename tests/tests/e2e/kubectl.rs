@@ -695,20 +695,8 @@ async fn kubectl_follows_a_deployment_failing_over_to_fargate_and_a_way_back_tha
     let rs = kubectl.run(&["get", "rs", "-l", "app.kubernetes.io/name=web", "-o", "json"]).await;
     assert!(rs.ok, "{rs:?}");
     let rs: serde_json::Value = serde_json::from_str(&rs.stdout).expect("a list");
-    let mut replicas: Vec<(i64, String)> = rs["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|rs| {
-            (
-                rs["spec"]["replicas"].as_i64().unwrap_or(-1),
-                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })
-        .collect();
+    let mut replicas: Vec<(i64, String)> =
+        rs["items"].as_array().into_iter().flatten().map(spotkeeper_tests::kube::replicas_and_revision).collect();
     replicas.sort();
     assert_eq!(replicas, [(0, "1".to_string()), (0, "2".to_string()), (3, "3".to_string())]);
     let slices = kubectl.run(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json"]).await;
