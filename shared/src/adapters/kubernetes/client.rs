@@ -20,7 +20,7 @@ use crate::domain::{ClusterCa, Endpoint, InstanceId, PodPhase, PodView, Provider
 /// The taint a cordoned node gets besides `spec.unschedulable`: it says who cordoned it and why.
 pub const INTERRUPTED_TAINT: &str = "spotkeeper.io/interrupted";
 /// Page size for lists (a node has at most a few hundred pods; a cluster may have thousands of nodes).
-pub(super) const PAGE: u32 = 500;
+const PAGE: u32 = 500;
 /// How often a cordon is tried again when the node changed between its read and its patch.
 const CORDON_TRIES: usize = 4;
 
@@ -307,12 +307,21 @@ impl KubeClient {
     /// The pods bound to `node`, in every namespace.
     pub async fn pods_on(&self, node: &str) -> Result<Vec<PodView>, KubeError> {
         let pods: Api<Pod> = Api::all(self.client.clone());
-        let mut params = ListParams::default().fields(&format!("spec.nodeName={node}")).limit(PAGE);
+        let params = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        Ok(self.list_all(&pods, params).await?.iter().map(view).collect())
+    }
+
+    /// Every object a list finds, page by page, each page a request in the cluster's rate.
+    pub(super) async fn list_all<K>(&self, api: &Api<K>, params: ListParams) -> Result<Vec<K>, KubeError>
+    where
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let mut params = params.limit(PAGE);
         let mut out = Vec::new();
         loop {
             self.limiter.acquire().await;
-            let page = pods.list(&params).await?;
-            out.extend(page.items.iter().map(view));
+            let page = api.list(&params).await?;
+            out.extend(page.items);
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(token) => params = params.continue_token(&token),
                 None => return Ok(out),

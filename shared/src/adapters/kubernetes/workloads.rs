@@ -10,7 +10,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::Value;
 
-use super::client::{INTERRUPTED_TAINT, KubeClient, KubeError, PAGE};
+use super::client::{INTERRUPTED_TAINT, KubeClient, KubeError};
 use crate::domain::{DeploymentView, NodeUse, RolloutStatus, WorkloadRef};
 
 /// The label EKS puts on Fargate's nodes.
@@ -52,17 +52,7 @@ impl KubeClient {
     /// The Deployments of a namespace.
     pub async fn deployments(&self, namespace: &str) -> Result<Vec<DeploymentView>, KubeError> {
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
-        let mut params = ListParams::default().limit(PAGE);
-        let mut out = Vec::new();
-        loop {
-            self.limiter.acquire().await;
-            let page = deployments.list(&params).await?;
-            out.extend(page.items.iter().filter_map(deployment_view));
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(token) => params = params.continue_token(&token),
-                None => return Ok(out),
-            }
-        }
+        Ok(self.list_all(&deployments, ListParams::default()).await?.iter().filter_map(deployment_view).collect())
     }
 
     /// Sends one JSON merge patch (its `metadata.resourceVersion` the precondition).
@@ -122,46 +112,27 @@ impl KubeClient {
     /// each with its allocatable resources and the pods bound to it (finished ones aside).
     pub async fn spot_nodes(&self) -> Result<Vec<NodeUse>, KubeError> {
         let nodes: Api<Node> = Api::all(self.client.clone());
-        let mut params = ListParams::default().labels(&format!("{COMPUTE_TYPE}!=fargate")).limit(PAGE);
+        let params = ListParams::default().labels(&format!("{COMPUTE_TYPE}!=fargate"));
         let mut found: BTreeMap<String, NodeUse> = BTreeMap::new();
-        loop {
-            self.limiter.acquire().await;
-            let page = nodes.list(&params).await?;
-            for node in page.items.iter().filter(|n| takes_pods(n)) {
-                let Some(name) = node.metadata.name.clone() else { continue };
-                let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
-                let allocatable = allocatable.into_iter().flatten().map(|(k, q)| (k.clone(), q.0.clone())).collect();
-                found.insert(name, NodeUse { allocatable, pods: Vec::new() });
-            }
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(token) => params = params.continue_token(&token),
-                None => break,
-            }
+        for node in self.list_all(&nodes, params).await?.iter().filter(|n| takes_pods(n)) {
+            let Some(name) = node.metadata.name.clone() else { continue };
+            let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
+            let allocatable = allocatable.into_iter().flatten().map(|(k, q)| (k.clone(), q.0.clone())).collect();
+            found.insert(name, NodeUse { allocatable, pods: Vec::new() });
         }
         if found.is_empty() {
             return Ok(Vec::new());
         }
         let pods: Api<Pod> = Api::all(self.client.clone());
-        let mut params = ListParams::default().limit(PAGE);
-        loop {
-            self.limiter.acquire().await;
-            let page = pods.list(&params).await?;
-            for pod in page.items {
-                let finished = pod
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.phase.as_deref())
-                    .is_some_and(|p| p == "Succeeded" || p == "Failed");
-                let node = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).and_then(|n| found.get_mut(n));
-                if let (false, Some(node), Some(spec)) = (finished, node, pod.spec.as_ref()) {
-                    node.pods.push(serde_json::json!({"spec": spec}));
-                }
-            }
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(token) => params = params.continue_token(&token),
-                None => return Ok(found.into_values().collect()),
+        for pod in self.list_all(&pods, ListParams::default()).await? {
+            let finished =
+                pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|p| p == "Succeeded" || p == "Failed");
+            let node = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).and_then(|n| found.get_mut(n));
+            if let (false, Some(node), Some(spec)) = (finished, node, pod.spec.as_ref()) {
+                node.pods.push(serde_json::json!({"spec": spec}));
             }
         }
+        Ok(found.into_values().collect())
     }
 }
 
